@@ -1,0 +1,93 @@
+//! The JSON Schema of every command, reply and event, as checked in under `schemas/json/`.
+
+use schemars::{schema_for, Schema};
+
+use crate::command::CommandReply;
+use crate::event::DomainEvent;
+use crate::vm::{CreateVm, VmEvent, VmTarget};
+
+/// `(file name, schema)` for every generated file.
+pub fn all() -> Vec<(String, Schema)> {
+    let mut files = vec![
+        ("cmd.vm.create.json".to_owned(), schema_for!(CreateVm)),
+        ("cmd.vm.target.json".to_owned(), schema_for!(VmTarget)),
+        ("command-reply.json".to_owned(), schema_for!(CommandReply)),
+    ];
+    files.extend(
+        VmEvent::json_schemas()
+            .into_iter()
+            .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
+    );
+    files
+}
+
+/// The file name of an event type's schema.
+pub fn event_schema_file(event_type: &str) -> String {
+    format!("{event_type}.json")
+}
+
+/// The text a schema is checked in as.
+pub fn render(schema: &Schema) -> String {
+    let mut text = serde_json::to_string_pretty(schema).expect("schemas serialize");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Fails when `schemas/json/` differs from what the types generate.
+    /// `just schemas` (BERTH_WRITE_SCHEMAS=1) rewrites the files.
+    #[test]
+    fn checked_in_schemas_match_the_types() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("json");
+        #[allow(clippy::disallowed_methods)]
+        let write = std::env::var_os("BERTH_WRITE_SCHEMAS").is_some();
+        let mut drifted = Vec::new();
+        let expected: Vec<_> = all().into_iter().map(|(name, s)| (name, render(&s))).collect();
+        for (name, text) in &expected {
+            let path = dir.join(name);
+            if write {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, text).unwrap();
+            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                drifted.push(name.clone());
+            }
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if !expected.iter().any(|(known, _)| *known == name) {
+                drifted.push(format!("{name} (no type generates it)"));
+            }
+        }
+        assert!(drifted.is_empty(), "schemas/json drifted from the types, run `just schemas`: {drifted:?}");
+    }
+
+    #[test]
+    fn event_bodies_validate_against_their_schemas() {
+        use crate::vm::{VmFailed, VmRequested};
+        let events = [
+            VmEvent::Requested(VmRequested {
+                name: "web".into(),
+                vcpus: 1,
+                memory_mb: 512,
+                disk_gb: 10,
+                image: "debian-12".into(),
+            }),
+            VmEvent::Failed(VmFailed { operation: "start".into(), reason: "x".into() }),
+        ];
+        for event in events {
+            let schema = VmEvent::json_schemas()
+                .into_iter()
+                .find(|(t, _)| *t == event.event_type())
+                .unwrap()
+                .1;
+            let validator = jsonschema::validator_for(schema.as_value()).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+            assert!(validator.is_valid(&body));
+            assert!(!validator.is_valid(&serde_json::json!({"name": 3})));
+        }
+    }
+}

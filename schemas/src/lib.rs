@@ -1,0 +1,25 @@
+//! berth-schemas: the wire contract every berth service and client shares.
+//!
+//! - [`ids`]: validated tokens (tenant ids, aggregate ids) — anything that goes into a
+//!   NATS subject is checked here first.
+//! - [`subjects`]: stream names and the functions that build subjects from validated ids.
+//! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
+//! - [`command`]: command metadata, replies and typed rejections.
+//! - [`vm`]: the VM commands and events.
+//! - [`json_schema`]: the generated JSON Schema files in `schemas/json/`.
+//!
+//! Worked example: `vm::VmCommand::decode("create", body)` parses a command body with
+//! `deny_unknown_fields` and bounds checks; `vm::VmEvent` maps every event to its
+//! `ce-type` and back.
+
+pub mod command;
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod json_schema;
+pub mod subjects;
+pub mod vm;
+
+pub use command::{CommandMeta, CommandReply, CommandSet, RecordedEvent, Rejection, RejectionCode};
+pub use event::{DecodeError, DomainEvent};
+pub use ids::{Actor, InvalidToken, TenantId};

@@ -1,0 +1,325 @@
+//! VM commands (`cmd.<tenant>.vm.<action>`) and events (`evt.<tenant>.vm.<id>`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::command::{parse_body, Rejection};
+use crate::domain_events;
+use crate::ids::validate_slug;
+
+/// The aggregate kind, as it appears in subjects.
+pub const AGGREGATE: &str = "vm";
+
+/// `vm.create`: ask for a new VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVm {
+    /// The new VM's id (UUID); defaults to the command id, so a retried command
+    /// always names the same VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<Uuid>,
+    /// A name unique enough for people: `^[a-z0-9][a-z0-9-]{0,62}$`.
+    pub name: String,
+    /// 1 to 64.
+    pub vcpus: u32,
+    /// 128 to 262144.
+    pub memory_mb: u32,
+    /// 1 to 4096.
+    pub disk_gb: u32,
+    /// The image to boot, 1 to 255 printable characters.
+    pub image: String,
+    /// Start the VM once it is provisioned (default true).
+    #[serde(default = "yes")]
+    pub start: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `vm.start`, `vm.stop`, `vm.restart`, `vm.destroy`: act on one VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmTarget {
+    pub vm_id: Uuid,
+    /// Apply only if the VM is still at this version (its last event's stream sequence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+}
+
+/// Every VM command, decoded from its action and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmCommand {
+    Create(CreateVm),
+    Start(VmTarget),
+    Stop(VmTarget),
+    Restart(VmTarget),
+    Destroy(VmTarget),
+}
+
+impl VmCommand {
+    /// Every action, as in `cmd.<tenant>.vm.<action>`.
+    pub const ACTIONS: [&'static str; 5] = ["create", "start", "stop", "restart", "destroy"];
+
+    pub fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
+        let command = match action {
+            "create" => Self::Create(parse_body(action, body)?),
+            "start" => Self::Start(parse_body(action, body)?),
+            "stop" => Self::Stop(parse_body(action, body)?),
+            "restart" => Self::Restart(parse_body(action, body)?),
+            "destroy" => Self::Destroy(parse_body(action, body)?),
+            other => {
+                return Err(Rejection::invalid(format!(
+                    "unknown vm action {:?}; expected one of {}",
+                    other.chars().take(40).collect::<String>(),
+                    Self::ACTIONS.join(", ")
+                )))
+            }
+        };
+        command.validate()?;
+        Ok(command)
+    }
+
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Create(_) => "create",
+            Self::Start(_) => "start",
+            Self::Stop(_) => "stop",
+            Self::Restart(_) => "restart",
+            Self::Destroy(_) => "destroy",
+        }
+    }
+
+    /// The VM this command is about; a create without `vm_id` names the command id.
+    pub fn vm_id(&self, command_id: Uuid) -> Uuid {
+        match self {
+            Self::Create(create) => create.vm_id.unwrap_or(command_id),
+            Self::Start(t) | Self::Stop(t) | Self::Restart(t) | Self::Destroy(t) => t.vm_id,
+        }
+    }
+
+    pub fn expected_version(&self) -> Option<u64> {
+        match self {
+            Self::Create(_) => None,
+            Self::Start(t) | Self::Stop(t) | Self::Restart(t) | Self::Destroy(t) => {
+                t.expected_version
+            }
+        }
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        let encoded = match self {
+            Self::Create(create) => serde_json::to_vec(create),
+            Self::Start(t) | Self::Stop(t) | Self::Restart(t) | Self::Destroy(t) => {
+                serde_json::to_vec(t)
+            }
+        };
+        encoded.expect("commands are plain data")
+    }
+
+    fn validate(&self) -> Result<(), Rejection> {
+        let Self::Create(create) = self else {
+            return Ok(());
+        };
+        validate_slug("vm name", &create.name, 63).map_err(|e| Rejection::invalid(e.to_string()))?;
+        bounded("vcpus", create.vcpus, 1, 64)?;
+        bounded("memory_mb", create.memory_mb, 128, 262_144)?;
+        bounded("disk_gb", create.disk_gb, 1, 4096)?;
+        if create.image.is_empty()
+            || create.image.len() > 255
+            || create.image.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Rejection::invalid(
+                "image must hold 1 to 255 characters without whitespace",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn bounded(field: &str, value: u32, min: u32, max: u32) -> Result<(), Rejection> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(format!(
+            "{field} must be between {min} and {max}, got {value}"
+        )))
+    }
+}
+
+/// The size and image of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmRequested {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mb: u32,
+    pub disk_gb: u32,
+    pub image: String,
+}
+
+/// A provider took the VM in hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmProvisioningStarted {
+    pub provider: String,
+}
+
+/// The provider made the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmProvisioned {
+    pub provider: String,
+    /// The host the machine runs on.
+    pub host: String,
+    /// The provider's own name for the machine (`berth-vm-<id>`).
+    pub provider_ref: String,
+}
+
+/// A step that has nothing to say but that it happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Empty {}
+
+/// The VM cannot get where it was asked to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmFailed {
+    /// What was being done: `provision`, `start`, `stop`, `restart`, `destroy`.
+    pub operation: String,
+    /// Why, for people.
+    pub reason: String,
+}
+
+domain_events! {
+    /// Everything that happens to a VM.
+    pub enum VmEvent {
+        Requested(VmRequested) = "berth.vm.requested.v1",
+        StartRequested(Empty) = "berth.vm.start_requested.v1",
+        ProvisioningStarted(VmProvisioningStarted) = "berth.vm.provisioning_started.v1",
+        Provisioned(VmProvisioned) = "berth.vm.provisioned.v1",
+        Started(Empty) = "berth.vm.started.v1",
+        StopRequested(Empty) = "berth.vm.stop_requested.v1",
+        Stopped(Empty) = "berth.vm.stopped.v1",
+        RestartRequested(Empty) = "berth.vm.restart_requested.v1",
+        Restarted(Empty) = "berth.vm.restarted.v1",
+        DestroyRequested(Empty) = "berth.vm.destroy_requested.v1",
+        Destroyed(Empty) = "berth.vm.destroyed.v1",
+        Failed(VmFailed) = "berth.vm.failed.v1",
+    }
+}
+
+/// Where a VM is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VmStatus {
+    Requested,
+    Provisioning,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Restarting,
+    Destroying,
+    Destroyed,
+    Failed,
+}
+
+impl VmStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Provisioning => "provisioning",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Restarting => "restarting",
+            Self::Destroying => "destroying",
+            Self::Destroyed => "destroyed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// A state the VM stays in until someone asks for something else.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Self::Running | Self::Stopped | Self::Destroyed | Self::Failed
+        )
+    }
+}
+
+impl std::fmt::Display for VmStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for VmStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .map_err(|_| format!("unknown vm status {s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::RejectionCode;
+    use crate::event::DomainEvent;
+
+    fn create_body() -> serde_json::Value {
+        serde_json::json!({"name": "web", "vcpus": 2, "memory_mb": 2048, "disk_gb": 20, "image": "debian-12"})
+    }
+
+    #[test]
+    fn create_defaults_to_starting() {
+        let body = serde_json::to_vec(&create_body()).unwrap();
+        let VmCommand::Create(create) = VmCommand::decode("create", &body).unwrap() else {
+            panic!("not a create");
+        };
+        assert!(create.start);
+    }
+
+    #[test]
+    fn bad_commands_are_invalid() {
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("create", b"{not json".to_vec()),
+            ("create", br#"{"name":"web","vcpus":2,"memory_mb":2048,"disk_gb":20,"image":"x","colour":"red"}"#.to_vec()),
+            ("create", br#"{"name":"web","name":"web2","vcpus":2,"memory_mb":2048,"disk_gb":20,"image":"x"}"#.to_vec()),
+            ("create", br#"{"name":"Web","vcpus":2,"memory_mb":2048,"disk_gb":20,"image":"x"}"#.to_vec()),
+            ("create", br#"{"name":"web","vcpus":0,"memory_mb":2048,"disk_gb":20,"image":"x"}"#.to_vec()),
+            ("create", br#"{"name":"web","vcpus":2,"memory_mb":2048,"disk_gb":20,"image":"a b"}"#.to_vec()),
+            ("start", br#"{"vm_id":"not-a-uuid"}"#.to_vec()),
+            ("explode", b"{}".to_vec()),
+        ];
+        for (action, body) in cases {
+            let rejection = VmCommand::decode(action, &body).unwrap_err();
+            assert_eq!(rejection.code, RejectionCode::Invalid, "{action} {}", String::from_utf8_lossy(&body));
+        }
+    }
+
+    #[test]
+    fn events_round_trip_by_type() {
+        let event = VmEvent::Failed(VmFailed {
+            operation: "start".into(),
+            reason: "host gone".into(),
+        });
+        let decoded = VmEvent::decode(event.event_type(), &event.to_json()).unwrap();
+        assert_eq!(decoded, event);
+        assert!(VmEvent::decode("berth.vm.exploded.v1", b"{}").is_err());
+    }
+}
+
+impl crate::command::CommandSet for VmCommand {
+    fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
+        VmCommand::decode(action, body)
+    }
+    fn aggregate_id(&self, command_id: Uuid) -> Uuid {
+        self.vm_id(command_id)
+    }
+    fn expected_version(&self) -> Option<u64> {
+        VmCommand::expected_version(self)
+    }
+    fn action(&self) -> &'static str {
+        VmCommand::action(self)
+    }
+}

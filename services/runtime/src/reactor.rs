@@ -1,0 +1,201 @@
+//! Reactors: side effects driven by events, on durable pull consumers.
+//!
+//! Explicit ack, bounded in-flight work, exponential back-off with jitter on failure
+//! (a nak with a delay), and after `max_deliver` attempts the message goes to
+//! `dlq.<consumer>` with its error and original headers, then is terminated.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, AckKind};
+use async_nats::HeaderMap;
+use async_trait::async_trait;
+use berth_schemas::subjects::{dlq_subject, EVENTS_STREAM};
+use futures::StreamExt;
+use rand::Rng;
+use tracing::{info_span, warn, Instrument};
+
+use crate::error::{Error, Result};
+use crate::store::StoredEvent;
+use crate::Runtime;
+
+/// Why a reaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReactError {
+    /// May work if tried again later.
+    #[error("{0}")]
+    Transient(String),
+    /// Will never work: straight to the DLQ.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A process that turns events into side effects.
+#[async_trait]
+pub trait Reactor: Send + Sync + 'static {
+    /// The durable consumer name, `<service>-<purpose>`.
+    fn name(&self) -> String;
+    /// The `EVENTS` subjects it reacts to.
+    fn filter_subjects(&self) -> Vec<String>;
+    /// Does the side effect for one event. Must be idempotent.
+    async fn react(&self, event: &StoredEvent) -> Result<(), ReactError>;
+    /// Called once when the event went to the DLQ, e.g. to record a failure event.
+    async fn give_up(&self, _event: &StoredEvent, _error: &str) {}
+}
+
+/// Headers the DLQ adds to a message it keeps.
+pub mod dlq_headers {
+    pub const ERROR: &str = "Berth-Dlq-Error";
+    pub const SUBJECT: &str = "Berth-Dlq-Subject";
+    pub const STREAM_SEQUENCE: &str = "Berth-Dlq-Stream-Sequence";
+    pub const DELIVERIES: &str = "Berth-Dlq-Deliveries";
+    pub const CONSUMER: &str = "Berth-Dlq-Consumer";
+}
+
+/// The delay before delivery `delivered + 1`: base · 2^(delivered-1), capped, ±25 % jitter.
+pub fn backoff(delivered: i64, base: Duration, max: Duration) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(0).min(16);
+    let delay = base.saturating_mul(1 << exponent).min(max);
+    let jitter = rand::rng().random_range(0.75..1.25);
+    delay.mul_f64(jitter)
+}
+
+/// Runs a reactor until shutdown.
+pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
+    let settings = &rt.settings;
+    let name = reactor.name();
+    let stream = rt
+        .js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| Error::nats("get EVENTS stream", e))?;
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subjects: reactor.filter_subjects(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: settings.reactor_ack_wait,
+            max_deliver: settings.reactor_max_deliver,
+            max_ack_pending: (settings.reactor_max_in_flight * 4) as i64,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::nats(format!("create consumer {name}"), e))?;
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(settings.reactor_max_in_flight)
+        .messages()
+        .await
+        .map_err(|e| Error::nats(format!("consume {name}"), e))?;
+    messages
+        .take_until(rt.shutdown.clone().cancelled_owned())
+        .for_each_concurrent(settings.reactor_max_in_flight, |message| {
+            let reactor = reactor.clone();
+            let rt = rt.clone();
+            async move {
+                match message {
+                    Ok(message) => handle(&rt, reactor.as_ref(), message).await,
+                    Err(e) => warn!(error = %e, "reactor consumer error"),
+                }
+            }
+        })
+        .await;
+    Ok(())
+}
+
+async fn handle(rt: &Runtime, reactor: &dyn Reactor, message: jetstream::Message) {
+    let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+    let span = info_span!("react", reactor = %reactor.name(), subject = %message.subject, delivered);
+    crate::telemetry::set_parent(&span, message.headers.as_ref());
+    async {
+        let outcome = match StoredEvent::from_jetstream(&message) {
+            Ok(event) => reactor.react(&event).await.map_err(|e| (Some(event), e)),
+            Err(e) => Err((None, ReactError::Permanent(e.to_string()))),
+        };
+        let ack = match outcome {
+            Ok(()) => message.ack().await,
+            Err((event, error)) => {
+                let last = matches!(error, ReactError::Permanent(_))
+                    || delivered >= rt.settings.reactor_max_deliver;
+                if !last {
+                    warn!(error = %error, "reaction failed; will retry");
+                    let delay = backoff(delivered, rt.settings.reactor_backoff_base, rt.settings.reactor_backoff_max);
+                    message.ack_with(AckKind::Nak(Some(delay))).await
+                } else {
+                    warn!(error = %error, "reaction failed for good; moving the message to the DLQ");
+                    match dead_letter(rt, &reactor.name(), &message, delivered, &error.to_string()).await {
+                        Ok(()) => {
+                            if let Some(event) = event {
+                                reactor.give_up(&event, &error.to_string()).await;
+                            }
+                            message.ack_with(AckKind::Term).await
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "could not write to the DLQ; will retry");
+                            message.ack_with(AckKind::Nak(Some(rt.settings.reactor_backoff_max))).await
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = ack {
+            warn!(error = %e, "could not acknowledge a message; it will be redelivered");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Copies a message into `dlq.<consumer>` with why it failed. The copy keeps every
+/// original header except JetStream's own `Nats-*` headers (an expectation on the
+/// original subject would fail on the DLQ subject); its `Nats-Msg-Id` is
+/// `<consumer>:<stream sequence>`, so writing it twice keeps one copy.
+async fn dead_letter(
+    rt: &Runtime,
+    consumer: &str,
+    message: &jetstream::Message,
+    delivered: i64,
+    error: &str,
+) -> Result<()> {
+    let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+    let mut headers = HeaderMap::new();
+    if let Some(original) = &message.headers {
+        for (name, values) in original.iter() {
+            if name.to_string().to_ascii_lowercase().starts_with("nats-") {
+                continue;
+            }
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    let error: String = error.chars().filter(|c| !c.is_control()).take(1024).collect();
+    headers.insert(dlq_headers::ERROR, error.as_str());
+    headers.insert(dlq_headers::SUBJECT, message.subject.as_str());
+    headers.insert(dlq_headers::STREAM_SEQUENCE, sequence.to_string().as_str());
+    headers.insert(dlq_headers::DELIVERIES, delivered.to_string().as_str());
+    headers.insert(dlq_headers::CONSUMER, consumer);
+    headers.insert("Nats-Msg-Id", format!("{consumer}:{sequence}").as_str());
+    let subject = dlq_subject(consumer).map_err(|e| Error::Other(e.to_string()))?;
+    rt.js
+        .publish_with_headers(subject, headers, message.payload.clone())
+        .await
+        .map_err(|e| Error::nats("publish to DLQ", e))?
+        .await
+        .map_err(|e| Error::nats("DLQ ack", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        assert!(backoff(1, base, max) <= Duration::from_millis(125));
+        assert!(backoff(4, base, max) >= Duration::from_millis(600));
+        assert!(backoff(40, base, max) <= Duration::from_millis(6250));
+    }
+}

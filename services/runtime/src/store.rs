@@ -1,0 +1,494 @@
+//! The event store on the `EVENTS` stream.
+//!
+//! - [`EventStore::read`] fetches one aggregate's events with a batched direct get
+//!   (ADR-31) — one round trip for a typical aggregate.
+//! - [`EventStore::append`] is atomic: one event is one publish with
+//!   `Nats-Expected-Last-Subject-Sequence` and `Nats-Msg-Id`; several events are one
+//!   JetStream atomic batch with the expectation on the first message. Appends go
+//!   through one writer task per process that pipelines publishes (it sends, then awaits
+//!   the acks concurrently), the place where group commit can later happen.
+//! - [`Repository`] folds an [`Aggregate`] with a cache, and remembers which command ids
+//!   each aggregate has applied, so a command is idempotent for the aggregate's life.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::{self, context::PublishErrorKind, message::OutboundMessage};
+use async_nats::HeaderMap;
+use berth_schemas::envelope::{headers, EventMeta};
+use berth_schemas::{Actor, DomainEvent, RecordedEvent, Rejection, TenantId};
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use jetstream_extra::batch_fetch::{BatchFetchErrorKind, BatchFetchExt};
+use jetstream_extra::batch_publish::BatchPublishExt;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// How many messages one direct-get batch asks for.
+const READ_BATCH: usize = 256;
+
+/// One event as stored in `EVENTS`.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub sequence: u64,
+    pub subject: String,
+    pub meta: EventMeta,
+    pub data: Bytes,
+    pub headers: HeaderMap,
+}
+
+impl StoredEvent {
+    pub fn from_parts(sequence: u64, subject: String, headers: HeaderMap, data: Bytes) -> Result<Self> {
+        let meta = EventMeta::decode(&headers).map_err(|source| Error::Decode {
+            sequence,
+            subject: subject.clone(),
+            source,
+        })?;
+        Ok(Self {
+            sequence,
+            subject,
+            meta,
+            data,
+            headers,
+        })
+    }
+
+    pub fn from_jetstream(message: &jetstream::Message) -> Result<Self> {
+        let info = message
+            .info()
+            .map_err(|e| Error::Other(format!("message without JetStream info: {e}")))?;
+        Self::from_parts(
+            info.stream_sequence,
+            message.subject.to_string(),
+            message.headers.clone().unwrap_or_default(),
+            message.payload.clone(),
+        )
+    }
+
+    pub fn decode<E: DomainEvent>(&self) -> Result<E> {
+        E::decode(&self.meta.event_type, &self.data).map_err(|source| Error::Decode {
+            sequence: self.sequence,
+            subject: self.subject.clone(),
+            source,
+        })
+    }
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub meta: EventMeta,
+    pub data: Vec<u8>,
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Someone else appended first: reload and decide again.
+    #[error("the aggregate moved past version {expected}")]
+    Conflict { expected: u64 },
+    /// This event id is already in the log (inside the duplicate window).
+    #[error("already appended")]
+    Duplicate,
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+struct AppendRequest {
+    subject: String,
+    expected_version: u64,
+    events: Vec<NewEvent>,
+    done: oneshot::Sender<Result<Vec<u64>, AppendError>>,
+}
+
+/// Reads and appends aggregate events on the `EVENTS` stream.
+#[derive(Clone)]
+pub struct EventStore {
+    js: jetstream::Context,
+    stream: String,
+    writer: mpsc::Sender<AppendRequest>,
+}
+
+impl EventStore {
+    pub fn new(js: jetstream::Context, stream: impl Into<String>) -> Self {
+        let (writer, requests) = mpsc::channel(1024);
+        tokio::spawn(run_writer(js.clone(), requests));
+        Self {
+            js,
+            stream: stream.into(),
+            writer,
+        }
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Every event on `subject` with a sequence above `after`, in order.
+    pub async fn read(&self, subject: &str, after: u64) -> Result<Vec<StoredEvent>> {
+        let mut events = Vec::new();
+        let mut next = after + 1;
+        loop {
+            let batch = self
+                .js
+                .get_batch(&self.stream, READ_BATCH)
+                .subject(subject)
+                .sequence(next)
+                .send()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(e) if e.kind() == BatchFetchErrorKind::NoMessages => return Ok(events),
+                Err(e) => return Err(Error::nats(format!("read {subject}"), e)),
+            };
+            let mut received = 0;
+            while let Some(message) = batch.next().await {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) if e.kind() == BatchFetchErrorKind::NoMessages => break,
+                    Err(e) => return Err(Error::nats(format!("read {subject}"), e)),
+                };
+                received += 1;
+                next = message.sequence + 1;
+                events.push(StoredEvent::from_parts(
+                    message.sequence,
+                    message.subject.to_string(),
+                    message.headers,
+                    message.payload,
+                )?);
+            }
+            if received < READ_BATCH {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Appends `events` to `subject` if its last sequence is still `expected_version`.
+    /// Returns the stream sequence of each event.
+    pub async fn append(
+        &self,
+        subject: &str,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<u64>, AppendError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, result) = oneshot::channel();
+        self.writer
+            .send(AppendRequest {
+                subject: subject.to_owned(),
+                expected_version,
+                events,
+                done,
+            })
+            .await
+            .map_err(|_| Error::Other("the event writer has stopped".into()))?;
+        result
+            .await
+            .map_err(|_| Error::Other("the event writer dropped an append".into()))?
+    }
+}
+
+fn outbound(subject: &str, event: &NewEvent) -> Result<OutboundMessage> {
+    let (headers, payload) = event.meta.encode(&event.data).map_err(|source| Error::Decode {
+        sequence: 0,
+        subject: subject.to_owned(),
+        source,
+    })?;
+    Ok(OutboundMessage {
+        subject: subject.to_owned().into(),
+        payload,
+        headers: Some(headers),
+    })
+}
+
+/// The single writer: takes append requests in order, sends single-event appends
+/// without waiting for the previous ack, and runs batches on their own tasks.
+async fn run_writer(js: jetstream::Context, mut requests: mpsc::Receiver<AppendRequest>) {
+    while let Some(request) = requests.recv().await {
+        if request.events.len() == 1 {
+            match publish_single(&js, &request).await {
+                Ok(ack) => {
+                    tokio::spawn(async move {
+                        let _ = request.done.send(ack.await.map(|seq| vec![seq]));
+                    });
+                }
+                Err(e) => {
+                    let _ = request.done.send(Err(e));
+                }
+            }
+        } else {
+            let js = js.clone();
+            tokio::spawn(async move {
+                let result = publish_batch(&js, &request).await;
+                let _ = request.done.send(result);
+            });
+        }
+    }
+}
+
+async fn publish_single(
+    js: &jetstream::Context,
+    request: &AppendRequest,
+) -> Result<impl std::future::Future<Output = Result<u64, AppendError>>, AppendError> {
+    let event = &request.events[0];
+    let message = outbound(&request.subject, event)?;
+    let mut headers = message.headers.unwrap_or_default();
+    headers.insert(headers::NATS_MSG_ID, event.meta.id.to_string().as_str());
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        request.expected_version.to_string().as_str(),
+    );
+    let expected = request.expected_version;
+    let ack = js
+        .publish_with_headers(request.subject.clone(), headers, message.payload)
+        .await
+        .map_err(|e| Error::nats("publish event", e))?;
+    Ok(async move {
+        match ack.await {
+            Ok(ack) if ack.duplicate => Err(AppendError::Duplicate),
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(AppendError::Conflict { expected })
+            }
+            Err(e) => Err(Error::nats("event ack", e).into()),
+        }
+    })
+}
+
+async fn publish_batch(js: &jetstream::Context, request: &AppendRequest) -> Result<Vec<u64>, AppendError> {
+    let count = request.events.len() as u64;
+    let mut batch = js.batch_publish().build();
+    let last = request.events.len() - 1;
+    for (index, event) in request.events.iter().enumerate() {
+        let mut message = outbound(&request.subject, event)?;
+        if index == 0 {
+            message
+                .headers
+                .get_or_insert_with(HeaderMap::new)
+                .insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    request.expected_version.to_string().as_str(),
+                );
+        }
+        let sent = if index == last {
+            let ack = batch.commit_message(message).await;
+            return match ack {
+                Ok(ack) => Ok(((ack.sequence + 1 - count)..=ack.sequence).collect()),
+                Err(e) => Err(batch_error(e, request.expected_version)),
+            };
+        } else {
+            batch.add_message(message).await
+        };
+        if let Err(e) = sent {
+            return Err(batch_error(e, request.expected_version));
+        }
+    }
+    unreachable!("the last event commits the batch")
+}
+
+fn batch_error(error: jetstream_extra::batch_publish::BatchPublishError, expected: u64) -> AppendError {
+    let wrong_sequence = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|api| api.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE);
+    if wrong_sequence {
+        AppendError::Conflict { expected }
+    } else {
+        Error::nats("atomic batch", error).into()
+    }
+}
+
+/// A consistency boundary: pure `decide` and `apply` (DESIGN §4).
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
+    /// The kind, as in `evt.<tenant>.<kind>.<id>`.
+    const KIND: &'static str;
+    type Command: Send + Sync;
+    type Event: DomainEvent;
+
+    fn apply(&mut self, event: &Self::Event);
+    fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Rejection>;
+}
+
+/// What one command did to an aggregate, as recorded in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedCommand {
+    pub version: u64,
+    pub events: Vec<RecordedEvent>,
+}
+
+/// An aggregate folded from its events.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub state: A,
+    /// The stream sequence of the last event; 0 when the aggregate does not exist.
+    pub version: u64,
+    /// Every command id the aggregate has applied, with what it produced.
+    pub applied: HashMap<Uuid, AppliedCommand>,
+}
+
+impl<A: Aggregate> Default for Loaded<A> {
+    fn default() -> Self {
+        Self {
+            state: A::default(),
+            version: 0,
+            applied: HashMap::new(),
+        }
+    }
+}
+
+impl<A: Aggregate> Loaded<A> {
+    fn fold(&mut self, event: &StoredEvent) -> Result<()> {
+        let decoded: A::Event = event.decode()?;
+        self.state.apply(&decoded);
+        self.version = event.sequence;
+        let applied = self
+            .applied
+            .entry(event.meta.causation_id)
+            .or_insert_with(|| AppliedCommand {
+                version: 0,
+                events: Vec::new(),
+            });
+        applied.version = event.sequence;
+        applied.events.push(RecordedEvent {
+            id: event.meta.id,
+            event_type: event.meta.event_type.clone(),
+            sequence: event.sequence,
+        });
+        Ok(())
+    }
+}
+
+/// Who causes the events being appended.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// The command (or event) id; event ids derive from it.
+    pub id: Uuid,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    pub traceparent: Option<String>,
+}
+
+/// Loads and appends one aggregate kind, with a cache of folded states.
+pub struct Repository<A: Aggregate> {
+    store: EventStore,
+    source: String,
+    cache: Mutex<HashMap<String, Arc<Loaded<A>>>>,
+}
+
+/// The outcome of an append through a repository.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub version: u64,
+    pub events: Vec<RecordedEvent>,
+}
+
+/// Event ids derive from the cause: UUID v5 of the cause id and the event's index.
+pub fn event_id(cause: Uuid, index: usize) -> Uuid {
+    Uuid::new_v5(&cause, index.to_string().as_bytes())
+}
+
+impl<A: Aggregate> Repository<A> {
+    pub fn new(store: EventStore, service: &str) -> Self {
+        Self {
+            store,
+            source: format!("berth/{service}"),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn subject(tenant: &TenantId, id: Uuid) -> String {
+        berth_schemas::subjects::event_subject(tenant, A::KIND, id)
+    }
+
+    /// The aggregate as of the log now: the cached fold plus any newer events.
+    pub async fn load(&self, tenant: &TenantId, id: Uuid) -> Result<Arc<Loaded<A>>> {
+        let subject = Self::subject(tenant, id);
+        let cached = self.cached(&subject);
+        let after = cached.as_ref().map_or(0, |c| c.version);
+        let newer = self.store.read(&subject, after).await?;
+        if newer.is_empty() {
+            return Ok(cached.unwrap_or_default());
+        }
+        let mut loaded = cached.map(|c| (*c).clone()).unwrap_or_default();
+        for event in &newer {
+            loaded.fold(event)?;
+        }
+        let loaded = Arc::new(loaded);
+        self.remember(&subject, &loaded);
+        Ok(loaded)
+    }
+
+    /// The cached fold, which may be behind the log.
+    pub fn cached_state(&self, tenant: &TenantId, id: Uuid) -> Option<Arc<Loaded<A>>> {
+        self.cached(&Self::subject(tenant, id))
+    }
+
+    fn cached(&self, subject: &str) -> Option<Arc<Loaded<A>>> {
+        self.cache.lock().expect("cache lock").get(subject).cloned()
+    }
+
+    fn remember(&self, subject: &str, loaded: &Arc<Loaded<A>>) {
+        let mut cache = self.cache.lock().expect("cache lock");
+        let newer = cache
+            .get(subject)
+            .is_none_or(|existing| existing.version < loaded.version);
+        if newer {
+            cache.insert(subject.to_owned(), loaded.clone());
+        }
+    }
+
+    /// Appends `events` caused by `cause` to the aggregate if it is still at
+    /// `loaded.version`, and folds them into the cache.
+    pub async fn append(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        loaded: &Loaded<A>,
+        cause: &Cause,
+        events: Vec<A::Event>,
+    ) -> Result<Appended, AppendError> {
+        let subject = Self::subject(tenant, id);
+        let now = Utc::now();
+        let new_events: Vec<NewEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| NewEvent {
+                meta: EventMeta {
+                    id: event_id(cause.id, index),
+                    source: self.source.clone(),
+                    event_type: event.event_type().to_owned(),
+                    time: now,
+                    subject: id,
+                    tenant: tenant.clone(),
+                    actor: cause.actor.clone(),
+                    correlation_id: cause.correlation_id,
+                    causation_id: cause.id,
+                    traceparent: cause.traceparent.clone(),
+                },
+                data: event.to_json(),
+            })
+            .collect();
+        let sequences = self.store.append(&subject, loaded.version, new_events.clone()).await?;
+        let mut next = loaded.clone();
+        for (event, sequence) in new_events.into_iter().zip(&sequences) {
+            let stored = StoredEvent {
+                sequence: *sequence,
+                subject: subject.clone(),
+                headers: HeaderMap::new(),
+                data: Bytes::from(event.data),
+                meta: event.meta,
+            };
+            next.fold(&stored)?;
+        }
+        let recorded = next.applied[&cause.id].clone();
+        self.remember(&subject, &Arc::new(next));
+        Ok(Appended {
+            version: recorded.version,
+            events: recorded.events,
+        })
+    }
+}
