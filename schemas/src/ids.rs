@@ -149,6 +149,13 @@ impl Actor {
     }
 }
 
+impl FromStr for Actor {
+    type Err = InvalidToken;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 impl TryFrom<String> for Actor {
     type Error = InvalidToken;
     fn try_from(value: String) -> Result<Self, Self::Error> {

@@ -1,1 +1,56 @@
-fn main() {}
+//! `berth`: the operator CLI and the all-in-one `berth up`.
+//!
+//! - `up`: the whole control plane in one process (own nats-server and Postgres under
+//!   `.berth/` unless `BERTH_NATS_URL` / `BERTH_DATABASE_URL` are set).
+//! - `vm`: VM commands over NATS, reads from the `vms` projection.
+//! - `events`: tail the log, show one aggregate's history.
+//! - `replay`: rebuild a projection without downtime.
+//! - `status`: projection positions and faults.
+
+mod events;
+mod output;
+mod replay;
+mod up;
+mod vm;
+
+use clap::{Parser, Subcommand};
+
+/// berth: an event-sourced control plane for hosting providers.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the whole control plane in this process, with embedded servers by default.
+    Up(up::UpArgs),
+    /// Create, start, stop, restart, destroy, list and show VMs.
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
+    /// Follow the event log or show one aggregate's history.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Rebuild a projection from the log into a shadow schema and swap it in.
+    Replay(replay::ReplayArgs),
+    /// Show each projection's position and faults.
+    Status(replay::StatusArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Vm(command) => vm::run(command).await,
+        Command::Events(command) => events::run(command).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::Status(args) => replay::status(args).await,
+    };
+    if let Err(error) = result {
+        eprintln!("berth: {error:#}");
+        std::process::exit(1);
+    }
+}

@@ -16,7 +16,7 @@ pub struct ConnectArgs {
     #[arg(
         long,
         env = "BERTH_DATABASE_URL",
-        default_value = "postgres://berth@127.0.0.1:5432/berth",
+        default_value = "postgres://berth@127.0.0.1:54320/berth",
         hide_env_values = true
     )]
     pub database_url: String,

@@ -18,6 +18,8 @@
 //! [`commands::serve`], drives the provider with [`reactor::run`] and keeps the `vms`
 //! table with [`projection::run`].
 
+pub mod audit;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod devservers;

