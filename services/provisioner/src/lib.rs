@@ -10,6 +10,7 @@
 //! [`run`] serves `cmd.*.vm.*`, runs the reactor and the `vms` and `audit_log`
 //! projections until shutdown.
 
+pub mod cli;
 pub mod projection;
 pub mod provider;
 pub mod reactor;

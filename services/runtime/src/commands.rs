@@ -199,9 +199,10 @@ where
             .instrument(span)
         })
         .await;
-    service
-        .stop()
-        .await
-        .map_err(|e| Error::nats("stop command service", e))?;
+    // The endpoint stream is gone by now, so the service's stop broadcast may find no
+    // listener; dropping the service unsubscribes either way.
+    if let Err(e) = service.stop().await {
+        tracing::debug!(error = %e, "command service stopped");
+    }
     Ok(())
 }

@@ -74,6 +74,16 @@ impl DevProcess {
     }
 }
 
+impl Drop for DevProcess {
+    /// A server that was not stopped is stopped when its handle goes (the watchdog
+    /// covers the case where the whole process goes).
+    fn drop(&mut self) {
+        if let (Ok(None), Some(pid)) = (self.child.try_wait(), self.child.id()) {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+    }
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Other(e.to_string()))?;

@@ -1,0 +1,73 @@
+//! The `berth-provisioner` command line: flags, telemetry, signals, then [`crate::run`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use crate::sim::{SimConfig, SimProvider};
+use berth_runtime::telemetry::{self, TelemetryArgs};
+use berth_runtime::{ConnectArgs, Runtime, Settings};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Runs VM commands, the provider reactor and the vms projection.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+    /// Which provider runs the VMs.
+    #[arg(long, env = "BERTH_PROVIDER", value_enum, default_value = "sim")]
+    provider: ProviderKind,
+    /// sim: mean latency of every provider call, in milliseconds.
+    #[arg(long, env = "BERTH_SIM_LATENCY_MS", default_value_t = 200)]
+    sim_latency_ms: u64,
+    /// sim: probability in [0, 1] that a provider call fails.
+    #[arg(long, env = "BERTH_SIM_FAILURE_RATE", default_value_t = 0.0)]
+    sim_failure_rate: f64,
+    /// Deliveries of an event before it goes to the DLQ.
+    #[arg(long, env = "BERTH_MAX_DELIVER", default_value_t = 8)]
+    max_deliver: i64,
+    /// First retry delay of a failed provider call, in milliseconds.
+    #[arg(long, env = "BERTH_BACKOFF_MS", default_value_t = 500)]
+    backoff_ms: u64,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum ProviderKind {
+    /// The simulated datacenter.
+    Sim,
+}
+
+/// Parses the command line and runs the provisioner until SIGINT/SIGTERM.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tokio::runtime::Runtime::new()?.block_on(run_cli(cli))
+}
+
+async fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&cli.sim_failure_rate) {
+        anyhow::bail!("--sim-failure-rate must be between 0 and 1, got {}", cli.sim_failure_rate);
+    }
+    let _telemetry = telemetry::init("provisioner", &cli.telemetry, "info")?;
+    let shutdown = CancellationToken::new();
+    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
+    let settings = Settings {
+        reactor_max_deliver: cli.max_deliver,
+        reactor_backoff_base: Duration::from_millis(cli.backoff_ms),
+        ..Settings::default()
+    };
+    let rt = Runtime::connect("provisioner", &cli.connect, settings, shutdown)
+        .await
+        .context("starting the provisioner")?;
+    let provider = match cli.provider {
+        ProviderKind::Sim => Arc::new(SimProvider::new(SimConfig {
+            latency: Duration::from_millis(cli.sim_latency_ms),
+            failure_rate: cli.sim_failure_rate,
+            ..SimConfig::default()
+        })),
+    };
+    crate::run(rt, provider).await
+}
