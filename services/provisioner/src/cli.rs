@@ -30,6 +30,10 @@ pub struct Cli {
     /// Deliveries of an event before it goes to the DLQ.
     #[arg(long, env = "BERTH_MAX_DELIVER", default_value_t = 8)]
     max_deliver: i64,
+    /// Seconds a reactor may work on an event before it is delivered again (also how
+    /// long events that a crashed process held wait before another takes them).
+    #[arg(long, env = "BERTH_ACK_WAIT_SECS", default_value_t = 60)]
+    ack_wait_secs: u64,
     /// First retry delay of a failed provider call, in milliseconds.
     #[arg(long, env = "BERTH_BACKOFF_MS", default_value_t = 500)]
     backoff_ms: u64,
@@ -56,6 +60,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
     let settings = Settings {
         reactor_max_deliver: cli.max_deliver,
+        reactor_ack_wait: Duration::from_secs(cli.ack_wait_secs),
         reactor_backoff_base: Duration::from_millis(cli.backoff_ms),
         ..Settings::default()
     };
