@@ -134,10 +134,11 @@ impl CommandMeta {
     pub fn from_headers(map: Option<&HeaderMap>) -> Result<Self, Rejection> {
         let empty = HeaderMap::new();
         let map = map.unwrap_or(&empty);
-        let id = header_value(map, headers::ID)
-            .ok_or_else(|| Rejection::invalid("header ce-id (the command id, a UUID) is missing"))?;
-        let id = Uuid::parse_str(&id)
-            .map_err(|_| Rejection::invalid("header ce-id must be a UUID"))?;
+        let id = header_value(map, headers::ID).ok_or_else(|| {
+            Rejection::invalid("header ce-id (the command id, a UUID) is missing")
+        })?;
+        let id =
+            Uuid::parse_str(&id).map_err(|_| Rejection::invalid("header ce-id must be a UUID"))?;
         let actor = header_value(map, headers::ACTOR)
             .ok_or_else(|| Rejection::invalid("header ce-actor is missing"))?;
         let actor = Actor::parse(&actor).map_err(|e| Rejection::invalid(e.to_string()))?;
@@ -158,7 +159,10 @@ impl CommandMeta {
         let mut map = HeaderMap::new();
         map.insert(headers::ID, self.id.to_string().as_str());
         map.insert(headers::ACTOR, self.actor.as_str());
-        map.insert(headers::CORRELATION_ID, self.correlation_id.to_string().as_str());
+        map.insert(
+            headers::CORRELATION_ID,
+            self.correlation_id.to_string().as_str(),
+        );
         if let Some(traceparent) = &self.traceparent {
             map.insert(headers::TRACEPARENT, traceparent.as_str());
         }
@@ -169,9 +173,11 @@ impl CommandMeta {
 /// Parses a command body strictly: the body must be one JSON object of exactly the
 /// command's fields (unknown and duplicate fields are refused by `deny_unknown_fields`
 /// and serde's derive).
-pub fn parse_body<T: serde::de::DeserializeOwned>(action: &str, body: &[u8]) -> Result<T, Rejection> {
-    serde_json::from_slice(body)
-        .map_err(|e| Rejection::invalid(format!("{action}: {e}")))
+pub fn parse_body<T: serde::de::DeserializeOwned>(
+    action: &str,
+    body: &[u8],
+) -> Result<T, Rejection> {
+    serde_json::from_slice(body).map_err(|e| Rejection::invalid(format!("{action}: {e}")))
 }
 
 /// A family of commands for one aggregate kind.

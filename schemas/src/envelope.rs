@@ -238,15 +238,20 @@ impl BinaryDeserializer for NatsBinary {
         let mut visitor = visitor.set_spec_version(spec_version)?;
         for (name, values) in self.headers.iter() {
             let name = name.to_string().to_ascii_lowercase();
-            let Some(value) = values.first() else { continue };
+            let Some(value) = values.first() else {
+                continue;
+            };
             let value = percent_decode_str(value.as_str())
                 .decode_utf8_lossy()
                 .into_owned();
             if name == headers::CONTENT_TYPE {
-                visitor = visitor.set_attribute("datacontenttype", MessageAttributeValue::String(value))?;
+                visitor = visitor
+                    .set_attribute("datacontenttype", MessageAttributeValue::String(value))?;
                 continue;
             }
-            let Some(attribute) = name.strip_prefix("ce-") else { continue };
+            let Some(attribute) = name.strip_prefix("ce-") else {
+                continue;
+            };
             if attribute == "specversion" {
                 continue;
             }
@@ -312,8 +317,14 @@ mod tests {
     fn binary_mode_round_trips_through_headers() {
         let meta = meta();
         let (headers, payload) = meta.encode(br#"{"name":"web"}"#).unwrap();
-        assert_eq!(header_value(&headers, "ce-specversion").as_deref(), Some("1.0"));
-        assert_eq!(header_value(&headers, "content-type").as_deref(), Some(JSON));
+        assert_eq!(
+            header_value(&headers, "ce-specversion").as_deref(),
+            Some("1.0")
+        );
+        assert_eq!(
+            header_value(&headers, "content-type").as_deref(),
+            Some(JSON)
+        );
         let decoded = EventMeta::decode(&headers).unwrap();
         // RFC 3339 keeps what the SDK keeps; compare everything else exactly.
         assert_eq!(decoded.id, meta.id);
@@ -321,10 +332,17 @@ mod tests {
         assert_eq!(decoded.tenant, meta.tenant);
         assert_eq!(decoded.causation_id, meta.causation_id);
         assert_eq!(decoded.traceparent, meta.traceparent);
-        assert_eq!(decoded.time.timestamp_micros(), meta.time.timestamp_micros());
+        assert_eq!(
+            decoded.time.timestamp_micros(),
+            meta.time.timestamp_micros()
+        );
 
         let event = NatsBinary::new(headers, payload).into_event().unwrap();
-        assert!(missing_attributes(&event).is_empty(), "{:?}", missing_attributes(&event));
+        assert!(
+            missing_attributes(&event).is_empty(),
+            "{:?}",
+            missing_attributes(&event)
+        );
         assert_eq!(event.ty(), "berth.vm.requested.v1");
     }
 

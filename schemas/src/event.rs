@@ -12,7 +12,10 @@ pub enum DecodeError {
         source: serde_json::Error,
     },
     #[error("event header {header} is missing or invalid: {detail}")]
-    Header { header: &'static str, detail: String },
+    Header {
+        header: &'static str,
+        detail: String,
+    },
 }
 
 /// A family of events of one aggregate kind, each variant with its own `ce-type`.

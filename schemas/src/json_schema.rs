@@ -46,7 +46,10 @@ mod tests {
         #[allow(clippy::disallowed_methods)]
         let write = std::env::var_os("BERTH_WRITE_SCHEMAS").is_some();
         let mut drifted = Vec::new();
-        let expected: Vec<_> = all().into_iter().map(|(name, s)| (name, render(&s))).collect();
+        let expected: Vec<_> = all()
+            .into_iter()
+            .map(|(name, s)| (name, render(&s)))
+            .collect();
         for (name, text) in &expected {
             let path = dir.join(name);
             if write {
@@ -62,7 +65,10 @@ mod tests {
                 drifted.push(format!("{name} (no type generates it)"));
             }
         }
-        assert!(drifted.is_empty(), "schemas/json drifted from the types, run `just schemas`: {drifted:?}");
+        assert!(
+            drifted.is_empty(),
+            "schemas/json drifted from the types, run `just schemas`: {drifted:?}"
+        );
     }
 
     #[test]
@@ -76,7 +82,10 @@ mod tests {
                 disk_gb: 10,
                 image: "debian-12".into(),
             }),
-            VmEvent::Failed(VmFailed { operation: "start".into(), reason: "x".into() }),
+            VmEvent::Failed(VmFailed {
+                operation: "start".into(),
+                reason: "x".into(),
+            }),
         ];
         for event in events {
             let schema = VmEvent::json_schemas()

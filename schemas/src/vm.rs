@@ -122,13 +122,17 @@ impl VmCommand {
         let Self::Create(create) = self else {
             return Ok(());
         };
-        validate_slug("vm name", &create.name, 63).map_err(|e| Rejection::invalid(e.to_string()))?;
+        validate_slug("vm name", &create.name, 63)
+            .map_err(|e| Rejection::invalid(e.to_string()))?;
         bounded("vcpus", create.vcpus, 1, 64)?;
         bounded("memory_mb", create.memory_mb, 128, 262_144)?;
         bounded("disk_gb", create.disk_gb, 1, 4096)?;
         if create.image.is_empty()
             || create.image.len() > 255
-            || create.image.chars().any(|c| c.is_whitespace() || c.is_control())
+            || create
+                .image
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(Rejection::invalid(
                 "image must hold 1 to 255 characters without whitespace",
@@ -260,6 +264,21 @@ impl std::str::FromStr for VmStatus {
     }
 }
 
+impl crate::command::CommandSet for VmCommand {
+    fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
+        VmCommand::decode(action, body)
+    }
+    fn aggregate_id(&self, command_id: Uuid) -> Uuid {
+        self.vm_id(command_id)
+    }
+    fn expected_version(&self) -> Option<u64> {
+        VmCommand::expected_version(self)
+    }
+    fn action(&self) -> &'static str {
+        VmCommand::action(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +312,12 @@ mod tests {
         ];
         for (action, body) in cases {
             let rejection = VmCommand::decode(action, &body).unwrap_err();
-            assert_eq!(rejection.code, RejectionCode::Invalid, "{action} {}", String::from_utf8_lossy(&body));
+            assert_eq!(
+                rejection.code,
+                RejectionCode::Invalid,
+                "{action} {}",
+                String::from_utf8_lossy(&body)
+            );
         }
     }
 
@@ -306,20 +330,5 @@ mod tests {
         let decoded = VmEvent::decode(event.event_type(), &event.to_json()).unwrap();
         assert_eq!(decoded, event);
         assert!(VmEvent::decode("berth.vm.exploded.v1", b"{}").is_err());
-    }
-}
-
-impl crate::command::CommandSet for VmCommand {
-    fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
-        VmCommand::decode(action, body)
-    }
-    fn aggregate_id(&self, command_id: Uuid) -> Uuid {
-        self.vm_id(command_id)
-    }
-    fn expected_version(&self) -> Option<u64> {
-        VmCommand::expected_version(self)
-    }
-    fn action(&self) -> &'static str {
-        VmCommand::action(self)
     }
 }

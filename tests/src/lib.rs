@@ -65,6 +65,7 @@ fn cluster() -> &'static Cluster {
 }
 
 /// The nats-server binary: `$BERTH_NATS_SERVER` or `nats-server` on PATH.
+#[allow(clippy::disallowed_methods)] // the harness is an edge: it reads its environment
 pub fn nats_server_binary() -> PathBuf {
     if let Some(explicit) = std::env::var_os("BERTH_NATS_SERVER") {
         return PathBuf::from(explicit);
@@ -90,27 +91,52 @@ impl TestEnv {
         let dir = tempfile::Builder::new().prefix("berth-nats-").tempdir()?;
         let nats = NatsServer::start(
             dir.path(),
-            NatsOptions { port: devservers::free_port()?, websocket_port: None, binary: nats_server_binary() },
+            NatsOptions {
+                port: devservers::free_port()?,
+                websocket_port: None,
+                binary: nats_server_binary(),
+            },
         )
         .await?;
         let database = format!("test_{}", Uuid::new_v4().simple());
         let admin = format!("postgres://berth@127.0.0.1:{port}/postgres");
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
-        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut conn)
+            .await?;
         let database_url = format!("postgres://berth@127.0.0.1:{port}/{database}");
-        let connect = ConnectArgs { nats_url: nats.url.clone(), nats_creds: None, database_url: database_url.clone() };
+        let connect = ConnectArgs {
+            nats_url: nats.url.clone(),
+            nats_creds: None,
+            database_url: database_url.clone(),
+        };
         let client = async_nats::connect(&nats.url).await?;
         let js = async_nats::jetstream::new(client.clone());
-        Ok(Self { nats, database_url, connect, client, js, _dir: dir })
+        Ok(Self {
+            nats,
+            database_url,
+            connect,
+            client,
+            js,
+            _dir: dir,
+        })
     }
 
     /// A connected runtime (streams and migrations applied).
-    pub async fn runtime(&self, service: &'static str, settings: Settings) -> anyhow::Result<Runtime> {
+    pub async fn runtime(
+        &self,
+        service: &'static str,
+        settings: Settings,
+    ) -> anyhow::Result<Runtime> {
         Ok(Runtime::connect(service, &self.connect, settings, CancellationToken::new()).await?)
     }
 
     /// Runs the provisioner in this process with the sim provider.
-    pub async fn provisioner(&self, settings: Settings, sim: SimConfig) -> anyhow::Result<RunningService> {
+    pub async fn provisioner(
+        &self,
+        settings: Settings,
+        sim: SimConfig,
+    ) -> anyhow::Result<RunningService> {
         let shutdown = CancellationToken::new();
         let rt = Runtime::connect("provisioner", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
@@ -122,33 +148,66 @@ impl TestEnv {
     /// Waits until a NATS service answers `$SRV.PING.<name>`.
     pub async fn wait_for_service(&self, name: &str) -> anyhow::Result<()> {
         let subject = format!("$SRV.PING.{name}");
-        eventually(&format!("service {name} to answer pings"), Duration::from_secs(30), || async {
-            Ok(self.client.request(subject.clone(), "".into()).await.ok())
-        })
+        eventually(
+            &format!("service {name} to answer pings"),
+            Duration::from_secs(30),
+            || async { Ok(self.client.request(subject.clone(), "".into()).await.ok()) },
+        )
         .await?;
         Ok(())
     }
 
     /// The last sequence of the `EVENTS` stream (0 when empty).
     pub async fn events_last_sequence(&self) -> anyhow::Result<u64> {
-        Ok(self.js.get_stream("EVENTS").await?.info().await?.state.last_sequence)
+        Ok(self
+            .js
+            .get_stream("EVENTS")
+            .await?
+            .info()
+            .await?
+            .state
+            .last_sequence)
     }
 
     /// Sends a VM command as `user:test`.
-    pub async fn send(&self, tenant: &TenantId, meta: &CommandMeta, command: &VmCommand) -> anyhow::Result<CommandReply> {
-        Ok(berth_runtime::client::send_command(&self.client, tenant, "vm", command.action(), meta, command.body()).await?)
+    pub async fn send(
+        &self,
+        tenant: &TenantId,
+        meta: &CommandMeta,
+        command: &VmCommand,
+    ) -> anyhow::Result<CommandReply> {
+        Ok(berth_runtime::client::send_command(
+            &self.client,
+            tenant,
+            "vm",
+            command.action(),
+            meta,
+            command.body(),
+        )
+        .await?)
     }
 
     /// Sends raw bytes to a command subject with the given headers.
-    pub async fn send_raw(&self, subject: &str, headers: async_nats::HeaderMap, body: Vec<u8>) -> anyhow::Result<CommandReply> {
-        let reply = self.client.request_with_headers(subject.to_owned(), headers, body.into()).await?;
+    pub async fn send_raw(
+        &self,
+        subject: &str,
+        headers: async_nats::HeaderMap,
+        body: Vec<u8>,
+    ) -> anyhow::Result<CommandReply> {
+        let reply = self
+            .client
+            .request_with_headers(subject.to_owned(), headers, body.into())
+            .await?;
         serde_json::from_slice(&reply.payload).context("reply is not a CommandReply")
     }
 }
 
 /// A quick sim: no latency, no failures.
 pub fn instant_sim() -> SimConfig {
-    SimConfig { latency: Duration::ZERO, ..SimConfig::default() }
+    SimConfig {
+        latency: Duration::ZERO,
+        ..SimConfig::default()
+    }
 }
 
 /// A service running in this process.
@@ -162,7 +221,9 @@ impl RunningService {
     /// Drains and stops the service; fails if it ended with an error.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.context("service did not stop")??
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .context("service did not stop")??
     }
 }
 
@@ -175,7 +236,12 @@ impl ChildService {
     /// `binary` is `env!("CARGO_BIN_EXE_provisioner-under-test")` in a test.
     pub fn start_provisioner(env: &TestEnv, binary: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let child = tokio::process::Command::new(binary)
-            .args(["--nats-url", &env.nats.url, "--database-url", &env.database_url])
+            .args([
+                "--nats-url",
+                &env.nats.url,
+                "--database-url",
+                &env.database_url,
+            ])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -184,6 +250,20 @@ impl ChildService {
             .kill_on_drop(true)
             .spawn()?;
         Ok(Self { child })
+    }
+
+    /// SIGTERM, then the exit status once the process has drained.
+    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("the process has already exited")?;
+        tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        Ok(
+            tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+                .await
+                .context("no exit within 30 s of SIGTERM")??,
+        )
     }
 
     /// SIGKILL: no drain, no flush.

@@ -17,10 +17,17 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn history(env: &TestEnv, tenant: &TenantId, id: Uuid) -> anyhow::Result<Vec<StoredEvent>> {
-    Ok(EventStore::new(env.js.clone(), "EVENTS").read(&event_subject(tenant, "vm", id), 0).await?)
+    Ok(EventStore::new(env.js.clone(), "EVENTS")
+        .read(&event_subject(tenant, "vm", id), 0)
+        .await?)
 }
 
-async fn wait_until(env: &TestEnv, tenant: &TenantId, id: Uuid, status: VmStatus) -> anyhow::Result<u64> {
+async fn wait_until(
+    env: &TestEnv,
+    tenant: &TenantId,
+    id: Uuid,
+    status: VmStatus,
+) -> anyhow::Result<u64> {
     let repository = Repository::<Vm>::new(EventStore::new(env.js.clone(), "EVENTS"), "test");
     eventually(&format!("vm {id} to be {status}"), WAIT, || async {
         let loaded = repository.load(tenant, id).await?;
@@ -30,10 +37,14 @@ async fn wait_until(env: &TestEnv, tenant: &TenantId, id: Uuid, status: VmStatus
 }
 
 #[tokio::test]
-async fn a_repeated_command_gives_the_same_reply_and_one_set_of_events_even_after_the_duplicate_window() -> anyhow::Result<()> {
+async fn a_repeated_command_gives_the_same_reply_and_one_set_of_events_even_after_the_duplicate_window(
+) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     let window = Duration::from_millis(500);
-    let settings = Settings { events_duplicate_window: Some(window), ..fast_settings() };
+    let settings = Settings {
+        events_duplicate_window: Some(window),
+        ..fast_settings()
+    };
     let acme = tenant("acme");
     let command = meta();
     let create = create_vm("web");
@@ -42,10 +53,24 @@ async fn a_repeated_command_gives_the_same_reply_and_one_set_of_events_even_afte
     let first = env.send(&acme, &command, &create).await?;
     let again = env.send(&acme, &command, &create).await?;
     assert_eq!(first, again, "inside the duplicate window");
-    let CommandReply::Accepted { aggregate_id: id, .. } = first.clone() else { panic!("{first:?}") };
+    let CommandReply::Accepted {
+        aggregate_id: id, ..
+    } = first.clone()
+    else {
+        panic!("{first:?}")
+    };
     let stop = meta();
     wait_until(&env, &acme, id, VmStatus::Running).await?;
-    let stopped = env.send(&acme, &stop, &VmCommand::Stop(VmTarget { vm_id: id, expected_version: None })).await?;
+    let stopped = env
+        .send(
+            &acme,
+            &stop,
+            &VmCommand::Stop(VmTarget {
+                vm_id: id,
+                expected_version: None,
+            }),
+        )
+        .await?;
     service.stop().await?;
 
     // Outlive the duplicate window, then ask a fresh process (empty cache): the replies
@@ -54,16 +79,38 @@ async fn a_repeated_command_gives_the_same_reply_and_one_set_of_events_even_afte
     tokio::time::sleep_until(tokio::time::Instant::now() + window * 3).await;
     assert!(chrono::Utc::now() - first_append > chrono::TimeDelta::from_std(window)?);
     let service = env.provisioner(settings, instant_sim()).await?;
-    assert_eq!(env.send(&acme, &command, &create).await?, first, "after the duplicate window");
     assert_eq!(
-        env.send(&acme, &stop, &VmCommand::Stop(VmTarget { vm_id: id, expected_version: None })).await?,
+        env.send(&acme, &command, &create).await?,
+        first,
+        "after the duplicate window"
+    );
+    assert_eq!(
+        env.send(
+            &acme,
+            &stop,
+            &VmCommand::Stop(VmTarget {
+                vm_id: id,
+                expected_version: None
+            })
+        )
+        .await?,
         stopped,
         "a stop repeated after the VM stopped is the same accepted stop, not invalid_state"
     );
     let events = history(&env, &acme, id).await?;
-    let requested = events.iter().filter(|e| e.meta.event_type == "berth.vm.requested.v1").count();
-    let stop_requests = events.iter().filter(|e| e.meta.event_type == "berth.vm.stop_requested.v1").count();
-    assert_eq!((requested, stop_requests), (1, 1), "one set of events per command");
+    let requested = events
+        .iter()
+        .filter(|e| e.meta.event_type == "berth.vm.requested.v1")
+        .count();
+    let stop_requests = events
+        .iter()
+        .filter(|e| e.meta.event_type == "berth.vm.stop_requested.v1")
+        .count();
+    assert_eq!(
+        (requested, stop_requests),
+        (1, 1),
+        "one set of events per command"
+    );
     service.stop().await
 }
 
@@ -81,21 +128,31 @@ fn assert_valid_history(events: &[StoredEvent]) {
             (Some(a), b) if a == b => true,
             (Some(Requested), Provisioning) | (Some(Provisioning), Starting | Stopped) => true,
             (Some(Starting), Running | Stopping) | (Some(Running), Stopping | Restarting) => true,
-            (Some(Restarting), Running | Stopping) | (Some(Stopping), Stopped) | (Some(Stopped), Starting) => true,
+            (Some(Restarting), Running | Stopping)
+            | (Some(Stopping), Stopped)
+            | (Some(Stopped), Starting) => true,
             (Some(_), Destroying) | (Some(Destroying), Destroyed) | (Some(_), Failed) => true,
             _ => false,
         };
-        assert!(legal, "illegal step {previous:?} → {status:?} at event {}", event.sequence);
+        assert!(
+            legal,
+            "illegal step {previous:?} → {status:?} at event {}",
+            event.sequence
+        );
         previous = Some(status);
     }
 }
 
 #[tokio::test]
-async fn fifty_concurrent_conflicting_commands_apply_once_or_are_rejected_with_conflict() -> anyhow::Result<()> {
+async fn fifty_concurrent_conflicting_commands_apply_once_or_are_rejected_with_conflict(
+) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let acme = tenant("acme");
-    let CommandReply::Accepted { aggregate_id: id, .. } = env.send(&acme, &meta(), &create_vm("web")).await? else {
+    let CommandReply::Accepted {
+        aggregate_id: id, ..
+    } = env.send(&acme, &meta(), &create_vm("web")).await?
+    else {
         panic!("create rejected")
     };
     let version = wait_until(&env, &acme, id, VmStatus::Running).await?;
@@ -103,8 +160,18 @@ async fn fifty_concurrent_conflicting_commands_apply_once_or_are_rejected_with_c
     // 50 commands all conditional on the same version: exactly one can win.
     let commands: Vec<_> = (0..50)
         .map(|i| {
-            let target = VmTarget { vm_id: id, expected_version: Some(version) };
-            (meta(), if i % 2 == 0 { VmCommand::Stop(target) } else { VmCommand::Restart(target) })
+            let target = VmTarget {
+                vm_id: id,
+                expected_version: Some(version),
+            };
+            (
+                meta(),
+                if i % 2 == 0 {
+                    VmCommand::Stop(target)
+                } else {
+                    VmCommand::Restart(target)
+                },
+            )
         })
         .collect();
     let replies = join_all(commands.iter().map(|(m, c)| env.send(&acme, m, c))).await;
@@ -126,7 +193,10 @@ async fn fifty_concurrent_conflicting_commands_apply_once_or_are_rejected_with_c
     .await?;
     let commands: Vec<_> = (0..50)
         .map(|i| {
-            let target = VmTarget { vm_id: id, expected_version: None };
+            let target = VmTarget {
+                vm_id: id,
+                expected_version: None,
+            };
             let command = match i % 3 {
                 0 => VmCommand::Stop(target),
                 1 => VmCommand::Start(target),
@@ -140,22 +210,36 @@ async fn fifty_concurrent_conflicting_commands_apply_once_or_are_rejected_with_c
         match reply? {
             CommandReply::Accepted { .. } => accepted.push(command_meta.id),
             CommandReply::Rejected(r) => assert!(
-                matches!(r.code, RejectionCode::Conflict | RejectionCode::InvalidState),
+                matches!(
+                    r.code,
+                    RejectionCode::Conflict | RejectionCode::InvalidState
+                ),
                 "{r}"
             ),
         }
     }
     let events = history(&env, &acme, id).await?;
     for command_id in &accepted {
-        let caused = events.iter().filter(|e| e.meta.causation_id == *command_id).count();
-        assert_eq!(caused, 1, "accepted command {command_id} must be applied exactly once");
+        let caused = events
+            .iter()
+            .filter(|e| e.meta.causation_id == *command_id)
+            .count();
+        assert_eq!(
+            caused, 1,
+            "accepted command {command_id} must be applied exactly once"
+        );
     }
     let command_ids: HashSet<Uuid> = commands.iter().map(|(m, _)| m.id).collect();
     let applied_unaccepted = events
         .iter()
-        .filter(|e| command_ids.contains(&e.meta.causation_id) && !accepted.contains(&e.meta.causation_id))
+        .filter(|e| {
+            command_ids.contains(&e.meta.causation_id) && !accepted.contains(&e.meta.causation_id)
+        })
         .count();
-    assert_eq!(applied_unaccepted, 0, "a rejected command left events behind");
+    assert_eq!(
+        applied_unaccepted, 0,
+        "a rejected command left events behind"
+    );
     assert_valid_history(&events);
     service.stop().await
 }
@@ -175,29 +259,85 @@ async fn bad_input_gets_a_typed_rejection_and_changes_nothing() -> anyhow::Resul
     let good = r#"{"name":"web","vcpus":1,"memory_mb":512,"disk_gb":10,"image":"debian-12"}"#;
     let id = Uuid::now_v7().to_string();
     let cases: Vec<(&str, String, HeaderMap, Vec<u8>, RejectionCode)> = vec![
-        ("malformed JSON", "cmd.acme.vm.create".into(), headers(&id, "user:t"), b"{\"name\":".to_vec(), RejectionCode::Invalid),
-        ("not an object", "cmd.acme.vm.create".into(), headers(&id, "user:t"), b"[1,2]".to_vec(), RejectionCode::Invalid),
+        (
+            "malformed JSON",
+            "cmd.acme.vm.create".into(),
+            headers(&id, "user:t"),
+            b"{\"name\":".to_vec(),
+            RejectionCode::Invalid,
+        ),
+        (
+            "not an object",
+            "cmd.acme.vm.create".into(),
+            headers(&id, "user:t"),
+            b"[1,2]".to_vec(),
+            RejectionCode::Invalid,
+        ),
         (
             "unknown field",
             "cmd.acme.vm.create".into(),
             headers(&id, "user:t"),
-            br#"{"name":"web","vcpus":1,"memory_mb":512,"disk_gb":10,"image":"x","gpu":true}"#.to_vec(),
+            br#"{"name":"web","vcpus":1,"memory_mb":512,"disk_gb":10,"image":"x","gpu":true}"#
+                .to_vec(),
             RejectionCode::Invalid,
         ),
         (
             "duplicate key",
             "cmd.acme.vm.create".into(),
             headers(&id, "user:t"),
-            br#"{"name":"web","name":"db","vcpus":1,"memory_mb":512,"disk_gb":10,"image":"x"}"#.to_vec(),
+            br#"{"name":"web","name":"db","vcpus":1,"memory_mb":512,"disk_gb":10,"image":"x"}"#
+                .to_vec(),
             RejectionCode::Invalid,
         ),
-        ("upper-case tenant", "cmd.ACME.vm.create".into(), headers(&id, "user:t"), good.into(), RejectionCode::Invalid),
-        ("wildcard tenant *", "cmd.*.vm.create".into(), headers(&id, "user:t"), good.into(), RejectionCode::Invalid),
-        ("wildcard tenant >", "cmd.>.vm.create".into(), headers(&id, "user:t"), good.into(), RejectionCode::Invalid),
-        ("unknown action", "cmd.acme.vm.explode".into(), headers(&id, "user:t"), good.into(), RejectionCode::Invalid),
-        ("missing command id", "cmd.acme.vm.create".into(), HeaderMap::new(), good.into(), RejectionCode::Invalid),
-        ("command id not a UUID", "cmd.acme.vm.create".into(), headers("42", "user:t"), good.into(), RejectionCode::Invalid),
-        ("bad actor", "cmd.acme.vm.create".into(), headers(&id, "root"), good.into(), RejectionCode::Invalid),
+        (
+            "upper-case tenant",
+            "cmd.ACME.vm.create".into(),
+            headers(&id, "user:t"),
+            good.into(),
+            RejectionCode::Invalid,
+        ),
+        (
+            "wildcard tenant *",
+            "cmd.*.vm.create".into(),
+            headers(&id, "user:t"),
+            good.into(),
+            RejectionCode::Invalid,
+        ),
+        (
+            "wildcard tenant >",
+            "cmd.>.vm.create".into(),
+            headers(&id, "user:t"),
+            good.into(),
+            RejectionCode::Invalid,
+        ),
+        (
+            "unknown action",
+            "cmd.acme.vm.explode".into(),
+            headers(&id, "user:t"),
+            good.into(),
+            RejectionCode::Invalid,
+        ),
+        (
+            "missing command id",
+            "cmd.acme.vm.create".into(),
+            HeaderMap::new(),
+            good.into(),
+            RejectionCode::Invalid,
+        ),
+        (
+            "command id not a UUID",
+            "cmd.acme.vm.create".into(),
+            headers("42", "user:t"),
+            good.into(),
+            RejectionCode::Invalid,
+        ),
+        (
+            "bad actor",
+            "cmd.acme.vm.create".into(),
+            headers(&id, "root"),
+            good.into(),
+            RejectionCode::Invalid,
+        ),
         (
             "out of bounds",
             "cmd.acme.vm.create".into(),
@@ -209,7 +349,11 @@ async fn bad_input_gets_a_typed_rejection_and_changes_nothing() -> anyhow::Resul
             "oversized",
             "cmd.acme.vm.create".into(),
             headers(&id, "user:t"),
-            format!(r#"{{"name":"web","vcpus":1,"memory_mb":512,"disk_gb":10,"image":"{}"}}"#, "x".repeat(300 * 1024)).into_bytes(),
+            format!(
+                r#"{{"name":"web","vcpus":1,"memory_mb":512,"disk_gb":10,"image":"{}"}}"#,
+                "x".repeat(300 * 1024)
+            )
+            .into_bytes(),
             RejectionCode::TooLarge,
         ),
         (
@@ -223,11 +367,19 @@ async fn bad_input_gets_a_typed_rejection_and_changes_nothing() -> anyhow::Resul
     for (what, subject, headers, body, code) in cases {
         let reply = env.send_raw(&subject, headers, body).await;
         let reply = reply.unwrap_or_else(|e| panic!("{what}: no reply: {e}"));
-        assert_eq!(reply.rejection().map(|r| r.code), Some(code), "{what}: {reply:?}");
+        assert_eq!(
+            reply.rejection().map(|r| r.code),
+            Some(code),
+            "{what}: {reply:?}"
+        );
     }
     // A tenant with a dot cannot even be named by a client: it is refused before any subject is built.
     assert!(TenantId::parse("acme.corp").is_err());
     assert!(TenantId::parse("acme>").is_err());
-    assert_eq!(env.events_last_sequence().await?, before, "a rejected command appended something");
+    assert_eq!(
+        env.events_last_sequence().await?,
+        before,
+        "a rejected command appended something"
+    );
     service.stop().await
 }

@@ -16,7 +16,9 @@ use berth_runtime::{EventStore, Settings};
 use berth_schemas::envelope::EventMeta;
 use berth_schemas::subjects::status_subject;
 use berth_schemas::{Actor, CommandReply};
-use berth_tests::{create_vm, eventually, fast_settings, instant_sim, meta, tenant, ChildService, TestEnv};
+use berth_tests::{
+    create_vm, eventually, fast_settings, instant_sim, meta, tenant, ChildService, TestEnv,
+};
 use futures::future::join_all;
 use futures::StreamExt;
 use jetstream_extra::batch_publish::BatchPublishExt;
@@ -45,7 +47,11 @@ async fn a_batch_that_is_never_committed_leaves_nothing_in_the_log() -> anyhow::
     let subject = format!("evt.acme.vm.{}", Uuid::now_v7());
     let mut batch = env.js.batch_publish().build();
     batch
-        .add_message(OutboundMessage { subject: subject.clone().into(), payload: "{}".into(), headers: None })
+        .add_message(OutboundMessage {
+            subject: subject.clone().into(),
+            payload: "{}".into(),
+            headers: None,
+        })
         .await?;
     // The publisher dies here: the commit never comes.
     batch.discard();
@@ -56,7 +62,8 @@ async fn a_batch_that_is_never_committed_leaves_nothing_in_the_log() -> anyhow::
 }
 
 #[tokio::test]
-async fn killing_the_provisioner_mid_append_leaves_both_events_of_a_create_or_neither() -> anyhow::Result<()> {
+async fn killing_the_provisioner_mid_append_leaves_both_events_of_a_create_or_neither(
+) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     let acme = tenant("acme");
     for round in 0..4 {
@@ -90,7 +97,11 @@ async fn killing_the_provisioner_mid_append_leaves_both_events_of_a_create_or_ne
     let store = EventStore::new(env.js.clone(), "EVENTS");
     for subject in subjects.keys() {
         let events = store.read(subject, 0).await?;
-        let types: Vec<&str> = events.iter().take(2).map(|e| e.meta.event_type.as_str()).collect();
+        let types: Vec<&str> = events
+            .iter()
+            .take(2)
+            .map(|e| e.meta.event_type.as_str())
+            .collect();
         assert_eq!(
             types,
             ["berth.vm.requested.v1", "berth.vm.start_requested.v1"],
@@ -103,24 +114,35 @@ async fn killing_the_provisioner_mid_append_leaves_both_events_of_a_create_or_ne
 
 /// Waits until every VM in the log is running and `vms` has applied every event.
 async fn wait_quiet(env: &TestEnv, db: &sqlx::PgPool, vms: usize) -> anyhow::Result<()> {
-    eventually("every vm running and the projection caught up", WAIT, || async {
-        let rows = projection::list(db, None).await?;
-        let running = rows.iter().filter(|r| r.status == "running").count();
-        let last = env.events_last_sequence().await?;
-        Ok((running == vms && checkpoint(db, "vms").await? == last).then_some(()))
-    })
+    eventually(
+        "every vm running and the projection caught up",
+        WAIT,
+        || async {
+            let rows = projection::list(db, None).await?;
+            let running = rows.iter().filter(|r| r.status == "running").count();
+            let last = env.events_last_sequence().await?;
+            Ok((running == vms && checkpoint(db, "vms").await? == last).then_some(()))
+        },
+    )
     .await
 }
 
 #[tokio::test]
-async fn a_projection_killed_mid_batch_resumes_to_the_same_rows_as_a_rebuild() -> anyhow::Result<()> {
+async fn a_projection_killed_mid_batch_resumes_to_the_same_rows_as_a_rebuild() -> anyhow::Result<()>
+{
     let env = TestEnv::start().await?;
     let rt = env.runtime("test", Settings::default()).await?;
     let acme = tenant("acme");
-    let child = ChildService::start_provisioner(&env, BINARY, &["--sim-latency-ms", "0", "--ack-wait-secs", "2"])?;
+    let child = ChildService::start_provisioner(
+        &env,
+        BINARY,
+        &["--sim-latency-ms", "0", "--ack-wait-secs", "2"],
+    )?;
     env.wait_for_service("berth-vm").await?;
     let count = 150;
-    let commands: Vec<_> = (0..count).map(|i| (meta(), create_vm(&format!("vm-{i}")))).collect();
+    let commands: Vec<_> = (0..count)
+        .map(|i| (meta(), create_vm(&format!("vm-{i}"))))
+        .collect();
     let sends = join_all(commands.iter().map(|(m, c)| env.send(&acme, m, c)));
     let killer = async {
         let target = rand::rng().random_range(50..300);
@@ -132,12 +154,21 @@ async fn a_projection_killed_mid_batch_resumes_to_the_same_rows_as_a_rebuild() -
     };
     let (replies, killed) = tokio::join!(sends, killer);
     killed?;
-    assert!(replies.iter().any(|r| matches!(r, Ok(CommandReply::Accepted { .. }))));
+    assert!(replies
+        .iter()
+        .any(|r| matches!(r, Ok(CommandReply::Accepted { .. }))));
     let part_way = checkpoint(&rt.db, "vms").await?;
-    assert!(part_way < env.events_last_sequence().await?, "the kill came after the projection finished");
+    assert!(
+        part_way < env.events_last_sequence().await?,
+        "the kill came after the projection finished"
+    );
 
     // Events the killed process held come back after the ack wait.
-    let child = ChildService::start_provisioner(&env, BINARY, &["--sim-latency-ms", "0", "--ack-wait-secs", "2"])?;
+    let child = ChildService::start_provisioner(
+        &env,
+        BINARY,
+        &["--sim-latency-ms", "0", "--ack-wait-secs", "2"],
+    )?;
     let created = vm_subjects(&env).await?.len();
     wait_quiet(&env, &rt.db, created).await?;
     let report = rebuild(&rt, &VmsProjection, true, |_| {}).await?;
@@ -147,7 +178,8 @@ async fn a_projection_killed_mid_batch_resumes_to_the_same_rows_as_a_rebuild() -
 }
 
 #[tokio::test]
-async fn replay_while_commands_arrive_serves_throughout_and_ends_equal_to_live() -> anyhow::Result<()> {
+async fn replay_while_commands_arrive_serves_throughout_and_ends_equal_to_live(
+) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let rt = env.runtime("test", fast_settings()).await?;
@@ -156,7 +188,10 @@ async fn replay_while_commands_arrive_serves_throughout_and_ends_equal_to_live()
     let writer = async {
         let mut accepted = 0;
         for i in 0..120 {
-            if let Ok(CommandReply::Accepted { .. }) = env.send(&acme, &meta(), &create_vm(&format!("vm-{i}"))).await {
+            if let Ok(CommandReply::Accepted { .. }) = env
+                .send(&acme, &meta(), &create_vm(&format!("vm-{i}")))
+                .await
+            {
                 accepted += 1;
             }
         }
@@ -168,7 +203,11 @@ async fn replay_while_commands_arrive_serves_throughout_and_ends_equal_to_live()
         let mut highest = 0usize;
         while writing.load(Ordering::SeqCst) {
             let rows = projection::list(&rt.db, Some(&acme)).await?;
-            assert!(rows.len() >= highest, "a read during the rebuild lost rows: {} < {highest}", rows.len());
+            assert!(
+                rows.len() >= highest,
+                "a read during the rebuild lost rows: {} < {highest}",
+                rows.len()
+            );
             highest = rows.len();
             reads += 1;
             tokio::task::yield_now().await;
@@ -194,7 +233,8 @@ async fn replay_while_commands_arrive_serves_throughout_and_ends_equal_to_live()
 }
 
 #[tokio::test]
-async fn a_projection_stops_at_an_event_it_cannot_apply_and_the_others_go_on() -> anyhow::Result<()> {
+async fn a_projection_stops_at_an_event_it_cannot_apply_and_the_others_go_on() -> anyhow::Result<()>
+{
     let env = TestEnv::start().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let rt = env.runtime("test", fast_settings()).await?;
@@ -213,49 +253,116 @@ async fn a_projection_stops_at_an_event_it_cannot_apply_and_the_others_go_on() -
         traceparent: None,
     };
     let (headers, payload) = meta.encode(b"{}")?;
-    let bad = env.js.publish_with_headers(format!("evt.acme.vm.{id}"), headers, payload).await?.await?.sequence;
-    env.send(&acme, &berth_tests::meta(), &create_vm("after")).await?;
+    let bad = env
+        .js
+        .publish_with_headers(format!("evt.acme.vm.{id}"), headers, payload)
+        .await?
+        .await?
+        .sequence;
+    env.send(&acme, &berth_tests::meta(), &create_vm("after"))
+        .await?;
 
-    let (stalled_at, error): (i64, String) = eventually("vms to record its fault", WAIT, || async {
-        Ok(sqlx::query_as("SELECT stream_seq, error FROM berth.projection_faults WHERE projection = 'vms'")
+    let (stalled_at, error): (i64, String) =
+        eventually("vms to record its fault", WAIT, || async {
+            Ok(sqlx::query_as(
+                "SELECT stream_seq, error FROM berth.projection_faults WHERE projection = 'vms'",
+            )
             .fetch_optional(&rt.db)
             .await?)
-    })
-    .await?;
+        })
+        .await?;
     assert_eq!(stalled_at as u64, bad);
     assert!(error.contains("berth.vm.exploded.v1"), "{error}");
-    let status = last_status(&env.js, "status.system.projection.vms").await?.expect("a fault status");
+    let status = last_status(&env.js, "status.system.projection.vms")
+        .await?
+        .expect("a fault status");
     assert_eq!(status["state"], "stalled");
     eventually("audit_log to go past the bad event", WAIT, || async {
         Ok((checkpoint(&rt.db, "audit_log").await? > bad).then_some(()))
     })
     .await?;
-    assert_eq!(checkpoint(&rt.db, "vms").await?, bad - 1, "vms skipped the event it cannot apply");
+    assert_eq!(
+        checkpoint(&rt.db, "vms").await?,
+        bad - 1,
+        "vms skipped the event it cannot apply"
+    );
     assert!(projection::list(&rt.db, None).await?.is_empty());
     service.stop().await
 }
 
 #[tokio::test]
-async fn a_failing_provider_is_retried_with_back_off_then_dead_lettered_and_the_vm_fails() -> anyhow::Result<()> {
+async fn a_failing_provider_is_retried_with_back_off_then_dead_lettered_and_the_vm_fails(
+) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
-    let settings = Settings { reactor_max_deliver: 3, ..fast_settings() };
-    let always_failing = SimConfig { latency: Duration::ZERO, failure_rate: 1.0, ..SimConfig::default() };
+    let settings = Settings {
+        reactor_max_deliver: 3,
+        ..fast_settings()
+    };
+    let always_failing = SimConfig {
+        latency: Duration::ZERO,
+        failure_rate: 1.0,
+        ..SimConfig::default()
+    };
     let service = env.provisioner(settings, always_failing).await?;
     let acme = tenant("acme");
-    let CommandReply::Accepted { aggregate_id: id, .. } = env.send(&acme, &meta(), &create_vm("doomed")).await? else {
+    let CommandReply::Accepted {
+        aggregate_id: id, ..
+    } = env.send(&acme, &meta(), &create_vm("doomed")).await?
+    else {
         panic!("create rejected")
     };
     let subject = status_subject(&acme, "vm", &id.to_string())?;
-    let status = wait_for_status(&env.client, &subject, WAIT, |s| status_of(s) == Some("failed")).await?;
+    let status = wait_for_status(&env.client, &subject, WAIT, |s| {
+        status_of(s) == Some("failed")
+    })
+    .await?;
     let reason = status["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("simulated failure"), "{reason}");
 
     let dlq = env.js.get_stream("DLQ").await?;
-    let letter = dlq.direct_get_last_for_subject("dlq.provisioner-vm").await?;
+    let letter = dlq
+        .direct_get_last_for_subject("dlq.provisioner-vm")
+        .await?;
     let header = |name: &str| letter.headers.get(name).map(|v| v.as_str().to_owned());
-    assert!(header("Berth-Dlq-Error").unwrap_or_default().contains("simulated failure"));
+    assert!(header("Berth-Dlq-Error")
+        .unwrap_or_default()
+        .contains("simulated failure"));
     assert_eq!(header("Berth-Dlq-Deliveries").as_deref(), Some("3"));
-    assert_eq!(header("Berth-Dlq-Subject"), Some(format!("evt.acme.vm.{id}")));
-    assert!(header("ce-id").is_some(), "the original headers travel with the dead letter");
+    assert_eq!(
+        header("Berth-Dlq-Subject"),
+        Some(format!("evt.acme.vm.{id}"))
+    );
+    assert!(
+        header("ce-id").is_some(),
+        "the original headers travel with the dead letter"
+    );
     service.stop().await
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let child = ChildService::start_provisioner(&env, BINARY, &["--sim-latency-ms", "50"])?;
+    env.wait_for_service("berth-vm").await?;
+    let acme = tenant("acme");
+    let CommandReply::Accepted {
+        aggregate_id: id, ..
+    } = env.send(&acme, &meta(), &create_vm("web")).await?
+    else {
+        panic!("create rejected")
+    };
+    let status = child.terminate().await?;
+    assert!(status.success(), "the provisioner exited with {status}");
+    // Whatever was in flight was finished or handed back: a new process completes it.
+    let child = ChildService::start_provisioner(
+        &env,
+        BINARY,
+        &["--sim-latency-ms", "0", "--ack-wait-secs", "2"],
+    )?;
+    let subject = status_subject(&acme, "vm", &id.to_string())?;
+    wait_for_status(&env.client, &subject, WAIT, |s| {
+        status_of(s) == Some("running")
+    })
+    .await?;
+    child.kill().await
 }

@@ -18,9 +18,17 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn wait_status(env: &TestEnv, tenant: &str, id: Uuid, wanted: &'static str) -> anyhow::Result<serde_json::Value> {
+async fn wait_status(
+    env: &TestEnv,
+    tenant: &str,
+    id: Uuid,
+    wanted: &'static str,
+) -> anyhow::Result<serde_json::Value> {
     let subject = status_subject(&berth_tests::tenant(tenant), "vm", &id.to_string())?;
-    Ok(wait_for_status(&env.client, &subject, WAIT, |s| status_of(s) == Some(wanted)).await?)
+    Ok(wait_for_status(&env.client, &subject, WAIT, |s| {
+        status_of(s) == Some(wanted)
+    })
+    .await?)
 }
 
 fn accepted_id(reply: &CommandReply) -> Uuid {
@@ -38,14 +46,24 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
 
     let reply = env.send(&acme, &meta(), &create_vm("web")).await?;
     let id = accepted_id(&reply);
-    let CommandReply::Accepted { events, .. } = &reply else { unreachable!() };
-    assert_eq!(events.len(), 2, "create with start decides requested + start_requested");
+    let CommandReply::Accepted { events, .. } = &reply else {
+        unreachable!()
+    };
+    assert_eq!(
+        events.len(),
+        2,
+        "create with start decides requested + start_requested"
+    );
 
     let status = wait_status(&env, "acme", id, "running").await?;
     assert_eq!(status["tenant"], "acme");
-    assert!(status["state"]["host"].as_str().is_some_and(|h| h.starts_with("sim-host-")));
+    assert!(status["state"]["host"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("sim-host-")));
     let row = eventually("the vms row to say running", WAIT, || async {
-        Ok(projection::get(&service.db, id).await?.filter(|row| row.status == "running"))
+        Ok(projection::get(&service.db, id)
+            .await?
+            .filter(|row| row.status == "running"))
     })
     .await?;
     assert_eq!(row.tenant, "acme");
@@ -54,13 +72,39 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
 
     // stop → stopped, start → running, destroy → destroyed, each announced.
     for (command, settled) in [
-        (VmCommand::Stop(VmTarget { vm_id: id, expected_version: None }), "stopped"),
-        (VmCommand::Start(VmTarget { vm_id: id, expected_version: None }), "running"),
-        (VmCommand::Restart(VmTarget { vm_id: id, expected_version: None }), "running"),
-        (VmCommand::Destroy(VmTarget { vm_id: id, expected_version: None }), "destroyed"),
+        (
+            VmCommand::Stop(VmTarget {
+                vm_id: id,
+                expected_version: None,
+            }),
+            "stopped",
+        ),
+        (
+            VmCommand::Start(VmTarget {
+                vm_id: id,
+                expected_version: None,
+            }),
+            "running",
+        ),
+        (
+            VmCommand::Restart(VmTarget {
+                vm_id: id,
+                expected_version: None,
+            }),
+            "running",
+        ),
+        (
+            VmCommand::Destroy(VmTarget {
+                vm_id: id,
+                expected_version: None,
+            }),
+            "destroyed",
+        ),
     ] {
         let reply = env.send(&acme, &meta(), &command).await?;
-        let CommandReply::Accepted { version, .. } = reply else { panic!("{command:?} rejected: {reply:?}") };
+        let CommandReply::Accepted { version, .. } = reply else {
+            panic!("{command:?} rejected: {reply:?}")
+        };
         let subject = status_subject(&acme, "vm", &id.to_string())?;
         wait_for_status(&env.client, &subject, WAIT, |s| {
             s["version"].as_u64().unwrap_or(0) > version && status_of(s) == Some(settled)
@@ -68,20 +112,41 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
         .await?;
     }
     // Another tenant cannot see or touch it.
-    let other = env.send(&tenant("other"), &meta(), &VmCommand::Stop(VmTarget { vm_id: id, expected_version: None })).await?;
-    assert_eq!(other.rejection().map(|r| r.code.as_str()), Some("not_found"));
+    let other = env
+        .send(
+            &tenant("other"),
+            &meta(),
+            &VmCommand::Stop(VmTarget {
+                vm_id: id,
+                expected_version: None,
+            }),
+        )
+        .await?;
+    assert_eq!(
+        other.rejection().map(|r| r.code.as_str()),
+        Some("not_found")
+    );
     service.stop().await
 }
 
 #[tokio::test]
-async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() -> anyhow::Result<()> {
+async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() -> anyhow::Result<()>
+{
     let env = TestEnv::start().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let acme = tenant("acme");
     let id = accepted_id(&env.send(&acme, &meta(), &create_vm("web")).await?);
     wait_status(&env, "acme", id, "running").await?;
     let command = meta();
-    env.send(&acme, &command, &VmCommand::Stop(VmTarget { vm_id: id, expected_version: None })).await?;
+    env.send(
+        &acme,
+        &command,
+        &VmCommand::Stop(VmTarget {
+            vm_id: id,
+            expected_version: None,
+        }),
+    )
+    .await?;
     wait_status(&env, "acme", id, "stopped").await?;
 
     let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/json");
@@ -90,27 +155,47 @@ async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() ->
         .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
         .await?;
     let total = consumer.info().await?.num_pending;
-    assert!(total >= 7, "a create, start and stop make at least 7 events, found {total}");
+    assert!(
+        total >= 7,
+        "a create, start and stop make at least 7 events, found {total}"
+    );
     let mut messages = consumer.messages().await?.take(total as usize);
     let mut seen_types = Vec::new();
     while let Some(message) = messages.next().await {
         let message = message?;
         let headers = message.headers.clone().expect("events carry headers");
         if let Some(msg_id) = headers.get("Nats-Msg-Id") {
-            assert_eq!(Some(msg_id), headers.get("ce-id"), "single appends de-duplicate on ce-id");
+            assert_eq!(
+                Some(msg_id),
+                headers.get("ce-id"),
+                "single appends de-duplicate on ce-id"
+            );
         } else {
-            assert!(headers.get("Nats-Batch-Id").is_some(), "an event without Nats-Msg-Id was part of an atomic batch");
+            assert!(
+                headers.get("Nats-Batch-Id").is_some(),
+                "an event without Nats-Msg-Id was part of an atomic batch"
+            );
         }
         let event = NatsBinary::new(headers, message.payload.clone()).into_event()?;
         assert_eq!(event.specversion().as_str(), "1.0");
-        assert!(missing_attributes(&event).is_empty(), "{} misses {:?}", event.ty(), missing_attributes(&event));
+        assert!(
+            missing_attributes(&event).is_empty(),
+            "{} misses {:?}",
+            event.ty(),
+            missing_attributes(&event)
+        );
         assert!(event.source().to_string().starts_with("berth/"));
         assert_eq!(event.subject(), Some(id.to_string().as_str()));
-        let schema: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(schemas.join(event_schema_file(event.ty())))?)?;
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            schemas.join(event_schema_file(event.ty())),
+        )?)?;
         let body: serde_json::Value = serde_json::from_slice(&message.payload)?;
         let validator = jsonschema::validator_for(&schema)?;
-        assert!(validator.is_valid(&body), "{} body {body} does not match its schema", event.ty());
+        assert!(
+            validator.is_valid(&body),
+            "{} body {body} does not match its schema",
+            event.ty()
+        );
         seen_types.push(event.ty().to_owned());
     }
     assert!(seen_types.contains(&"berth.vm.stopped.v1".to_owned()));

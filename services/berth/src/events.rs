@@ -63,7 +63,10 @@ impl Line {
     fn new(event: &StoredEvent) -> Self {
         Self {
             sequence: event.sequence,
-            time: event.meta.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            time: event
+                .meta
+                .time
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             event_type: event.meta.event_type.clone(),
             subject: event.subject.clone(),
             actor: event.meta.actor.to_string(),
@@ -79,7 +82,12 @@ impl Line {
             Output::Json => println!("{}", serde_json::to_string(self).expect("lines serialize")),
             Output::Table => println!(
                 "{:>8}  {}  {:<36}  {:<60}  {:<24}  corr={}",
-                self.sequence, self.time, self.event_type, self.subject, self.actor, self.correlation_id
+                self.sequence,
+                self.time,
+                self.event_type,
+                self.subject,
+                self.actor,
+                self.correlation_id
             ),
         }
     }
@@ -92,9 +100,16 @@ async fn ordered(
 ) -> anyhow::Result<(u64, consumer::pull::Ordered)> {
     let nats = connect_nats("cli", connect).await?;
     let js = jetstream::new(nats);
-    let stream = js.get_stream(EVENTS_STREAM).await.context("the EVENTS stream is missing: has berth ever run here?")?;
+    let stream = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .context("the EVENTS stream is missing: has berth ever run here?")?;
     let mut consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig { filter_subject: filter, deliver_policy, ..Default::default() })
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: filter,
+            deliver_policy,
+            ..Default::default()
+        })
         .await
         .context("creating an ordered consumer")?;
     let pending = consumer.info().await?.num_pending;
@@ -103,7 +118,14 @@ async fn ordered(
 
 pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
     match command {
-        EventsCommand::Tail { connect, tenant, kind, event_type, since_seq, output } => {
+        EventsCommand::Tail {
+            connect,
+            tenant,
+            kind,
+            event_type,
+            since_seq,
+            output,
+        } => {
             let filter = format!(
                 "evt.{}.{}.*",
                 tenant.as_ref().map_or("*", TenantId::as_str),
@@ -120,15 +142,29 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
                     _ = tokio::signal::ctrl_c() => return Ok(()),
                     message = messages.next() => message,
                 };
-                let Some(message) = message else { return Ok(()) };
+                let Some(message) = message else {
+                    return Ok(());
+                };
                 let event = StoredEvent::from_jetstream(&message?)?;
-                if event_type.as_deref().is_none_or(|t| t == event.meta.event_type) {
+                if event_type
+                    .as_deref()
+                    .is_none_or(|t| t == event.meta.event_type)
+                {
                     Line::new(&event).print(output);
                 }
             }
         }
-        EventsCommand::Show { aggregate_id, connect, output } => {
-            let (pending, mut messages) = ordered(&connect, format!("evt.*.*.{aggregate_id}"), DeliverPolicy::All).await?;
+        EventsCommand::Show {
+            aggregate_id,
+            connect,
+            output,
+        } => {
+            let (pending, mut messages) = ordered(
+                &connect,
+                format!("evt.*.*.{aggregate_id}"),
+                DeliverPolicy::All,
+            )
+            .await?;
             if pending == 0 {
                 anyhow::bail!("no events for {aggregate_id}");
             }
@@ -144,7 +180,11 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             match output {
                 Output::Json => crate::output::print_json(&lines),
                 Output::Table => {
-                    println!("{aggregate_id}: {} events, version {}", lines.len(), lines.last().map_or(0, |l| l.sequence));
+                    println!(
+                        "{aggregate_id}: {} events, version {}",
+                        lines.len(),
+                        lines.last().map_or(0, |l| l.sequence)
+                    );
                     for line in &lines {
                         line.print(output);
                         println!("          {}", line.data);

@@ -13,12 +13,22 @@ pub enum Output {
 }
 
 /// Prints `rows` as a table with `header`, or as a JSON array.
-pub fn print<T: Serialize>(output: Output, header: &[&str], rows: &[T], cells: impl Fn(&T) -> Vec<String>) {
+pub fn print<T: Serialize>(
+    output: Output,
+    header: &[&str],
+    rows: &[T],
+    cells: impl Fn(&T) -> Vec<String>,
+) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(rows).expect("rows serialize")),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(rows).expect("rows serialize")
+        ),
         Output::Table => {
             let mut table = Table::new();
-            table.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+            table
+                .load_preset(UTF8_BORDERS_ONLY)
+                .set_header(header.to_vec());
             for row in rows {
                 table.add_row(cells(row));
             }
@@ -29,5 +39,8 @@ pub fn print<T: Serialize>(output: Output, header: &[&str], rows: &[T], cells: i
 
 /// Prints one value as pretty JSON.
 pub fn print_json<T: Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("values serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("values serialize")
+    );
 }

@@ -41,7 +41,13 @@ pub struct StatusArgs {
 }
 
 async fn runtime(connect: &ConnectArgs) -> anyhow::Result<Runtime> {
-    Ok(Runtime::connect("cli", connect, Settings::default(), CancellationToken::new()).await?)
+    Ok(Runtime::connect(
+        "cli",
+        connect,
+        Settings::default(),
+        CancellationToken::new(),
+    )
+    .await?)
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
@@ -51,7 +57,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .collect();
     if chosen.is_empty() {
         let names: Vec<_> = projections().iter().map(|p| p.name()).collect();
-        bail!("unknown projection {:?}; choose one of {} or all", args.projection, names.join(", "));
+        bail!(
+            "unknown projection {:?}; choose one of {} or all",
+            args.projection,
+            names.join(", ")
+        );
     }
     let rt = runtime(&args.connect).await?;
     let mut reports = Vec::new();
@@ -62,7 +72,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 last_print = p.elapsed;
                 let rate = p.applied as f64 / p.elapsed.as_secs_f64().max(1e-3);
                 let eta = p.total.saturating_sub(p.applied) as f64 / rate.max(1.0);
-                eprintln!("{}: {}/{} events, {:.0} events/s, ETA {:.0}s", projection.name(), p.applied, p.total, rate, eta);
+                eprintln!(
+                    "{}: {}/{} events, {:.0} events/s, ETA {:.0}s",
+                    projection.name(),
+                    p.applied,
+                    p.total,
+                    rate,
+                    eta
+                );
             }
         })
         .await?;
@@ -74,11 +91,22 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
                 report.seconds,
                 report.events_per_second(),
                 report.checkpoint,
-                if report.matches_live() { "identical to the live rows" } else { "DIFFERENT from the live rows" },
-                if report.swapped { "; swapped in" } else { "; dry run, live schema kept" },
+                if report.matches_live() {
+                    "identical to the live rows"
+                } else {
+                    "DIFFERENT from the live rows"
+                },
+                if report.swapped {
+                    "; swapped in"
+                } else {
+                    "; dry run, live schema kept"
+                },
             );
             for table in report.tables.iter().filter(|t| t.live != t.rebuilt) {
-                println!("  {}: live {} rows, rebuilt {} rows", table.table, table.live.rows, table.rebuilt.rows);
+                println!(
+                    "  {}: live {} rows, rebuilt {} rows",
+                    table.table, table.live.rows, table.rebuilt.rows
+                );
             }
         }
         reports.push(report);
@@ -99,15 +127,23 @@ struct Row {
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let rt = runtime(&args.connect).await?;
-    let last = rt.js.get_stream(EVENTS_STREAM).await?.info().await?.state.last_sequence;
+    let last = rt
+        .js
+        .get_stream(EVENTS_STREAM)
+        .await?
+        .info()
+        .await?
+        .state
+        .last_sequence;
     let mut rows = Vec::new();
     for projection in projections() {
         let checkpoint = projection::checkpoint(&rt.db, projection.name()).await?;
-        let fault: Option<(i64, String)> =
-            sqlx::query_as("SELECT stream_seq, error FROM berth.projection_faults WHERE projection = $1")
-                .bind(projection.name())
-                .fetch_optional(&rt.db)
-                .await?;
+        let fault: Option<(i64, String)> = sqlx::query_as(
+            "SELECT stream_seq, error FROM berth.projection_faults WHERE projection = $1",
+        )
+        .bind(projection.name())
+        .fetch_optional(&rt.db)
+        .await?;
         rows.push(Row {
             projection: projection.name().to_owned(),
             checkpoint,
@@ -116,8 +152,18 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         });
     }
     println!("EVENTS last sequence: {last}");
-    print(args.output, &["PROJECTION", "CHECKPOINT", "BEHIND (max)", "FAULT"], &rows, |r| {
-        vec![r.projection.clone(), r.checkpoint.to_string(), r.behind.to_string(), r.fault.clone().unwrap_or_else(|| "-".into())]
-    });
+    print(
+        args.output,
+        &["PROJECTION", "CHECKPOINT", "BEHIND (max)", "FAULT"],
+        &rows,
+        |r| {
+            vec![
+                r.projection.clone(),
+                r.checkpoint.to_string(),
+                r.behind.to_string(),
+                r.fault.clone().unwrap_or_else(|| "-".into()),
+            ]
+        },
+    );
     Ok(())
 }

@@ -61,11 +61,16 @@ pub struct UpArgs {
 }
 
 /// The demo tenant's VMs: fixed command ids, so `berth up` seeds them once.
-const DEMO: [(&str, u32, u32, u32); 3] = [("web", 1, 1024, 10), ("db", 2, 4096, 40), ("worker", 1, 2048, 20)];
+const DEMO: [(&str, u32, u32, u32); 3] = [
+    ("web", 1, 1024, 10),
+    ("db", 2, 4096, 40),
+    ("worker", 1, 2048, 20),
+];
 
-fn resolve_binary(program: &PathBuf) -> anyhow::Result<PathBuf> {
+#[allow(clippy::disallowed_methods)] // a binary reads its environment
+fn resolve_binary(program: &std::path::Path) -> anyhow::Result<PathBuf> {
     if program.components().count() > 1 {
-        return Ok(program.clone());
+        return Ok(program.to_path_buf());
     }
     let path = std::env::var("PATH").unwrap_or_default();
     devservers::which(&program.to_string_lossy(), &path).with_context(|| {
@@ -75,12 +80,16 @@ fn resolve_binary(program: &PathBuf) -> anyhow::Result<PathBuf> {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.sim_failure_rate) {
-        bail!("--sim-failure-rate must be between 0 and 1, got {}", args.sim_failure_rate);
+        bail!(
+            "--sim-failure-rate must be between 0 and 1, got {}",
+            args.sim_failure_rate
+        );
     }
     let _telemetry = telemetry::init("berth", &args.telemetry, "info,async_nats=warn,sqlx=warn")?;
     let shutdown = CancellationToken::new();
     berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)?;
 
     let mut nats_server = None;
@@ -88,9 +97,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(url) => url.clone(),
         None => {
             let binary = resolve_binary(&args.nats_server)?;
-            let server = NatsServer::start(&dir.join("nats"), NatsOptions { port: args.nats_port, websocket_port: None, binary })
-                .await
-                .context("starting the embedded nats-server (is the port taken? try --nats-port)")?;
+            let server = NatsServer::start(
+                &dir.join("nats"),
+                NatsOptions {
+                    port: args.nats_port,
+                    websocket_port: None,
+                    binary,
+                },
+            )
+            .await
+            .context("starting the embedded nats-server (is the port taken? try --nats-port)")?;
             let url = server.url.clone();
             nats_server = Some(server);
             url
@@ -105,17 +121,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 .clone()
                 .or_else(devservers::find_postgres_bin_dir)
                 .context("no Postgres found under /usr/lib/postgresql: `apt-get install postgresql` or set BERTH_PG_BIN")?;
-            let server = Postgres::start(&dir.join("postgres"), PostgresOptions { port: args.postgres_port, bin_dir, ephemeral: false })
-                .await
-                .context("starting the embedded Postgres (is the port taken? try --postgres-port)")?;
+            let server = Postgres::start(
+                &dir.join("postgres"),
+                PostgresOptions {
+                    port: args.postgres_port,
+                    bin_dir,
+                    ephemeral: false,
+                },
+            )
+            .await
+            .context("starting the embedded Postgres (is the port taken? try --postgres-port)")?;
             let url = server.ensure_database("berth").await?;
             postgres = Some(server);
             url
         }
     };
 
-    let connect = ConnectArgs { nats_url: nats_url.clone(), nats_creds: args.nats_creds.clone(), database_url: database_url.clone() };
-    let rt = Runtime::connect("provisioner", &connect, Settings::default(), shutdown.clone()).await?;
+    let connect = ConnectArgs {
+        nats_url: nats_url.clone(),
+        nats_creds: args.nats_creds.clone(),
+        database_url: database_url.clone(),
+    };
+    let rt = Runtime::connect(
+        "provisioner",
+        &connect,
+        Settings::default(),
+        shutdown.clone(),
+    )
+    .await?;
     let provider = Arc::new(SimProvider::new(SimConfig {
         latency: Duration::from_millis(args.sim_latency_ms),
         failure_rate: args.sim_failure_rate,
@@ -128,14 +161,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("berth is up");
-    println!("  NATS        {nats_url}{}", if nats_server.is_some() { format!("  (data in {})", dir.join("nats").display()) } else { String::new() });
+    println!(
+        "  NATS        {nats_url}{}",
+        if nats_server.is_some() {
+            format!("  (data in {})", dir.join("nats").display())
+        } else {
+            String::new()
+        }
+    );
     println!(
         "  Postgres    {}{}",
         berth_runtime::config::redact_url(&database_url),
-        if postgres.is_some() { format!("  (data in {})", dir.join("postgres").display()) } else { String::new() }
+        if postgres.is_some() {
+            format!("  (data in {})", dir.join("postgres").display())
+        } else {
+            String::new()
+        }
     );
-    println!("  provider    sim ({} ms per call, failure rate {})", args.sim_latency_ms, args.sim_failure_rate);
-    println!("  services    provisioner (vm commands, provider reactor, vms + audit_log projections)");
+    println!(
+        "  provider    sim ({} ms per call, failure rate {})",
+        args.sim_latency_ms, args.sim_failure_rate
+    );
+    println!(
+        "  services    provisioner (vm commands, provider reactor, vms + audit_log projections)"
+    );
     if !args.no_demo {
         println!("  demo        tenant `demo`: {} VMs — `berth vm list`, `berth events tail --tenant demo`", DEMO.len());
     }

@@ -95,10 +95,24 @@ pub enum VmCommand {
 
 pub async fn run(command: VmCommand) -> anyhow::Result<()> {
     let (command, common, settled) = match command {
-        VmCommand::List { connect, tenant, all_tenants, output } => {
+        VmCommand::List {
+            connect,
+            tenant,
+            all_tenants,
+            output,
+        } => {
             let db = connect_db(&connect.database_url).await?;
-            let rows = projection::list(&db, (!all_tenants).then_some(&tenant)).await.context("reading vms")?;
-            print(output, &["ID", "TENANT", "NAME", "STATUS", "VCPUS", "MEMORY", "DISK", "HOST", "REASON"], &rows, cells);
+            let rows = projection::list(&db, (!all_tenants).then_some(&tenant))
+                .await
+                .context("reading vms")?;
+            print(
+                output,
+                &[
+                    "ID", "TENANT", "NAME", "STATUS", "VCPUS", "MEMORY", "DISK", "HOST", "REASON",
+                ],
+                &rows,
+                cells,
+            );
             return Ok(());
         }
         VmCommand::Show { vm_id, connect } => {
@@ -109,9 +123,29 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             print_json(&row);
             return Ok(());
         }
-        VmCommand::Create { name, vcpus, memory_mb, disk_gb, image, no_start, common } => {
-            let create = CreateVm { vm_id: None, name, vcpus, memory_mb, disk_gb, image, start: !no_start };
-            (Command::Create(create), common, if no_start { "stopped" } else { "running" })
+        VmCommand::Create {
+            name,
+            vcpus,
+            memory_mb,
+            disk_gb,
+            image,
+            no_start,
+            common,
+        } => {
+            let create = CreateVm {
+                vm_id: None,
+                name,
+                vcpus,
+                memory_mb,
+                disk_gb,
+                image,
+                start: !no_start,
+            };
+            (
+                Command::Create(create),
+                common,
+                if no_start { "stopped" } else { "running" },
+            )
         }
         VmCommand::Start(t) => (Command::Start(target(&t)), t.common, "running"),
         VmCommand::Stop(t) => (Command::Stop(target(&t)), t.common, "stopped"),
@@ -125,24 +159,42 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         meta.correlation_id = id;
     }
     let vm_id = command.vm_id(meta.id);
-    let reply = send_command(&nats, &common.tenant, "vm", command.action(), &meta, command.body()).await?;
-    let CommandReply::Accepted { version, events, .. } = &reply else {
+    let reply = send_command(
+        &nats,
+        &common.tenant,
+        "vm",
+        command.action(),
+        &meta,
+        command.body(),
+    )
+    .await?;
+    let CommandReply::Accepted {
+        version, events, ..
+    } = &reply
+    else {
         let rejection = reply.rejection().expect("not accepted");
         bail!("rejected ({}): {}", rejection.code, rejection.message);
     };
-    println!("accepted: vm {vm_id} at version {version} ({} events)", events.len());
+    println!(
+        "accepted: vm {vm_id} at version {version} ({} events)",
+        events.len()
+    );
     if common.wait {
         let subject = status_subject(&common.tenant, "vm", &vm_id.to_string())?;
         let expected = *version;
         let status = wait_for_status(&nats, &subject, Duration::from_secs(common.timeout), |s| {
             let current = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-            current >= expected && matches!(status_of(s), Some(st) if st == settled || st == "failed")
+            current >= expected
+                && matches!(status_of(s), Some(st) if st == settled || st == "failed")
         })
         .await?;
         match status_of(&status) {
             Some("failed") => bail!(
                 "vm {vm_id} failed: {}",
-                status.get("reason").and_then(|r| r.as_str()).unwrap_or("no reason given")
+                status
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("no reason given")
             ),
             Some(state) => println!("vm {vm_id} is {state}"),
             None => bail!("unreadable status for vm {vm_id}"),
@@ -152,7 +204,10 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
 }
 
 fn target(t: &Target) -> VmTarget {
-    VmTarget { vm_id: t.vm_id, expected_version: t.expected_version }
+    VmTarget {
+        vm_id: t.vm_id,
+        expected_version: t.expected_version,
+    }
 }
 
 fn cells(row: &VmRow) -> Vec<String> {

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use crate::sim::{SimConfig, SimProvider};
+use anyhow::Context;
 use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use clap::Parser;
@@ -53,7 +53,10 @@ pub fn main() -> anyhow::Result<()> {
 
 async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&cli.sim_failure_rate) {
-        anyhow::bail!("--sim-failure-rate must be between 0 and 1, got {}", cli.sim_failure_rate);
+        anyhow::bail!(
+            "--sim-failure-rate must be between 0 and 1, got {}",
+            cli.sim_failure_rate
+        );
     }
     let _telemetry = telemetry::init("provisioner", &cli.telemetry, "info")?;
     let shutdown = CancellationToken::new();

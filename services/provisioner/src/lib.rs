@@ -32,7 +32,10 @@ use crate::vm::Vm;
 /// Runs the provisioner until `rt.shutdown` is cancelled.
 pub async fn run(rt: Runtime, provider: Arc<dyn VmProvider>) -> anyhow::Result<()> {
     let repository = Arc::new(Repository::<Vm>::new(rt.store.clone(), rt.service));
-    let handler = Arc::new(CommandHandler::new(repository.clone(), rt.settings.max_command_bytes));
+    let handler = Arc::new(CommandHandler::new(
+        repository.clone(),
+        rt.settings.max_command_bytes,
+    ));
     let reactor = Arc::new(VmReactor::new(repository, provider));
     tokio::try_join!(
         commands::serve(&rt, handler),

@@ -155,9 +155,11 @@ impl Projection for VmsProjection {
         ))
         .execute(&mut *conn)
         .await?;
-        sqlx::query(&format!("CREATE INDEX IF NOT EXISTS vms_by_tenant ON {schema}.vms (tenant, name)"))
-            .execute(conn)
-            .await?;
+        sqlx::query(&format!(
+            "CREATE INDEX IF NOT EXISTS vms_by_tenant ON {schema}.vms (tenant, name)"
+        ))
+        .execute(conn)
+        .await?;
         Ok(())
     }
 
@@ -169,10 +171,12 @@ impl Projection for VmsProjection {
     ) -> Result<Vec<StatusUpdate>, ApplyError> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.meta.subject).collect();
         let mut rows: HashMap<Uuid, VmRow> = HashMap::new();
-        for row in sqlx::query(&format!("SELECT {COLUMNS} FROM {schema}.vms WHERE id = ANY($1)"))
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?
+        for row in sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM {schema}.vms WHERE id = ANY($1)"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?
         {
             let row = VmRow::from_row(&row)?;
             rows.insert(row.id, row);
@@ -206,7 +210,10 @@ impl Projection for VmsProjection {
                 (None, _) => {
                     return Err(ApplyError::Event {
                         sequence: event.sequence,
-                        reason: format!("{} for vm {id}, which was never requested", event.meta.event_type),
+                        reason: format!(
+                            "{} for vm {id}, which was never requested",
+                            event.meta.event_type
+                        ),
                     })
                 }
             };

@@ -49,7 +49,12 @@ impl VmReactor {
         }
     }
 
-    async fn perform(&self, step: Step, vm: &Vm, target: &EventSubject) -> Result<VmEvent, ProviderError> {
+    async fn perform(
+        &self,
+        step: Step,
+        vm: &Vm,
+        target: &EventSubject,
+    ) -> Result<VmEvent, ProviderError> {
         let name = machine_name(target.id);
         Ok(match step {
             Step::BeginProvisioning => VmEvent::ProvisioningStarted(VmProvisioningStarted {
@@ -92,7 +97,11 @@ impl VmReactor {
         })
     }
 
-    async fn reconcile(&self, event: &StoredEvent, target: &EventSubject) -> Result<(), ReactError> {
+    async fn reconcile(
+        &self,
+        event: &StoredEvent,
+        target: &EventSubject,
+    ) -> Result<(), ReactError> {
         for _ in 0..MAX_STEPS {
             let loaded = self
                 .repository
@@ -102,17 +111,22 @@ impl VmReactor {
             let Some(step) = Step::next(&loaded.state) else {
                 return Ok(());
             };
-            let outcome = self.perform(step, &loaded.state, target).await.map_err(|e| match e {
-                ProviderError::Transient(reason) => ReactError::Transient(reason),
-                other => ReactError::Permanent(format!("{} failed: {other}", step.operation())),
-            })?;
+            let outcome = self
+                .perform(step, &loaded.state, target)
+                .await
+                .map_err(|e| match e {
+                    ProviderError::Transient(reason) => ReactError::Transient(reason),
+                    other => ReactError::Permanent(format!("{} failed: {other}", step.operation())),
+                })?;
             let cause = Self::cause(event, &format!("{step:?}"), loaded.version);
             match self
                 .repository
                 .append(&target.tenant, target.id, &loaded, &cause, vec![outcome])
                 .await
             {
-                Ok(_) | Err(AppendError::Conflict { .. } | AppendError::Duplicate) => {}
+                Ok(_)
+                | Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
+                }
                 Err(AppendError::Store(e)) => return Err(ReactError::Transient(e.to_string())),
             }
         }
@@ -150,21 +164,34 @@ impl Reactor for VmReactor {
         if is_outcome(event) {
             return Ok(());
         }
-        let target = EventSubject::parse(&event.subject)
-            .ok_or_else(|| ReactError::Permanent(format!("not a vm event subject: {}", event.subject)))?;
+        let target = EventSubject::parse(&event.subject).ok_or_else(|| {
+            ReactError::Permanent(format!("not a vm event subject: {}", event.subject))
+        })?;
         let _guard = self.locks.lock(target.id).await;
         self.reconcile(event, &target).await
     }
 
     async fn give_up(&self, event: &StoredEvent, error: &str) {
-        let Some(target) = EventSubject::parse(&event.subject) else { return };
+        let Some(target) = EventSubject::parse(&event.subject) else {
+            return;
+        };
         let _guard = self.locks.lock(target.id).await;
-        let Ok(loaded) = self.repository.load(&target.tenant, target.id).await else { return };
-        let Some(step) = Step::next(&loaded.state) else { return };
+        let Ok(loaded) = self.repository.load(&target.tenant, target.id).await else {
+            return;
+        };
+        let Some(step) = Step::next(&loaded.state) else {
+            return;
+        };
         let cause = Self::cause(event, "give-up", loaded.version);
         if let Err(e) = self
             .repository
-            .append(&target.tenant, target.id, &loaded, &cause, vec![failed(step, error)])
+            .append(
+                &target.tenant,
+                target.id,
+                &loaded,
+                &cause,
+                vec![failed(step, error)],
+            )
             .await
         {
             tracing::warn!(vm = %target.id, error = %e, "could not record the vm failure");
@@ -187,9 +214,20 @@ struct KeyedGuard<'a> {
 
 impl KeyedLocks {
     async fn lock(&self, key: Uuid) -> KeyedGuard<'_> {
-        let lock = self.locks.lock().expect("locks").entry(key).or_default().clone();
+        let lock = self
+            .locks
+            .lock()
+            .expect("locks")
+            .entry(key)
+            .or_default()
+            .clone();
         let guard = lock.clone().lock_owned().await;
-        KeyedGuard { owner: self, key, lock, _guard: guard }
+        KeyedGuard {
+            owner: self,
+            key,
+            lock,
+            _guard: guard,
+        }
     }
 }
 
@@ -197,7 +235,11 @@ impl Drop for KeyedGuard<'_> {
     fn drop(&mut self) {
         let mut locks = self.owner.locks.lock().expect("locks");
         // Only the map and this guard hold it: nobody else waits, so forget it.
-        if Arc::strong_count(&self.lock) <= 3 && locks.get(&self.key).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) {
+        if Arc::strong_count(&self.lock) <= 3
+            && locks
+                .get(&self.key)
+                .is_some_and(|l| Arc::ptr_eq(l, &self.lock))
+        {
             locks.remove(&self.key);
         }
     }

@@ -41,7 +41,10 @@ pub struct SimProvider {
 
 impl SimProvider {
     pub fn new(config: SimConfig) -> Self {
-        assert!(!config.hosts.is_empty(), "the simulated datacenter needs at least one host");
+        assert!(
+            !config.hosts.is_empty(),
+            "the simulated datacenter needs at least one host"
+        );
         Self {
             config,
             machines: Mutex::new(HashMap::new()),
@@ -52,7 +55,10 @@ impl SimProvider {
         let (delay, fails) = {
             let mut rng = rand::rng();
             let jitter = rng.random_range(0.5..1.5);
-            (self.config.latency.mul_f64(jitter), rng.random_bool(self.config.failure_rate.clamp(0.0, 1.0)))
+            (
+                self.config.latency.mul_f64(jitter),
+                rng.random_bool(self.config.failure_rate.clamp(0.0, 1.0)),
+            )
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -66,7 +72,9 @@ impl SimProvider {
     }
 
     fn host_for(&self, name: &str) -> String {
-        let hash = name.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let hash = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         self.config.hosts[hash % self.config.hosts.len()].clone()
     }
 
@@ -124,7 +132,13 @@ impl VmProvider for SimProvider {
     }
 
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
-        Ok(self.machines.lock().expect("sim lock").values().cloned().collect())
+        Ok(self
+            .machines
+            .lock()
+            .expect("sim lock")
+            .values()
+            .cloned()
+            .collect())
     }
 }
 
@@ -145,7 +159,10 @@ mod tests {
     }
 
     fn instant() -> SimProvider {
-        SimProvider::new(SimConfig { latency: Duration::ZERO, ..SimConfig::default() })
+        SimProvider::new(SimConfig {
+            latency: Duration::ZERO,
+            ..SimConfig::default()
+        })
     }
 
     #[tokio::test]
@@ -157,16 +174,29 @@ mod tests {
         assert_eq!(first, second);
         assert_eq!(sim.list().await.unwrap().len(), 1);
         sim.start(&first.name).await.unwrap();
-        assert_eq!(sim.inspect(&first.name).await.unwrap().unwrap().power, PowerState::Running);
+        assert_eq!(
+            sim.inspect(&first.name).await.unwrap().unwrap().power,
+            PowerState::Running
+        );
         sim.destroy(&first.name).await.unwrap();
         sim.destroy(&first.name).await.unwrap();
         assert!(sim.list().await.unwrap().is_empty());
-        assert_eq!(sim.start(&first.name).await, Err(ProviderError::NotFound(first.name)));
+        assert_eq!(
+            sim.start(&first.name).await,
+            Err(ProviderError::NotFound(first.name))
+        );
     }
 
     #[tokio::test]
     async fn a_failure_rate_of_one_always_fails() {
-        let sim = SimProvider::new(SimConfig { latency: Duration::ZERO, failure_rate: 1.0, ..SimConfig::default() });
-        assert!(matches!(sim.create(&spec()).await, Err(ProviderError::Transient(_))));
+        let sim = SimProvider::new(SimConfig {
+            latency: Duration::ZERO,
+            failure_rate: 1.0,
+            ..SimConfig::default()
+        });
+        assert!(matches!(
+            sim.create(&spec()).await,
+            Err(ProviderError::Transient(_))
+        ));
     }
 }

@@ -1,10 +1,10 @@
 //! The `vm` aggregate: pure `decide` and `apply`.
 
+use berth_runtime::store::Aggregate;
 use berth_schemas::vm::{
     CreateVm, Empty, VmCommand, VmEvent, VmFailed, VmProvisioned, VmRequested, VmStatus,
 };
 use berth_schemas::{Rejection, RejectionCode};
-use berth_runtime::store::Aggregate;
 use serde::{Deserialize, Serialize};
 
 /// A VM as folded from its events.
@@ -43,7 +43,11 @@ impl Aggregate for Vm {
             VmEvent::Provisioned(provisioned) => {
                 self.host = Some(provisioned.host.clone());
                 self.provider_ref = Some(provisioned.provider_ref.clone());
-                self.status = Some(if self.desired_running { Starting } else { Stopped });
+                self.status = Some(if self.desired_running {
+                    Starting
+                } else {
+                    Stopped
+                });
             }
             VmEvent::Started(_) | VmEvent::Restarted(_) => {
                 self.status = Some(Running);
@@ -202,7 +206,10 @@ mod tests {
     }
 
     fn target() -> VmTarget {
-        VmTarget { vm_id: Uuid::now_v7(), expected_version: None }
+        VmTarget {
+            vm_id: Uuid::now_v7(),
+            expected_version: None,
+        }
     }
 
     /// given events → when command → then events or rejection.
@@ -219,7 +226,9 @@ mod tests {
             VmCommand::Create(c) => c,
             _ => unreachable!(),
         });
-        events.push(VmEvent::ProvisioningStarted(VmProvisioningStarted { provider: "sim".into() }));
+        events.push(VmEvent::ProvisioningStarted(VmProvisioningStarted {
+            provider: "sim".into(),
+        }));
         events.push(provisioned("sim", "sim-1".into(), "berth-vm-x".into()));
         events.push(VmEvent::Started(Empty {}));
         events
@@ -244,7 +253,11 @@ mod tests {
     #[test]
     fn provisioned_without_start_is_stopped() {
         let vm = given(&[
-            created(&match create(false) { VmCommand::Create(c) => c, _ => unreachable!() })[0].clone(),
+            created(&match create(false) {
+                VmCommand::Create(c) => c,
+                _ => unreachable!(),
+            })[0]
+                .clone(),
             provisioned("sim", "sim-1".into(), "r".into()),
         ]);
         assert_eq!(vm.status, Some(VmStatus::Stopped));
@@ -252,7 +265,9 @@ mod tests {
 
     #[test]
     fn commands_on_a_missing_vm_are_not_found() {
-        let rejection = Vm::default().decide(&VmCommand::Start(target())).unwrap_err();
+        let rejection = Vm::default()
+            .decide(&VmCommand::Start(target()))
+            .unwrap_err();
         assert_eq!(rejection.code, RejectionCode::NotFound);
     }
 
@@ -261,8 +276,15 @@ mod tests {
         let vm = given(&running());
         let rejection = vm.decide(&VmCommand::Start(target())).unwrap_err();
         assert_eq!(rejection.code, RejectionCode::InvalidState);
-        assert!(rejection.message.contains("running"), "{}", rejection.message);
-        assert_eq!(vm.decide(&create(true)).unwrap_err().code, RejectionCode::Conflict);
+        assert!(
+            rejection.message.contains("running"),
+            "{}",
+            rejection.message
+        );
+        assert_eq!(
+            vm.decide(&create(true)).unwrap_err().code,
+            RejectionCode::Conflict
+        );
     }
 
     #[test]
@@ -275,16 +297,26 @@ mod tests {
         let vm = given(&events);
         assert_eq!(vm.status, Some(VmStatus::Stopped));
         assert!(!vm.desired_running);
-        assert_eq!(vm.decide(&VmCommand::Restart(target())).unwrap_err().code, RejectionCode::InvalidState);
+        assert_eq!(
+            vm.decide(&VmCommand::Restart(target())).unwrap_err().code,
+            RejectionCode::InvalidState
+        );
         let start = vm.decide(&VmCommand::Start(target())).unwrap();
         events.extend(start);
         assert_eq!(given(&events).status, Some(VmStatus::Starting));
-        events.extend(given(&events).decide(&VmCommand::Destroy(target())).unwrap());
+        events.extend(
+            given(&events)
+                .decide(&VmCommand::Destroy(target()))
+                .unwrap(),
+        );
         let vm = given(&events);
         assert_eq!(Step::next(&vm), Some(Step::Destroy));
         events.push(VmEvent::Destroyed(Empty {}));
         let vm = given(&events);
-        assert_eq!(vm.decide(&VmCommand::Destroy(target())).unwrap_err().code, RejectionCode::InvalidState);
+        assert_eq!(
+            vm.decide(&VmCommand::Destroy(target())).unwrap_err().code,
+            RejectionCode::InvalidState
+        );
     }
 
     #[test]
@@ -293,7 +325,10 @@ mod tests {
         events.push(failed(Step::Restart, "host unreachable"));
         let vm = given(&events);
         assert_eq!(vm.status, Some(VmStatus::Failed));
-        assert_eq!(vm.reason.as_deref(), Some("restart failed: host unreachable"));
+        assert_eq!(
+            vm.reason.as_deref(),
+            Some("restart failed: host unreachable")
+        );
         assert!(vm.decide(&VmCommand::Destroy(target())).is_ok());
     }
 }

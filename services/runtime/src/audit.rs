@@ -44,10 +44,15 @@ impl Projection for AuditLog {
         ))
         .execute(&mut *conn)
         .await?;
-        for (index, column) in [("by_aggregate", "aggregate_id, stream_seq"), ("by_correlation", "correlation_id, stream_seq")] {
-            sqlx::query(&format!("CREATE INDEX IF NOT EXISTS events_{index} ON {schema}.events ({column})"))
-                .execute(&mut *conn)
-                .await?;
+        for (index, column) in [
+            ("by_aggregate", "aggregate_id, stream_seq"),
+            ("by_correlation", "correlation_id, stream_seq"),
+        ] {
+            sqlx::query(&format!(
+                "CREATE INDEX IF NOT EXISTS events_{index} ON {schema}.events ({column})"
+            ))
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }
@@ -60,10 +65,11 @@ impl Projection for AuditLog {
     ) -> Result<Vec<StatusUpdate>, ApplyError> {
         let mut data = Vec::with_capacity(events.len());
         for event in events {
-            let json: serde_json::Value = serde_json::from_slice(&event.data).map_err(|e| ApplyError::Event {
-                sequence: event.sequence,
-                reason: format!("the body is not JSON: {e}"),
-            })?;
+            let json: serde_json::Value =
+                serde_json::from_slice(&event.data).map_err(|e| ApplyError::Event {
+                    sequence: event.sequence,
+                    reason: format!("the body is not JSON: {e}"),
+                })?;
             data.push(json);
         }
         let text = |f: fn(&StoredEvent) -> String| events.iter().map(f).collect::<Vec<_>>();

@@ -39,7 +39,10 @@ pub async fn send_command(
 }
 
 /// The last status published on `subject`, if any.
-pub async fn last_status(js: &jetstream::Context, subject: &str) -> Result<Option<serde_json::Value>> {
+pub async fn last_status(
+    js: &jetstream::Context,
+    subject: &str,
+) -> Result<Option<serde_json::Value>> {
     let stream = js
         .get_stream(STATUS_STREAM)
         .await
@@ -79,9 +82,11 @@ pub async fn wait_for_status(
         }
         Err(Error::Other(format!("the subscription to {subject} ended")))
     };
-    tokio::time::timeout(timeout, wait)
-        .await
-        .map_err(|_| Error::Other(format!("{subject} did not reach the awaited state within {timeout:?}")))?
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        Error::Other(format!(
+            "{subject} did not reach the awaited state within {timeout:?}"
+        ))
+    })?
 }
 
 /// The `state.status` field of a status message.

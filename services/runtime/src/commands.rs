@@ -44,7 +44,12 @@ where
     }
 
     /// Handles one command message; never panics on bad input, never writes on rejection.
-    pub async fn handle(&self, subject: &str, headers: Option<&HeaderMap>, body: &[u8]) -> CommandReply {
+    pub async fn handle(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        body: &[u8],
+    ) -> CommandReply {
         match self.try_handle(subject, headers, body).await {
             Ok(reply) => reply,
             Err(rejection) => CommandReply::Rejected(rejection),
@@ -75,10 +80,17 @@ where
             id: meta.id,
             actor: meta.actor.clone(),
             correlation_id: meta.correlation_id,
-            traceparent: meta.traceparent.clone(),
+            traceparent: meta
+                .traceparent
+                .clone()
+                .or_else(crate::telemetry::current_traceparent),
         };
         for attempt in 0..MAX_ATTEMPTS {
-            let loaded = self.repository.load(&tenant, id).await.map_err(unavailable)?;
+            let loaded = self
+                .repository
+                .load(&tenant, id)
+                .await
+                .map_err(unavailable)?;
             if let Some(applied) = loaded.applied.get(&meta.id) {
                 return Ok(CommandReply::Accepted {
                     aggregate_id: id,
@@ -106,7 +118,11 @@ where
                     events: Vec::new(),
                 });
             }
-            match self.repository.append(&tenant, id, &loaded, &cause, events).await {
+            match self
+                .repository
+                .append(&tenant, id, &loaded, &cause, events)
+                .await
+            {
                 Ok(appended) => {
                     return Ok(CommandReply::Accepted {
                         aggregate_id: id,
@@ -114,7 +130,7 @@ where
                         events: appended.events,
                     })
                 }
-                Err(AppendError::Conflict { .. } | AppendError::Duplicate) => {
+                Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
                     let pause = rand::rng().random_range(0..=(2u64 << attempt.min(6)));
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
@@ -123,7 +139,10 @@ where
         }
         Err(Rejection::new(
             RejectionCode::Conflict,
-            format!("{} {id} is changing too fast; retry with the same command id", A::KIND),
+            format!(
+                "{} {id} is changing too fast; retry with the same command id",
+                A::KIND
+            ),
         ))
     }
 }
@@ -145,7 +164,9 @@ pub fn parse_command_subject(subject: &str, kind: &str) -> Result<(TenantId, Str
         )));
     };
     if *found_kind != kind {
-        return Err(Rejection::invalid(format!("this endpoint takes {kind} commands")));
+        return Err(Rejection::invalid(format!(
+            "this endpoint takes {kind} commands"
+        )));
     }
     let tenant = TenantId::parse(tenant).map_err(|e| Rejection::invalid(e.to_string()))?;
     Ok((tenant, (*action).to_owned()))

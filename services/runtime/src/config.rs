@@ -84,6 +84,9 @@ mod tests {
             super::redact_url("postgres://berth:s3cret@db:5432/berth"),
             "postgres://berth:***@db:5432/berth"
         );
-        assert_eq!(super::redact_url("postgres://berth@db/berth"), "postgres://berth@db/berth");
+        assert_eq!(
+            super::redact_url("postgres://berth@db/berth"),
+            "postgres://berth@db/berth"
+        );
     }
 }

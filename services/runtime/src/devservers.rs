@@ -31,7 +31,13 @@ pub struct DevProcess {
 }
 
 impl DevProcess {
-    fn spawn(name: &'static str, program: &Path, args: &[String], log: &Path, run_as: Option<&str>) -> Result<Self> {
+    fn spawn(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        run_as: Option<&str>,
+    ) -> Result<Self> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -47,19 +53,26 @@ impl DevProcess {
             .args(args)
             .env("BERTH_PARENT", std::process::id().to_string())
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().map_err(|e| Error::Other(e.to_string()))?)
+            .stdout(
+                log_file
+                    .try_clone()
+                    .map_err(|e| Error::Other(e.to_string()))?,
+            )
             .stderr(log_file)
             .kill_on_drop(false);
-        let child = command
-            .spawn()
-            .map_err(|e| Error::Other(format!("cannot start {name} ({}): {e}", program.display())))?;
+        let child = command.spawn().map_err(|e| {
+            Error::Other(format!("cannot start {name} ({}): {e}", program.display()))
+        })?;
         Ok(Self { name, child })
     }
 
     /// Stops the server and waits for it to exit.
     pub async fn stop(&mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
         }
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
@@ -79,7 +92,9 @@ impl Drop for DevProcess {
     /// covers the case where the whole process goes).
     fn drop(&mut self) {
         if let (Ok(None), Some(pid)) = (self.child.try_wait(), self.child.id()) {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
     }
 }
@@ -87,7 +102,10 @@ impl Drop for DevProcess {
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Other(e.to_string()))?;
-    Ok(listener.local_addr().map_err(|e| Error::Other(e.to_string()))?.port())
+    Ok(listener
+        .local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?
+        .port())
 }
 
 /// Finds a program on `PATH`.
@@ -100,7 +118,10 @@ pub fn which(program: &str, path_var: &str) -> Option<PathBuf> {
 async fn wait_for_port(name: &str, port: u16, process: &mut DevProcess, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         if process.has_exited() || Instant::now() > deadline {
@@ -145,16 +166,20 @@ pub fn nats_config(dir: &Path, options: &NatsOptions) -> String {
         store = dir.join("jetstream").display(),
     );
     if let Some(ws) = options.websocket_port {
-        config.push_str(&format!("websocket {{\n  listen: \"127.0.0.1:{ws}\"\n  no_tls: true\n}}\n"));
+        config.push_str(&format!(
+            "websocket {{\n  listen: \"127.0.0.1:{ws}\"\n  no_tls: true\n}}\n"
+        ));
     }
     config
 }
 
 impl NatsServer {
     pub async fn start(dir: &Path, options: NatsOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
         let config_path = dir.join("nats.conf");
-        std::fs::write(&config_path, nats_config(dir, &options)).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(&config_path, nats_config(dir, &options))
+            .map_err(|e| Error::Other(e.to_string()))?;
         let log = dir.join("nats.log");
         let mut process = DevProcess::spawn(
             "nats-server",
@@ -199,7 +224,9 @@ pub fn find_postgres_bin_dir() -> Option<PathBuf> {
 }
 
 fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 async fn run_checked(program: &Path, args: &[&str], run_as: Option<&str>) -> Result<()> {
@@ -235,11 +262,17 @@ pub struct Postgres {
 impl Postgres {
     /// Starts the cluster in `dir/data`, creating it first if needed.
     pub async fn start(dir: &Path, options: PostgresOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
         let data = dir.join("data");
         let run_as = running_as_root().then_some("postgres");
         if let Some(user) = run_as {
-            run_checked(Path::new("chown"), &["-R", &format!("{user}:{user}"), &dir.display().to_string()], None).await?;
+            run_checked(
+                Path::new("chown"),
+                &["-R", &format!("{user}:{user}"), &dir.display().to_string()],
+                None,
+            )
+            .await?;
             run_checked(Path::new("test"), &["-w", &dir.display().to_string()], Some(user))
                 .await
                 .map_err(|_| {
@@ -251,7 +284,17 @@ impl Postgres {
         }
         if !data.join("PG_VERSION").is_file() {
             let data_arg = data.display().to_string();
-            let mut args = vec!["-D", &data_arg, "-U", "berth", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-instructions"];
+            let mut args = vec![
+                "-D",
+                &data_arg,
+                "-U",
+                "berth",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ];
             if options.ephemeral {
                 args.push("--no-sync");
             }
@@ -270,15 +313,28 @@ impl Postgres {
             "max_connections=300".into(),
         ];
         if options.ephemeral {
-            for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
+            for setting in [
+                "fsync=off",
+                "synchronous_commit=off",
+                "full_page_writes=off",
+            ] {
                 args.push("-c".into());
                 args.push(setting.into());
             }
         }
         let log = dir.join("postgres.log");
-        let mut process = DevProcess::spawn("postgres", &options.bin_dir.join("postgres"), &args, &log, run_as)?;
+        let mut process = DevProcess::spawn(
+            "postgres",
+            &options.bin_dir.join("postgres"),
+            &args,
+            &log,
+            run_as,
+        )?;
         wait_for_port("postgres", options.port, &mut process, &log).await?;
-        let server = Self { port: options.port, process };
+        let server = Self {
+            port: options.port,
+            process,
+        };
         server.wait_until_accepting().await?;
         Ok(server)
     }
@@ -297,7 +353,9 @@ impl Postgres {
                     return Ok(());
                 }
                 Err(e) if Instant::now() > deadline => {
-                    return Err(Error::Other(format!("postgres is not accepting connections: {e}")))
+                    return Err(Error::Other(format!(
+                        "postgres is not accepting connections: {e}"
+                    )))
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -311,11 +369,12 @@ impl Postgres {
         let mut conn = PgConnection::connect(&self.url("postgres"))
             .await
             .map_err(Error::db("connect to postgres"))?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(Error::db("look up database"))?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(Error::db("look up database"))?;
         if !exists {
             sqlx::query(&format!("CREATE DATABASE \"{name}\""))
                 .execute(&mut conn)

@@ -104,7 +104,10 @@ pub async fn connect_nats(service: &str, args: &ConnectArgs) -> Result<async_nat
         .connection_timeout(Duration::from_secs(5));
     if let Some(creds) = &args.nats_creds {
         options = options.credentials_file(creds).await.map_err(|e| {
-            Error::Config(format!("cannot read NATS credentials {}: {e}", creds.display()))
+            Error::Config(format!(
+                "cannot read NATS credentials {}: {e}",
+                creds.display()
+            ))
         })?;
     }
     let client = options.connect(&args.nats_url).await.map_err(|e| {

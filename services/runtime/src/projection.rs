@@ -11,6 +11,9 @@
 //! fault in `berth.projection_faults`, publishes `status.system.projection.<name>` and
 //! stops there; it never skips an event. The other projections go on.
 //!
+//! Batches close when full or when the consumer has nothing more pending (see
+//! [`batched`]), so catching up commits few large transactions.
+//!
 //! [`rebuild`] folds from sequence 1 into a shadow schema while the live schema keeps
 //! serving, catches up to the live checkpoint under the projection's advisory lock,
 //! compares row counts and checksums, and swaps the schemas in one transaction. A
@@ -87,10 +90,12 @@ async fn checkpoint_for_update(conn: &mut PgConnection, name: &str) -> sqlx::Res
         .bind(name)
         .execute(&mut *conn)
         .await?;
-    let seq: i64 = sqlx::query_scalar("SELECT stream_seq FROM berth.checkpoints WHERE projection = $1 FOR UPDATE")
-        .bind(name)
-        .fetch_one(conn)
-        .await?;
+    let seq: i64 = sqlx::query_scalar(
+        "SELECT stream_seq FROM berth.checkpoints WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_one(conn)
+    .await?;
     Ok(seq as u64)
 }
 
@@ -107,27 +112,35 @@ async fn advance_checkpoint(conn: &mut PgConnection, name: &str, seq: u64) -> sq
 
 /// The live checkpoint of a projection (0 before its first event).
 pub async fn checkpoint(db: &PgPool, name: &str) -> Result<u64> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT stream_seq FROM berth.checkpoints WHERE projection = $1")
-        .bind(name)
-        .fetch_optional(db)
-        .await
-        .map_err(Error::db("read checkpoint"))?;
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT stream_seq FROM berth.checkpoints WHERE projection = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await
+            .map_err(Error::db("read checkpoint"))?;
     Ok(seq.unwrap_or(0) as u64)
 }
 
 /// Creates the live schema and tables if missing.
 pub async fn prepare(db: &PgPool, projection: &dyn Projection) -> Result<()> {
     let mut tx = db.begin().await.map_err(Error::db("begin"))?;
-    lock_projection(&mut tx, projection.name()).await.map_err(Error::db("lock projection"))?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", projection.name()))
-        .execute(&mut *tx)
+    lock_projection(&mut tx, projection.name())
         .await
-        .map_err(Error::db("create schema"))?;
+        .map_err(Error::db("lock projection"))?;
+    sqlx::query(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        projection.name()
+    ))
+    .execute(&mut *tx)
+    .await
+    .map_err(Error::db("create schema"))?;
     projection
         .create_tables(&mut tx, projection.name())
         .await
         .map_err(Error::db("create tables"))?;
-    checkpoint_for_update(&mut tx, projection.name()).await.map_err(Error::db("checkpoint"))?;
+    checkpoint_for_update(&mut tx, projection.name())
+        .await
+        .map_err(Error::db("checkpoint"))?;
     tx.commit().await.map_err(Error::db("commit"))?;
     Ok(())
 }
@@ -161,7 +174,43 @@ async fn ordered_from(
         .messages()
         .await
         .map_err(|e| Error::nats("consume", e))?;
-    Ok((pending, messages.map(|m| m.map_err(|e| Error::nats("ordered consumer", e)))))
+    Ok((
+        pending,
+        messages.map(|m| m.map_err(|e| Error::nats("ordered consumer", e))),
+    ))
+}
+
+/// Groups an ordered consumer's messages into batches: a batch closes when it is full
+/// or when the consumer reports nothing more pending, so a rebuild commits large
+/// batches and a live projection that is caught up commits at once.
+fn batched(
+    messages: impl Stream<Item = Result<jetstream::Message>>,
+    max: usize,
+) -> impl Stream<Item = Vec<Result<jetstream::Message>>> {
+    futures::stream::unfold(
+        (Box::pin(messages), false),
+        move |(mut messages, ended)| async move {
+            if ended {
+                return None;
+            }
+            let mut batch = Vec::new();
+            loop {
+                match messages.next().await {
+                    None => return (!batch.is_empty()).then_some((batch, (messages, true))),
+                    Some(message) => {
+                        let caught_up = match &message {
+                            Ok(m) => m.info().map(|info| info.pending == 0).unwrap_or(true),
+                            Err(_) => true,
+                        };
+                        batch.push(message);
+                        if caught_up || batch.len() >= max {
+                            return Some((batch, (messages, false)));
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// What happened to one batch.
@@ -171,18 +220,28 @@ enum BatchOutcome {
 }
 
 /// Applies one batch to the live schema with the checkpoint, then publishes status.
-async fn apply_live(rt: &Runtime, projection: &dyn Projection, events: Vec<StoredEvent>) -> Result<BatchOutcome> {
+async fn apply_live(
+    rt: &Runtime,
+    projection: &dyn Projection,
+    events: Vec<StoredEvent>,
+) -> Result<BatchOutcome> {
     let name = projection.name();
     let mut tx = rt.db.begin().await.map_err(Error::db("begin"))?;
-    lock_projection(&mut tx, name).await.map_err(Error::db("lock projection"))?;
-    let done = checkpoint_for_update(&mut tx, name).await.map_err(Error::db("checkpoint"))?;
+    lock_projection(&mut tx, name)
+        .await
+        .map_err(Error::db("lock projection"))?;
+    let done = checkpoint_for_update(&mut tx, name)
+        .await
+        .map_err(Error::db("checkpoint"))?;
     let events: Vec<StoredEvent> = events.into_iter().filter(|e| e.sequence > done).collect();
     let Some(last) = events.last().map(|e| e.sequence) else {
         return Ok(BatchOutcome::Applied);
     };
     match projection.apply(&mut tx, name, &events).await {
         Ok(updates) => {
-            advance_checkpoint(&mut tx, name, last).await.map_err(Error::db("advance checkpoint"))?;
+            advance_checkpoint(&mut tx, name, last)
+                .await
+                .map_err(Error::db("advance checkpoint"))?;
             tx.commit().await.map_err(Error::db("commit batch"))?;
             publish_status(rt, updates).await;
             Ok(BatchOutcome::Applied)
@@ -190,7 +249,10 @@ async fn apply_live(rt: &Runtime, projection: &dyn Projection, events: Vec<Store
         Err(ApplyError::Db(e)) => Err(Error::db(format!("apply {name}"))(e)),
         Err(ApplyError::Event { sequence, reason }) => {
             tx.rollback().await.map_err(Error::db("rollback"))?;
-            let before: Vec<StoredEvent> = events.into_iter().filter(|e| e.sequence < sequence).collect();
+            let before: Vec<StoredEvent> = events
+                .into_iter()
+                .filter(|e| e.sequence < sequence)
+                .collect();
             if !before.is_empty() {
                 Box::pin(apply_live(rt, projection, before)).await?;
             }
@@ -242,7 +304,14 @@ async fn record_fault(rt: &Runtime, fault: &Fault) {
         "kind": "projection", "id": fault.projection, "state": "stalled",
         "sequence": fault.sequence, "reason": fault.error,
     });
-    publish_status(rt, vec![StatusUpdate { subject: fault_subject(&fault.projection), body }]).await;
+    publish_status(
+        rt,
+        vec![StatusUpdate {
+            subject: fault_subject(&fault.projection),
+            body,
+        }],
+    )
+    .await;
 }
 
 async fn clear_fault(rt: &Runtime, name: &str) -> Result<()> {
@@ -282,7 +351,7 @@ pub async fn run(rt: &Runtime, projection: Arc<dyn Projection>) -> Result<()> {
 async fn follow(rt: &Runtime, projection: &dyn Projection) -> Result<Option<Fault>> {
     let start = checkpoint(&rt.db, projection.name()).await? + 1;
     let (_, messages) = ordered_from(&rt.js, projection, start).await?;
-    let mut batches = Box::pin(messages.ready_chunks(rt.settings.projection_batch));
+    let mut batches = Box::pin(batched(messages, rt.settings.projection_batch));
     loop {
         let batch = tokio::select! {
             _ = rt.shutdown.cancelled() => return Ok(None),
@@ -297,7 +366,11 @@ async fn follow(rt: &Runtime, projection: &dyn Projection) -> Result<Option<Faul
                 Ok(event) => events.push(event),
                 Err(e) => {
                     let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                    unreadable = Some(Fault { projection: projection.name().into(), sequence, error: e.to_string() });
+                    unreadable = Some(Fault {
+                        projection: projection.name().into(),
+                        sequence,
+                        error: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -305,7 +378,11 @@ async fn follow(rt: &Runtime, projection: &dyn Projection) -> Result<Option<Faul
         match apply_live(rt, projection, events).await? {
             BatchOutcome::Applied => {}
             BatchOutcome::Stalled { sequence, reason } => {
-                return Ok(Some(Fault { projection: projection.name().into(), sequence, error: reason }))
+                return Ok(Some(Fault {
+                    projection: projection.name().into(),
+                    sequence,
+                    error: reason,
+                }))
             }
         }
         if unreadable.is_some() {
@@ -351,13 +428,20 @@ pub struct TableDigest {
 }
 
 /// The row count and an order-independent checksum of `schema.table`.
-pub async fn digest(conn: &mut PgConnection, schema: &str, table: &str) -> sqlx::Result<TableDigest> {
+pub async fn digest(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> sqlx::Result<TableDigest> {
     let (rows, checksum): (i64, Option<String>) = sqlx::query_as(&format!(
         "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {schema}.{table} t"
     ))
     .fetch_one(conn)
     .await?;
-    Ok(TableDigest { rows, checksum: checksum.unwrap_or_default() })
+    Ok(TableDigest {
+        rows,
+        checksum: checksum.unwrap_or_default(),
+    })
 }
 
 /// Progress of a rebuild, reported after every batch.
@@ -387,7 +471,10 @@ pub async fn rebuild(
         .execute(&mut *conn)
         .await
         .map_err(Error::db("create shadow"))?;
-    projection.create_tables(&mut conn, &shadow).await.map_err(Error::db("create shadow tables"))?;
+    projection
+        .create_tables(&mut conn, &shadow)
+        .await
+        .map_err(Error::db("create shadow tables"))?;
     drop(conn);
 
     let started = Instant::now();
@@ -395,7 +482,7 @@ pub async fn rebuild(
     let mut shadow_seq = 0u64;
     let (total, messages) = ordered_from(&rt.js, projection, 1).await?;
     if total > 0 {
-        let mut batches = Box::pin(messages.ready_chunks(rt.settings.projection_batch));
+        let mut batches = Box::pin(batched(messages, rt.settings.projection_batch));
         while let Some(batch) = batches.next().await {
             let mut events = Vec::with_capacity(batch.len());
             let mut caught_up = false;
@@ -408,7 +495,11 @@ pub async fn rebuild(
             shadow_seq = events.last().map_or(shadow_seq, |e| e.sequence);
             applied += events.len() as u64;
             apply_shadow(&rt.db, projection, &shadow, &events).await?;
-            progress(Progress { applied, total, elapsed: started.elapsed() });
+            progress(Progress {
+                applied,
+                total,
+                elapsed: started.elapsed(),
+            });
             if caught_up {
                 break;
             }
@@ -416,8 +507,12 @@ pub async fn rebuild(
     }
 
     let mut tx = rt.db.begin().await.map_err(Error::db("begin swap"))?;
-    lock_projection(&mut tx, name).await.map_err(Error::db("lock projection"))?;
-    let live = checkpoint_for_update(&mut tx, name).await.map_err(Error::db("checkpoint"))?;
+    lock_projection(&mut tx, name)
+        .await
+        .map_err(Error::db("lock projection"))?;
+    let live = checkpoint_for_update(&mut tx, name)
+        .await
+        .map_err(Error::db("checkpoint"))?;
     if live > shadow_seq {
         let (_, messages) = ordered_from(&rt.js, projection, shadow_seq + 1).await?;
         let mut messages = Box::pin(messages);
@@ -442,8 +537,12 @@ pub async fn rebuild(
     for table in projection.tables() {
         tables.push(TableComparison {
             table: (*table).to_owned(),
-            live: digest(&mut tx, name, table).await.map_err(Error::db("digest live"))?,
-            rebuilt: digest(&mut tx, &shadow, table).await.map_err(Error::db("digest rebuilt"))?,
+            live: digest(&mut tx, name, table)
+                .await
+                .map_err(Error::db("digest live"))?,
+            rebuilt: digest(&mut tx, &shadow, table)
+                .await
+                .map_err(Error::db("digest rebuilt"))?,
         });
     }
     if dry_run {
@@ -460,11 +559,20 @@ pub async fn rebuild(
             format!("ALTER SCHEMA {shadow} RENAME TO {name}"),
             format!("DROP SCHEMA {retired} CASCADE"),
         ] {
-            sqlx::query(&statement).execute(&mut *tx).await.map_err(Error::db("swap schemas"))?;
+            sqlx::query(&statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db("swap schemas"))?;
         }
-        advance_checkpoint(&mut tx, name, shadow_seq).await.map_err(Error::db("advance checkpoint"))?;
+        advance_checkpoint(&mut tx, name, shadow_seq)
+            .await
+            .map_err(Error::db("advance checkpoint"))?;
         tx.commit().await.map_err(Error::db("commit swap"))?;
-        info!(projection = name, events = applied, "projection rebuilt and swapped in");
+        info!(
+            projection = name,
+            events = applied,
+            "projection rebuilt and swapped in"
+        );
     }
     Ok(RebuildReport {
         projection: name.to_owned(),
@@ -476,10 +584,17 @@ pub async fn rebuild(
     })
 }
 
-async fn apply_shadow(db: &PgPool, projection: &dyn Projection, shadow: &str, events: &[StoredEvent]) -> Result<()> {
+async fn apply_shadow(
+    db: &PgPool,
+    projection: &dyn Projection,
+    shadow: &str,
+    events: &[StoredEvent],
+) -> Result<()> {
     let mut tx = db.begin().await.map_err(Error::db("begin"))?;
     apply_or_fail(projection, &mut tx, shadow, events).await?;
-    tx.commit().await.map_err(Error::db("commit shadow batch"))?;
+    tx.commit()
+        .await
+        .map_err(Error::db("commit shadow batch"))?;
     Ok(())
 }
 

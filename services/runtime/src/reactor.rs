@@ -54,7 +54,9 @@ pub mod dlq_headers {
 
 /// The delay before delivery `delivered + 1`: base · 2^(delivered-1), capped, ±25 % jitter.
 pub fn backoff(delivered: i64, base: Duration, max: Duration) -> Duration {
-    let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(0).min(16);
+    let exponent = u32::try_from(delivered.saturating_sub(1))
+        .unwrap_or(0)
+        .min(16);
     let delay = base.saturating_mul(1 << exponent).min(max);
     let jitter = rand::rng().random_range(0.75..1.25);
     delay.mul_f64(jitter)
@@ -105,7 +107,8 @@ pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
 
 async fn handle(rt: &Runtime, reactor: &dyn Reactor, message: jetstream::Message) {
     let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
-    let span = info_span!("react", reactor = %reactor.name(), subject = %message.subject, delivered);
+    let span =
+        info_span!("react", reactor = %reactor.name(), subject = %message.subject, delivered);
     crate::telemetry::set_parent(&span, message.headers.as_ref());
     async {
         let outcome = match StoredEvent::from_jetstream(&message) {
@@ -169,7 +172,11 @@ async fn dead_letter(
             }
         }
     }
-    let error: String = error.chars().filter(|c| !c.is_control()).take(1024).collect();
+    let error: String = error
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(1024)
+        .collect();
     headers.insert(dlq_headers::ERROR, error.as_str());
     headers.insert(dlq_headers::SUBJECT, message.subject.as_str());
     headers.insert(dlq_headers::STREAM_SEQUENCE, sequence.to_string().as_str());

@@ -7,9 +7,10 @@ use tracing::{info, warn};
 /// Cancels `token` on the first SIGINT/SIGTERM; exits with 130 on the second.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
-        let (Ok(mut interrupt), Ok(mut terminate)) =
-            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             warn!("cannot listen for signals; stop berth with SIGKILL");
             return;
         };

@@ -30,6 +30,11 @@ use crate::error::{Error, Result};
 /// How many messages one direct-get batch asks for.
 const READ_BATCH: usize = 256;
 
+/// Atomic batches in flight per process. The server allows 50 per stream and 1000 per
+/// server; staying below leaves room for other processes' batches, and a refusal
+/// (`atomic publish too many inflight`) is retried.
+const BATCHES_IN_FLIGHT: usize = 24;
+
 /// One event as stored in `EVENTS`.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -41,7 +46,12 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    pub fn from_parts(sequence: u64, subject: String, headers: HeaderMap, data: Bytes) -> Result<Self> {
+    pub fn from_parts(
+        sequence: u64,
+        subject: String,
+        headers: HeaderMap,
+        data: Bytes,
+    ) -> Result<Self> {
         let meta = EventMeta::decode(&headers).map_err(|source| Error::Decode {
             sequence,
             subject: subject.clone(),
@@ -93,6 +103,9 @@ pub enum AppendError {
     /// This event id is already in the log (inside the duplicate window).
     #[error("already appended")]
     Duplicate,
+    /// The server has too many atomic batches in flight; retried by the writer.
+    #[error("too many atomic batches in flight")]
+    Busy,
     #[error(transparent)]
     Store(#[from] Error),
 }
@@ -194,11 +207,14 @@ impl EventStore {
 }
 
 fn outbound(subject: &str, event: &NewEvent) -> Result<OutboundMessage> {
-    let (headers, payload) = event.meta.encode(&event.data).map_err(|source| Error::Decode {
-        sequence: 0,
-        subject: subject.to_owned(),
-        source,
-    })?;
+    let (headers, payload) = event
+        .meta
+        .encode(&event.data)
+        .map_err(|source| Error::Decode {
+            sequence: 0,
+            subject: subject.to_owned(),
+            source,
+        })?;
     Ok(OutboundMessage {
         subject: subject.to_owned().into(),
         payload,
@@ -209,6 +225,7 @@ fn outbound(subject: &str, event: &NewEvent) -> Result<OutboundMessage> {
 /// The single writer: takes append requests in order, sends single-event appends
 /// without waiting for the previous ack, and runs batches on their own tasks.
 async fn run_writer(js: jetstream::Context, mut requests: mpsc::Receiver<AppendRequest>) {
+    let batches = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(request) = requests.recv().await {
         if request.events.len() == 1 {
             match publish_single(&js, &request).await {
@@ -223,8 +240,29 @@ async fn run_writer(js: jetstream::Context, mut requests: mpsc::Receiver<AppendR
             }
         } else {
             let js = js.clone();
+            let permit = batches
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
             tokio::spawn(async move {
-                let result = publish_batch(&js, &request).await;
+                let mut result = publish_batch(&js, &request).await;
+                let mut pause = std::time::Duration::from_millis(2);
+                while matches!(&result, Err(AppendError::Busy))
+                    && pause < std::time::Duration::from_secs(2)
+                {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    result = publish_batch(&js, &request).await;
+                }
+                drop(permit);
+                let result = result.map_err(|e| match e {
+                    AppendError::Busy => {
+                        Error::Other("JetStream has too many atomic batches in flight".into())
+                            .into()
+                    }
+                    other => other,
+                });
                 let _ = request.done.send(result);
             });
         }
@@ -260,20 +298,20 @@ async fn publish_single(
     })
 }
 
-async fn publish_batch(js: &jetstream::Context, request: &AppendRequest) -> Result<Vec<u64>, AppendError> {
+async fn publish_batch(
+    js: &jetstream::Context,
+    request: &AppendRequest,
+) -> Result<Vec<u64>, AppendError> {
     let count = request.events.len() as u64;
-    let mut batch = js.batch_publish().build();
+    let mut batch = js.batch_publish().ack_first(false).build();
     let last = request.events.len() - 1;
     for (index, event) in request.events.iter().enumerate() {
         let mut message = outbound(&request.subject, event)?;
         if index == 0 {
-            message
-                .headers
-                .get_or_insert_with(HeaderMap::new)
-                .insert(
-                    "Nats-Expected-Last-Subject-Sequence",
-                    request.expected_version.to_string().as_str(),
-                );
+            message.headers.get_or_insert_with(HeaderMap::new).insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                request.expected_version.to_string().as_str(),
+            );
         }
         let sent = if index == last {
             let ack = batch.commit_message(message).await;
@@ -291,7 +329,15 @@ async fn publish_batch(js: &jetstream::Context, request: &AppendRequest) -> Resu
     unreachable!("the last event commits the batch")
 }
 
-fn batch_error(error: jetstream_extra::batch_publish::BatchPublishError, expected: u64) -> AppendError {
+fn batch_error(
+    error: jetstream_extra::batch_publish::BatchPublishError,
+    expected: u64,
+) -> AppendError {
+    if error.kind()
+        == jetstream_extra::batch_publish::BatchPublishErrorKind::BatchPublishTooManyInflight
+    {
+        return AppendError::Busy;
+    }
     let wrong_sequence = std::error::Error::source(&error)
         .and_then(|source| source.downcast_ref::<jetstream::Error>())
         .is_some_and(|api| api.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE);
@@ -472,7 +518,10 @@ impl<A: Aggregate> Repository<A> {
                 data: event.to_json(),
             })
             .collect();
-        let sequences = self.store.append(&subject, loaded.version, new_events.clone()).await?;
+        let sequences = self
+            .store
+            .append(&subject, loaded.version, new_events.clone())
+            .await?;
         let mut next = loaded.clone();
         for (event, sequence) in new_events.into_iter().zip(&sequences) {
             let stored = StoredEvent {

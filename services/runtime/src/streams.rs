@@ -11,8 +11,14 @@ use crate::error::{Error, Result};
 
 /// The checked-in definitions, embedded so every binary carries them.
 pub const DEFINITIONS: [(&str, &str); 3] = [
-    ("events.json", include_str!("../../../nats/streams/events.json")),
-    ("status.json", include_str!("../../../nats/streams/status.json")),
+    (
+        "events.json",
+        include_str!("../../../nats/streams/events.json"),
+    ),
+    (
+        "status.json",
+        include_str!("../../../nats/streams/status.json"),
+    ),
     ("dlq.json", include_str!("../../../nats/streams/dlq.json")),
 ];
 

