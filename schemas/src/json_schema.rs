@@ -4,6 +4,7 @@ use schemars::{schema_for, Schema};
 
 use crate::command::CommandReply;
 use crate::event::DomainEvent;
+use crate::usage::{SetQuota, UsageEvent};
 use crate::vm::{CreateVm, VmEvent, VmTarget};
 
 /// `(file name, schema)` for every generated file.
@@ -11,11 +12,16 @@ pub fn all() -> Vec<(String, Schema)> {
     let mut files = vec![
         ("cmd.vm.create.json".to_owned(), schema_for!(CreateVm)),
         ("cmd.vm.target.json".to_owned(), schema_for!(VmTarget)),
+        (
+            "cmd.tenant.set_quota.json".to_owned(),
+            schema_for!(SetQuota),
+        ),
         ("command-reply.json".to_owned(), schema_for!(CommandReply)),
     ];
     files.extend(
         VmEvent::json_schemas()
             .into_iter()
+            .chain(UsageEvent::json_schemas())
             .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
     );
     files
@@ -81,6 +87,8 @@ mod tests {
                 memory_mb: 512,
                 disk_gb: 10,
                 image: "debian-12".into(),
+                plan: None,
+                region: None,
             }),
             VmEvent::Failed(VmFailed {
                 operation: "start".into(),

@@ -21,12 +21,21 @@ pub struct CreateVm {
     pub vm_id: Option<Uuid>,
     /// A name unique enough for people: `^[a-z0-9][a-z0-9-]{0,62}$`.
     pub name: String,
+    /// A size by name; or give `vcpus`, `memory_mb` and `disk_gb` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
     /// 1 to 64.
-    pub vcpus: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
     /// 128 to 262144.
-    pub memory_mb: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
     /// 1 to 4096.
-    pub disk_gb: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gb: Option<u32>,
+    /// Where to run it, e.g. `eu-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The image to boot, 1 to 255 printable characters.
     pub image: String,
     /// Start the VM once it is provisioned (default true).
@@ -36,6 +45,95 @@ pub struct CreateVm {
 
 fn yes() -> bool {
     true
+}
+
+/// The sizes berth sells by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// 1 vCPU, 1 GB memory, 10 GB disk.
+    Small,
+    /// 2 vCPU, 4 GB memory, 40 GB disk.
+    Medium,
+    /// 4 vCPU, 8 GB memory, 80 GB disk.
+    Large,
+}
+
+impl Plan {
+    /// `(vcpus, memory_mb, disk_gb)`.
+    pub fn size(self) -> (u32, u32, u32) {
+        match self {
+            Self::Small => (1, 1024, 10),
+            Self::Medium => (2, 4096, 40),
+            Self::Large => (4, 8192, 80),
+        }
+    }
+}
+
+impl CreateVm {
+    /// A create by plan.
+    pub fn with_plan(name: impl Into<String>, plan: Plan, image: impl Into<String>) -> Self {
+        Self {
+            vm_id: None,
+            name: name.into(),
+            plan: Some(plan),
+            vcpus: None,
+            memory_mb: None,
+            disk_gb: None,
+            region: None,
+            image: image.into(),
+            start: true,
+        }
+    }
+
+    /// A create with explicit sizes.
+    pub fn with_size(
+        name: impl Into<String>,
+        vcpus: u32,
+        memory_mb: u32,
+        disk_gb: u32,
+        image: impl Into<String>,
+    ) -> Self {
+        Self {
+            vm_id: None,
+            name: name.into(),
+            plan: None,
+            vcpus: Some(vcpus),
+            memory_mb: Some(memory_mb),
+            disk_gb: Some(disk_gb),
+            region: None,
+            image: image.into(),
+            start: true,
+        }
+    }
+
+    /// `(vcpus, memory_mb, disk_gb)`, from the plan or the explicit sizes.
+    pub fn size(&self) -> Result<(u32, u32, u32), Rejection> {
+        match (self.plan, self.vcpus, self.memory_mb, self.disk_gb) {
+            (Some(plan), None, None, None) => Ok(plan.size()),
+            (None, Some(vcpus), Some(memory_mb), Some(disk_gb)) => Ok((vcpus, memory_mb, disk_gb)),
+            (Some(_), ..) => Err(Rejection::invalid(
+                "give a plan or explicit sizes, not both",
+            )),
+            _ => Err(Rejection::invalid(
+                "give a plan (small, medium, large) or all of vcpus, memory_mb and disk_gb",
+            )),
+        }
+    }
+
+    /// The event that records this request.
+    pub fn requested(&self) -> Result<VmRequested, Rejection> {
+        let (vcpus, memory_mb, disk_gb) = self.size()?;
+        Ok(VmRequested {
+            name: self.name.clone(),
+            vcpus,
+            memory_mb,
+            disk_gb,
+            image: self.image.clone(),
+            plan: self.plan,
+            region: self.region.clone(),
+        })
+    }
 }
 
 /// `vm.start`, `vm.stop`, `vm.restart`, `vm.destroy`: act on one VM.
@@ -124,9 +222,13 @@ impl VmCommand {
         };
         validate_slug("vm name", &create.name, 63)
             .map_err(|e| Rejection::invalid(e.to_string()))?;
-        bounded("vcpus", create.vcpus, 1, 64)?;
-        bounded("memory_mb", create.memory_mb, 128, 262_144)?;
-        bounded("disk_gb", create.disk_gb, 1, 4096)?;
+        let (vcpus, memory_mb, disk_gb) = create.size()?;
+        bounded("vcpus", vcpus, 1, 64)?;
+        bounded("memory_mb", memory_mb, 128, 262_144)?;
+        bounded("disk_gb", disk_gb, 1, 4096)?;
+        if let Some(region) = &create.region {
+            validate_slug("region", region, 63).map_err(|e| Rejection::invalid(e.to_string()))?;
+        }
         if create.image.is_empty()
             || create.image.len() > 255
             || create
@@ -160,6 +262,10 @@ pub struct VmRequested {
     pub memory_mb: u32,
     pub disk_gb: u32,
     pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// A provider took the VM in hand.
@@ -287,6 +393,30 @@ mod tests {
 
     fn create_body() -> serde_json::Value {
         serde_json::json!({"name": "web", "vcpus": 2, "memory_mb": 2048, "disk_gb": 20, "image": "debian-12"})
+    }
+
+    #[test]
+    fn plans_or_sizes_but_not_both() {
+        let by_plan = br#"{"name":"web","plan":"medium","image":"debian-12"}"#;
+        let VmCommand::Create(create) = VmCommand::decode("create", by_plan).unwrap() else {
+            panic!()
+        };
+        assert_eq!(create.requested().unwrap().memory_mb, 4096);
+        let both = br#"{"name":"web","plan":"small","vcpus":2,"image":"debian-12"}"#;
+        assert_eq!(
+            VmCommand::decode("create", both).unwrap_err().code,
+            RejectionCode::Invalid
+        );
+        let partial = br#"{"name":"web","vcpus":2,"image":"debian-12"}"#;
+        assert_eq!(
+            VmCommand::decode("create", partial).unwrap_err().code,
+            RejectionCode::Invalid
+        );
+        let huge = br#"{"name":"web","plan":"huge","image":"debian-12"}"#;
+        assert_eq!(
+            VmCommand::decode("create", huge).unwrap_err().code,
+            RejectionCode::Invalid
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_provisioner::sim::{SimConfig, SimProvider};
+use berth_provisioner::ProvisionerConfig;
 use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::command::CommandMeta;
@@ -131,17 +132,33 @@ impl TestEnv {
         Ok(Runtime::connect(service, &self.connect, settings, CancellationToken::new()).await?)
     }
 
-    /// Runs the provisioner in this process with the sim provider.
+    /// Runs the provisioner in this process with the sim provider and no quota limits.
     pub async fn provisioner(
         &self,
         settings: Settings,
         sim: SimConfig,
     ) -> anyhow::Result<RunningService> {
+        self.provisioner_with(settings, sim, ProvisionerConfig::default())
+            .await
+    }
+
+    /// Runs the provisioner in this process with the sim provider.
+    pub async fn provisioner_with(
+        &self,
+        settings: Settings,
+        sim: SimConfig,
+        config: ProvisionerConfig,
+    ) -> anyhow::Result<RunningService> {
         let shutdown = CancellationToken::new();
         let rt = Runtime::connect("provisioner", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_provisioner::run(rt, Arc::new(SimProvider::new(sim))));
+        let task = tokio::spawn(berth_provisioner::run(
+            rt,
+            Arc::new(SimProvider::new(sim)),
+            config,
+        ));
         self.wait_for_service("berth-vm").await?;
+        self.wait_for_service("berth-tenant").await?;
         Ok(RunningService { shutdown, task, db })
     }
 
@@ -155,6 +172,33 @@ impl TestEnv {
         )
         .await?;
         Ok(())
+    }
+
+    /// The sequence of the last event on subjects matching `filter` (0 when none).
+    pub async fn last_sequence_of(&self, filter: &str) -> anyhow::Result<u64> {
+        use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+        use futures::StreamExt;
+        let stream = self.js.get_stream("EVENTS").await?;
+        let mut consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter.to_owned(),
+                deliver_policy: DeliverPolicy::Last,
+                ..Default::default()
+            })
+            .await?;
+        if consumer.info().await?.num_pending == 0 {
+            return Ok(0);
+        }
+        let message = consumer
+            .messages()
+            .await?
+            .next()
+            .await
+            .context("no last message")??;
+        Ok(message
+            .info()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .stream_sequence)
     }
 
     /// The last sequence of the `EVENTS` stream (0 when empty).
@@ -241,6 +285,8 @@ impl ChildService {
                 &env.nats.url,
                 "--database-url",
                 &env.database_url,
+                "--default-tier",
+                "unlimited",
             ])
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -275,15 +321,7 @@ impl ChildService {
 
 /// A create command for a small VM.
 pub fn create_vm(name: &str) -> VmCommand {
-    VmCommand::Create(CreateVm {
-        vm_id: None,
-        name: name.into(),
-        vcpus: 1,
-        memory_mb: 512,
-        disk_gb: 10,
-        image: "debian-12".into(),
-        start: true,
-    })
+    VmCommand::Create(CreateVm::with_size(name, 1, 512, 10, "debian-12"))
 }
 
 /// Command metadata from `user:test`.

@@ -185,7 +185,17 @@ async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() ->
             missing_attributes(&event)
         );
         assert!(event.source().to_string().starts_with("berth/"));
-        assert_eq!(event.subject(), Some(id.to_string().as_str()));
+        let aggregate = message
+            .subject
+            .as_str()
+            .rsplit('.')
+            .next()
+            .unwrap_or_default();
+        assert_eq!(
+            event.subject(),
+            Some(aggregate),
+            "ce-subject names the aggregate of the NATS subject"
+        );
         let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
             schemas.join(event_schema_file(event.ty())),
         )?)?;

@@ -3,6 +3,7 @@
 //! - `up`: the whole control plane in one process (own nats-server and Postgres under
 //!   `.berth/` unless `BERTH_NATS_URL` / `BERTH_DATABASE_URL` are set).
 //! - `vm`: VM commands over NATS, reads from the `vms` projection.
+//! - `tenant`: operator commands (quotas).
 //! - `events`: tail the log, show one aggregate's history.
 //! - `replay`: rebuild a projection without downtime.
 //! - `status`: projection positions and faults.
@@ -10,6 +11,7 @@
 mod events;
 mod output;
 mod replay;
+mod tenant;
 mod up;
 mod vm;
 
@@ -30,6 +32,9 @@ enum Command {
     /// Create, start, stop, restart, destroy, list and show VMs.
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// Operator commands on tenants (quotas).
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
     /// Follow the event log or show one aggregate's history.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -45,6 +50,7 @@ async fn main() {
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Vm(command) => vm::run(command).await,
+        Command::Tenant(command) => tenant::run(command).await,
         Command::Events(command) => events::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Status(args) => replay::status(args).await,

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use berth_provisioner::cli::DefaultTier;
 use berth_provisioner::sim::{SimConfig, SimProvider};
+use berth_provisioner::ProvisionerConfig;
 use berth_runtime::client::send_command;
 use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::command::CommandMeta;
+use berth_schemas::usage::{LimitOverrides, SetQuota, TenantCommand, Tier};
 use berth_schemas::vm::{CreateVm, VmCommand};
 use berth_schemas::{Actor, TenantId};
 use clap::Args;
@@ -56,6 +59,9 @@ pub struct UpArgs {
     /// sim provider: probability in [0, 1] that a call fails (and is retried).
     #[arg(long, env = "BERTH_SIM_FAILURE_RATE", default_value_t = 0.0)]
     sim_failure_rate: f64,
+    /// Quota of tenants without one of their own.
+    #[arg(long, env = "BERTH_DEFAULT_TIER", value_enum, default_value = "free")]
+    default_tier: DefaultTier,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -154,7 +160,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         failure_rate: args.sim_failure_rate,
         ..SimConfig::default()
     }));
-    let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider));
+    let config = ProvisionerConfig {
+        default_limits: args.default_tier.limits(),
+    };
+    let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider, config));
 
     if !args.no_demo {
         seed_demo(&rt.nats).await?;
@@ -186,7 +195,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  services    provisioner (vm commands, provider reactor, vms + audit_log projections)"
     );
     if !args.no_demo {
-        println!("  demo        tenant `demo`: {} VMs — `berth vm list`, `berth events tail --tenant demo`", DEMO.len());
+        println!("  demo        tenant `demo` (pro, up to 10 VMs): {} VMs — `berth vm list`, `berth events tail --tenant demo`", DEMO.len());
     }
     println!("  status      status.<tenant>.vm.<id> on NATS (stream STATUS)");
     println!("Ctrl-C stops everything.");
@@ -204,39 +213,78 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// Sends one seeding command with a fixed id, retrying while the endpoint starts.
+async fn seed(
+    nats: &async_nats::Client,
+    tenant: &TenantId,
+    kind: &str,
+    action: &str,
+    id: Uuid,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    let mut meta = CommandMeta::new(Actor::parse("service:berth-up")?);
+    meta.id = id;
+    meta.correlation_id = id;
+    let mut attempt = 0;
+    loop {
+        match send_command(nats, tenant, kind, action, &meta, body.clone()).await {
+            Ok(reply) => {
+                if let Some(rejection) = reply.rejection() {
+                    bail!("seeding {kind}.{action} was rejected: {rejection}");
+                }
+                return Ok(());
+            }
+            // The command endpoints may still be starting.
+            Err(_) if attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The demo tenant: a pro quota with room to try things, and three VMs. Fixed command
+/// ids make this idempotent across restarts.
 async fn seed_demo(nats: &async_nats::Client) -> anyhow::Result<()> {
     let tenant = TenantId::parse("demo")?;
     let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://berth.dev/demo");
+    let quota = TenantCommand::SetQuota(SetQuota {
+        tenant: tenant.clone(),
+        tier: Tier::Pro,
+        overrides: LimitOverrides {
+            vms: Some(10),
+            vcpus: Some(16),
+            memory_mb: Some(32_768),
+            disk_gb: Some(500),
+        },
+    });
+    seed(
+        nats,
+        &TenantId::system(),
+        "tenant",
+        "set_quota",
+        Uuid::new_v5(&namespace, b"quota"),
+        quota.body(),
+    )
+    .await?;
     for (name, vcpus, memory_mb, disk_gb) in DEMO {
-        let mut meta = CommandMeta::new(Actor::parse("service:berth-up")?);
-        meta.id = Uuid::new_v5(&namespace, name.as_bytes());
-        meta.correlation_id = meta.id;
-        let command = VmCommand::Create(CreateVm {
-            vm_id: None,
-            name: format!("demo-{name}"),
+        let command = VmCommand::Create(CreateVm::with_size(
+            format!("demo-{name}"),
             vcpus,
             memory_mb,
             disk_gb,
-            image: "debian-12".into(),
-            start: true,
-        });
-        let mut attempt = 0;
-        loop {
-            match send_command(nats, &tenant, "vm", "create", &meta, command.body()).await {
-                Ok(reply) => {
-                    if let Some(rejection) = reply.rejection() {
-                        bail!("seeding demo-{name} was rejected: {rejection}");
-                    }
-                    break;
-                }
-                // The command endpoint may still be starting.
-                Err(_) if attempt < 50 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+            "debian-12",
+        ));
+        seed(
+            nats,
+            &tenant,
+            "vm",
+            "create",
+            Uuid::new_v5(&namespace, name.as_bytes()),
+            command.body(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use berth_runtime::client::{send_command, status_of, wait_for_status};
 use berth_runtime::{connect_db, connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::subjects::status_subject;
-use berth_schemas::vm::{CreateVm, VmCommand as Command, VmTarget};
+use berth_schemas::vm::{CreateVm, Plan, VmCommand as Command, VmTarget};
 use berth_schemas::{Actor, CommandReply, TenantId};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
@@ -53,12 +53,18 @@ pub enum VmCommand {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long, default_value_t = 1)]
-        vcpus: u32,
-        #[arg(long, default_value_t = 1024)]
-        memory_mb: u32,
-        #[arg(long, default_value_t = 10)]
-        disk_gb: u32,
+        /// small (1 vCPU, 1 GB, 10 GB), medium (2, 4 GB, 40 GB) or large (4, 8 GB, 80 GB).
+        #[arg(long, value_parser = parse_plan, conflicts_with_all = ["vcpus", "memory_mb", "disk_gb"])]
+        plan: Option<Plan>,
+        /// Explicit size (default 1 vCPU, 1024 MB, 10 GB).
+        #[arg(long)]
+        vcpus: Option<u32>,
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        #[arg(long)]
+        disk_gb: Option<u32>,
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long, default_value = "debian-12")]
         image: String,
         #[arg(long)]
@@ -125,6 +131,8 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         }
         VmCommand::Create {
             name,
+            plan,
+            region,
             vcpus,
             memory_mb,
             disk_gb,
@@ -132,15 +140,18 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             no_start,
             common,
         } => {
-            let create = CreateVm {
-                vm_id: None,
-                name,
-                vcpus,
-                memory_mb,
-                disk_gb,
-                image,
-                start: !no_start,
+            let mut create = match plan {
+                Some(plan) => CreateVm::with_plan(name, plan, image),
+                None => CreateVm::with_size(
+                    name,
+                    vcpus.unwrap_or(1),
+                    memory_mb.unwrap_or(1024),
+                    disk_gb.unwrap_or(10),
+                    image,
+                ),
             };
+            create.region = region;
+            create.start = !no_start;
             (
                 Command::Create(create),
                 common,
@@ -222,4 +233,9 @@ fn cells(row: &VmRow) -> Vec<String> {
         row.host.clone().unwrap_or_default(),
         row.reason.clone().unwrap_or_default(),
     ]
+}
+
+fn parse_plan(value: &str) -> Result<Plan, String> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned()))
+        .map_err(|_| format!("unknown plan {value:?}: choose small, medium or large"))
 }

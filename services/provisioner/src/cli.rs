@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sim::{SimConfig, SimProvider};
+use crate::ProvisionerConfig;
 use anyhow::Context;
 use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_schemas::usage::{Limits, Tier};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +29,9 @@ pub struct Cli {
     /// sim: probability in [0, 1] that a provider call fails.
     #[arg(long, env = "BERTH_SIM_FAILURE_RATE", default_value_t = 0.0)]
     sim_failure_rate: f64,
+    /// Quota of tenants without one of their own: free, pro or unlimited.
+    #[arg(long, env = "BERTH_DEFAULT_TIER", value_enum, default_value = "free")]
+    default_tier: DefaultTier,
     /// Deliveries of an event before it goes to the DLQ.
     #[arg(long, env = "BERTH_MAX_DELIVER", default_value_t = 8)]
     max_deliver: i64,
@@ -37,6 +42,25 @@ pub struct Cli {
     /// First retry delay of a failed provider call, in milliseconds.
     #[arg(long, env = "BERTH_BACKOFF_MS", default_value_t = 500)]
     backoff_ms: u64,
+}
+
+/// The quota of tenants that have none of their own.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum DefaultTier {
+    Free,
+    Pro,
+    /// No limits (development and load tests).
+    Unlimited,
+}
+
+impl DefaultTier {
+    pub fn limits(self) -> Option<Limits> {
+        match self {
+            Self::Free => Some(Tier::Free.limits()),
+            Self::Pro => Some(Tier::Pro.limits()),
+            Self::Unlimited => None,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -77,5 +101,12 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             ..SimConfig::default()
         })),
     };
-    crate::run(rt, provider).await
+    crate::run(
+        rt,
+        provider,
+        ProvisionerConfig {
+            default_limits: cli.default_tier.limits(),
+        },
+    )
+    .await
 }

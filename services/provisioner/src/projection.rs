@@ -31,6 +31,8 @@ pub struct VmRow {
     pub memory_mb: i32,
     pub disk_gb: i32,
     pub image: String,
+    pub plan: Option<String>,
+    pub region: Option<String>,
     pub host: Option<String>,
     pub provider_ref: Option<String>,
     pub reason: Option<String>,
@@ -49,6 +51,10 @@ impl VmRow {
                 memory_mb: self.memory_mb as u32,
                 disk_gb: self.disk_gb as u32,
                 image: self.image.clone(),
+                plan: self.plan.as_deref().and_then(|p| {
+                    serde_json::from_value(serde_json::Value::String(p.to_owned())).ok()
+                }),
+                region: self.region.clone(),
             }),
             desired_running: self.desired_running,
             host: self.host.clone(),
@@ -64,6 +70,11 @@ impl VmRow {
             self.memory_mb = spec.memory_mb as i32;
             self.disk_gb = spec.disk_gb as i32;
             self.image = spec.image.clone();
+            self.plan = spec
+                .plan
+                .and_then(|p| serde_json::to_value(p).ok())
+                .and_then(|v| v.as_str().map(str::to_owned));
+            self.region = spec.region.clone();
         }
         self.status = vm.status.map_or("requested", VmStatus::as_str).to_owned();
         self.desired_running = vm.desired_running;
@@ -83,6 +94,8 @@ impl VmRow {
             memory_mb: row.try_get("memory_mb")?,
             disk_gb: row.try_get("disk_gb")?,
             image: row.try_get("image")?,
+            plan: row.try_get("plan")?,
+            region: row.try_get("region")?,
             host: row.try_get("host")?,
             provider_ref: row.try_get("provider_ref")?,
             reason: row.try_get("reason")?,
@@ -94,7 +107,7 @@ impl VmRow {
 }
 
 /// The columns of `vms`, in table order.
-pub const COLUMNS: &str = "id, tenant, name, status, desired_running, vcpus, memory_mb, disk_gb, image, host, provider_ref, reason, version, created_at, updated_at";
+pub const COLUMNS: &str = "id, tenant, name, status, desired_running, vcpus, memory_mb, disk_gb, image, plan, region, host, provider_ref, reason, version, created_at, updated_at";
 
 /// Reads every VM of a tenant from the live projection, by name.
 pub async fn list(db: &sqlx::PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<VmRow>> {
@@ -145,6 +158,8 @@ impl Projection for VmsProjection {
                 memory_mb integer NOT NULL,
                 disk_gb integer NOT NULL,
                 image text NOT NULL,
+                plan text,
+                region text,
                 host text,
                 provider_ref text,
                 reason text,
@@ -200,6 +215,8 @@ impl Projection for VmsProjection {
                     memory_mb: 0,
                     disk_gb: 0,
                     image: String::new(),
+                    plan: None,
+                    region: None,
                     host: None,
                     provider_ref: None,
                     reason: None,
@@ -258,12 +275,13 @@ async fn upsert(conn: &mut PgConnection, schema: &str, rows: &[&VmRow]) -> sqlx:
     sqlx::query(&format!(
         "INSERT INTO {schema}.vms ({COLUMNS})
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::int[], $7::int[],
-                              $8::int[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[],
-                              $14::timestamptz[], $15::timestamptz[])
+                              $8::int[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                              $14::text[], $15::bigint[], $16::timestamptz[], $17::timestamptz[])
          ON CONFLICT (id) DO UPDATE SET
             tenant = EXCLUDED.tenant, name = EXCLUDED.name, status = EXCLUDED.status,
             desired_running = EXCLUDED.desired_running, vcpus = EXCLUDED.vcpus,
             memory_mb = EXCLUDED.memory_mb, disk_gb = EXCLUDED.disk_gb, image = EXCLUDED.image,
+            plan = EXCLUDED.plan, region = EXCLUDED.region,
             host = EXCLUDED.host, provider_ref = EXCLUDED.provider_ref, reason = EXCLUDED.reason,
             version = EXCLUDED.version, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at"
     ))
@@ -276,6 +294,8 @@ async fn upsert(conn: &mut PgConnection, schema: &str, rows: &[&VmRow]) -> sqlx:
     .bind(number(|r| r.memory_mb))
     .bind(number(|r| r.disk_gb))
     .bind(column(|r| r.image.clone()))
+    .bind(optional(|r| r.plan.clone()))
+    .bind(optional(|r| r.region.clone()))
     .bind(optional(|r| r.host.clone()))
     .bind(optional(|r| r.provider_ref.clone()))
     .bind(optional(|r| r.reason.clone()))

@@ -7,23 +7,27 @@
 //! provider calls are idempotent, and the appended event ids derive from the waking
 //! event, the step and the version, so a repeat meets de-duplication or a conflict.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_runtime::locks::KeyedLocks;
 use berth_runtime::reactor::{ReactError, Reactor};
-use berth_runtime::store::{AppendError, Cause, Repository, StoredEvent};
+use berth_runtime::store::{AppendError, Cause, Loaded, Repository, StoredEvent};
 use berth_schemas::subjects::{event_filter, EventSubject};
+use berth_schemas::usage::usage_id;
 use berth_schemas::vm::{Empty, VmEvent, VmProvisioningStarted};
 use berth_schemas::Actor;
 use uuid::Uuid;
 
 use crate::provider::{machine_name, MachineSpec, ProviderError, VmProvider};
+
+use crate::usage::Usage;
 use crate::vm::{failed, provisioned, Step, Vm};
 
 /// Reconciles VMs with the provider.
 pub struct VmReactor {
     repository: Arc<Repository<Vm>>,
+    usage: Arc<Repository<Usage>>,
     provider: Arc<dyn VmProvider>,
     locks: KeyedLocks,
 }
@@ -32,9 +36,14 @@ pub struct VmReactor {
 const MAX_STEPS: usize = 16;
 
 impl VmReactor {
-    pub fn new(repository: Arc<Repository<Vm>>, provider: Arc<dyn VmProvider>) -> Self {
+    pub fn new(
+        repository: Arc<Repository<Vm>>,
+        usage: Arc<Repository<Usage>>,
+        provider: Arc<dyn VmProvider>,
+    ) -> Self {
         Self {
             repository,
+            usage,
             provider,
             locks: KeyedLocks::default(),
         }
@@ -119,12 +128,12 @@ impl VmReactor {
                     other => ReactError::Permanent(format!("{} failed: {other}", step.operation())),
                 })?;
             let cause = Self::cause(event, &format!("{step:?}"), loaded.version);
+            let release = step == Step::Destroy;
             match self
-                .repository
-                .append(&target.tenant, target.id, &loaded, &cause, vec![outcome])
+                .append_outcome(target, &loaded, &cause, outcome, release)
                 .await
             {
-                Ok(_)
+                Ok(())
                 | Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
                 }
                 Err(AppendError::Store(e)) => return Err(ReactError::Transient(e.to_string())),
@@ -134,6 +143,45 @@ impl VmReactor {
             "vm {} still needs work after {MAX_STEPS} steps",
             target.id
         )))
+    }
+}
+
+impl VmReactor {
+    /// Appends the VM's outcome; with `release`, the tenant's quota for the VM is freed
+    /// in the same atomic append, so usage always matches the VMs that exist.
+    async fn append_outcome(
+        &self,
+        target: &EventSubject,
+        loaded: &Loaded<Vm>,
+        cause: &Cause,
+        outcome: VmEvent,
+        release: bool,
+    ) -> Result<(), AppendError> {
+        if !release {
+            self.repository
+                .append(&target.tenant, target.id, loaded, cause, vec![outcome])
+                .await?;
+            return Ok(());
+        }
+        let usage_id = usage_id(&target.tenant);
+        let usage = self.usage.load(&target.tenant, usage_id).await?;
+        let released = usage.state.release(target.id);
+        let vm_append =
+            self.repository
+                .prepare(&target.tenant, target.id, loaded, cause, &[outcome], 0);
+        let usage_append =
+            self.usage
+                .prepare(&target.tenant, usage_id, &usage, cause, &released, 1);
+        let sequences = self
+            .repository
+            .store()
+            .append_all(vec![vm_append.clone(), usage_append.clone()])
+            .await?;
+        self.repository
+            .appended(loaded, cause, vm_append, &sequences[0])?;
+        self.usage
+            .appended(&usage, cause, usage_append, &sequences[1])?;
+        Ok(())
     }
 }
 
@@ -184,63 +232,10 @@ impl Reactor for VmReactor {
         };
         let cause = Self::cause(event, "give-up", loaded.version);
         if let Err(e) = self
-            .repository
-            .append(
-                &target.tenant,
-                target.id,
-                &loaded,
-                &cause,
-                vec![failed(step, error)],
-            )
+            .append_outcome(&target, &loaded, &cause, failed(step, error), true)
             .await
         {
             tracing::warn!(vm = %target.id, error = %e, "could not record the vm failure");
-        }
-    }
-}
-
-/// One async lock per key, so one process never works on the same VM twice at once.
-#[derive(Default)]
-struct KeyedLocks {
-    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-struct KeyedGuard<'a> {
-    owner: &'a KeyedLocks,
-    key: Uuid,
-    lock: Arc<tokio::sync::Mutex<()>>,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl KeyedLocks {
-    async fn lock(&self, key: Uuid) -> KeyedGuard<'_> {
-        let lock = self
-            .locks
-            .lock()
-            .expect("locks")
-            .entry(key)
-            .or_default()
-            .clone();
-        let guard = lock.clone().lock_owned().await;
-        KeyedGuard {
-            owner: self,
-            key,
-            lock,
-            _guard: guard,
-        }
-    }
-}
-
-impl Drop for KeyedGuard<'_> {
-    fn drop(&mut self) {
-        let mut locks = self.owner.locks.lock().expect("locks");
-        // Only the map and this guard hold it: nobody else waits, so forget it.
-        if Arc::strong_count(&self.lock) <= 3
-            && locks
-                .get(&self.key)
-                .is_some_and(|l| Arc::ptr_eq(l, &self.lock))
-        {
-            locks.remove(&self.key);
         }
     }
 }

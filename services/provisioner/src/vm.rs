@@ -81,7 +81,7 @@ impl Aggregate for Vm {
         use VmStatus::*;
         let Some(status) = self.status else {
             return match command {
-                VmCommand::Create(create) => Ok(created(create)),
+                VmCommand::Create(create) => created(create),
                 _ => Err(Rejection::new(RejectionCode::NotFound, "no such vm")),
             };
         };
@@ -119,18 +119,12 @@ impl Aggregate for Vm {
     }
 }
 
-fn created(create: &CreateVm) -> Vec<VmEvent> {
-    let mut events = vec![VmEvent::Requested(VmRequested {
-        name: create.name.clone(),
-        vcpus: create.vcpus,
-        memory_mb: create.memory_mb,
-        disk_gb: create.disk_gb,
-        image: create.image.clone(),
-    })];
+fn created(create: &CreateVm) -> Result<Vec<VmEvent>, Rejection> {
+    let mut events = vec![VmEvent::Requested(create.requested()?)];
     if create.start {
         events.push(VmEvent::StartRequested(Empty {}));
     }
-    events
+    Ok(events)
 }
 
 /// The provider step a VM needs next to get where it was asked to be, if any.
@@ -195,13 +189,8 @@ mod tests {
 
     fn create(start: bool) -> VmCommand {
         VmCommand::Create(CreateVm {
-            vm_id: None,
-            name: "web".into(),
-            vcpus: 1,
-            memory_mb: 512,
-            disk_gb: 10,
-            image: "debian-12".into(),
             start,
+            ..CreateVm::with_size("web", 1, 512, 10, "debian-12")
         })
     }
 
@@ -225,7 +214,8 @@ mod tests {
         let mut events = created(&match create(true) {
             VmCommand::Create(c) => c,
             _ => unreachable!(),
-        });
+        })
+        .unwrap();
         events.push(VmEvent::ProvisioningStarted(VmProvisioningStarted {
             provider: "sim".into(),
         }));
@@ -256,7 +246,8 @@ mod tests {
             created(&match create(false) {
                 VmCommand::Create(c) => c,
                 _ => unreachable!(),
-            })[0]
+            })
+            .unwrap()[0]
                 .clone(),
             provisioned("sim", "sim-1".into(), "r".into()),
         ]);

@@ -12,33 +12,173 @@ use std::time::Duration;
 
 use async_nats::service::ServiceExt;
 use async_nats::HeaderMap;
+use async_trait::async_trait;
 use berth_schemas::command::CommandMeta;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 use futures::StreamExt;
 use rand::Rng;
 use tracing::{info_span, warn, Instrument};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::store::{Aggregate, AppendError, Cause, Repository};
+use crate::store::{Aggregate, AppendError, Cause, Loaded, Repository};
 use crate::Runtime;
 
 /// How many times a command is decided again after a version conflict.
-const MAX_ATTEMPTS: u32 = 12;
+pub const MAX_ATTEMPTS: u32 = 12;
 
-/// Decides and appends the commands of one aggregate kind.
-pub struct CommandHandler<A: Aggregate> {
-    repository: Arc<Repository<A>>,
-    max_command_bytes: usize,
+/// What serves the commands of one aggregate kind once they are validated.
+#[async_trait]
+pub trait CommandService: Send + Sync + 'static {
+    type Command: CommandSet;
+    /// The kind, as in `cmd.<tenant>.<kind>.<action>`.
+    fn kind(&self) -> &'static str;
+    /// Decides and appends one command; idempotent per `cause.id`.
+    async fn execute(
+        &self,
+        tenant: &TenantId,
+        cause: &Cause,
+        command: &Self::Command,
+    ) -> Result<CommandReply, Rejection>;
 }
 
-impl<A> CommandHandler<A>
+/// The plain flow for a command on one aggregate: load, look up the command id among
+/// those applied, check `expected_version`, decide, append; on a conflict, again.
+pub async fn execute_on<A>(
+    repository: &Repository<A>,
+    tenant: &TenantId,
+    cause: &Cause,
+    command: &A::Command,
+) -> Result<CommandReply, Rejection>
 where
     A: Aggregate,
     A::Command: CommandSet,
 {
-    pub fn new(repository: Arc<Repository<A>>, max_command_bytes: usize) -> Self {
+    let id = command.aggregate_id(cause.id);
+    let _queued = repository.lock(id).await;
+    for attempt in 0..MAX_ATTEMPTS {
+        let loaded = repository.load(tenant, id).await.map_err(unavailable)?;
+        if let Some(reply) = recorded_reply(&loaded, id, cause) {
+            return Ok(reply);
+        }
+        check_expected_version(A::KIND, id, &loaded, command.expected_version())?;
+        let events = loaded.state.decide(command)?;
+        if events.is_empty() {
+            return Ok(CommandReply::Accepted {
+                aggregate_id: id,
+                version: loaded.version,
+                events: Vec::new(),
+            });
+        }
+        match repository.append(tenant, id, &loaded, cause, events).await {
+            Ok(appended) => {
+                return Ok(CommandReply::Accepted {
+                    aggregate_id: id,
+                    version: appended.version,
+                    events: appended.events,
+                })
+            }
+            Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
+                contention_pause(attempt).await
+            }
+            Err(AppendError::Store(e)) => return Err(unavailable(e)),
+        }
+    }
+    Err(too_much_contention(A::KIND, id))
+}
+
+/// The reply a command got the first time, if the aggregate has applied it.
+pub fn recorded_reply<A: Aggregate>(
+    loaded: &Loaded<A>,
+    id: Uuid,
+    cause: &Cause,
+) -> Option<CommandReply> {
+    loaded
+        .applied
+        .get(&cause.id)
+        .map(|applied| CommandReply::Accepted {
+            aggregate_id: id,
+            version: applied.version,
+            events: applied.events.clone(),
+        })
+}
+
+/// Refuses a conditional command whose aggregate has moved on.
+pub fn check_expected_version<A>(
+    kind: &str,
+    id: Uuid,
+    loaded: &Loaded<A>,
+    expected: Option<u64>,
+) -> Result<(), Rejection> {
+    match expected {
+        Some(expected) if expected != loaded.version => Err(Rejection::new(
+            RejectionCode::Conflict,
+            format!(
+                "{kind} {id} is at version {}, not {expected}",
+                loaded.version
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A short randomised pause before deciding again after a conflict.
+pub async fn contention_pause(attempt: u32) {
+    let pause = rand::rng().random_range(0..=(2u64 << attempt.min(6)));
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+}
+
+/// The rejection after [`MAX_ATTEMPTS`] conflicts.
+pub fn too_much_contention(kind: &str, id: Uuid) -> Rejection {
+    Rejection::new(
+        RejectionCode::Conflict,
+        format!("{kind} {id} is changing too fast; retry with the same command id"),
+    )
+}
+
+/// Serves one aggregate kind with the plain flow.
+pub struct AggregateService<A: Aggregate> {
+    repository: Arc<Repository<A>>,
+}
+
+impl<A: Aggregate> AggregateService<A> {
+    pub fn new(repository: Arc<Repository<A>>) -> Self {
+        Self { repository }
+    }
+}
+
+#[async_trait]
+impl<A> CommandService for AggregateService<A>
+where
+    A: Aggregate,
+    A::Command: CommandSet,
+{
+    type Command = A::Command;
+
+    fn kind(&self) -> &'static str {
+        A::KIND
+    }
+
+    async fn execute(
+        &self,
+        tenant: &TenantId,
+        cause: &Cause,
+        command: &A::Command,
+    ) -> Result<CommandReply, Rejection> {
+        execute_on(&self.repository, tenant, cause, command).await
+    }
+}
+
+/// Validates command messages and hands them to a [`CommandService`].
+pub struct CommandHandler<S: CommandService> {
+    service: Arc<S>,
+    max_command_bytes: usize,
+}
+
+impl<S: CommandService> CommandHandler<S> {
+    pub fn new(service: Arc<S>, max_command_bytes: usize) -> Self {
         Self {
-            repository,
+            service,
             max_command_bytes,
         }
     }
@@ -72,10 +212,9 @@ where
                 ),
             ));
         }
-        let (tenant, action) = parse_command_subject(subject, A::KIND)?;
+        let (tenant, action) = parse_command_subject(subject, self.service.kind())?;
         let meta = CommandMeta::from_headers(headers)?;
-        let command = A::Command::decode(&action, body)?;
-        let id = command.aggregate_id(meta.id);
+        let command = S::Command::decode(&action, body)?;
         let cause = Cause {
             id: meta.id,
             actor: meta.actor.clone(),
@@ -85,69 +224,12 @@ where
                 .clone()
                 .or_else(crate::telemetry::current_traceparent),
         };
-        for attempt in 0..MAX_ATTEMPTS {
-            let loaded = self
-                .repository
-                .load(&tenant, id)
-                .await
-                .map_err(unavailable)?;
-            if let Some(applied) = loaded.applied.get(&meta.id) {
-                return Ok(CommandReply::Accepted {
-                    aggregate_id: id,
-                    version: applied.version,
-                    events: applied.events.clone(),
-                });
-            }
-            if let Some(expected) = command.expected_version() {
-                if expected != loaded.version {
-                    return Err(Rejection::new(
-                        RejectionCode::Conflict,
-                        format!(
-                            "{} {id} is at version {}, not {expected}",
-                            A::KIND,
-                            loaded.version
-                        ),
-                    ));
-                }
-            }
-            let events = loaded.state.decide(&command)?;
-            if events.is_empty() {
-                return Ok(CommandReply::Accepted {
-                    aggregate_id: id,
-                    version: loaded.version,
-                    events: Vec::new(),
-                });
-            }
-            match self
-                .repository
-                .append(&tenant, id, &loaded, &cause, events)
-                .await
-            {
-                Ok(appended) => {
-                    return Ok(CommandReply::Accepted {
-                        aggregate_id: id,
-                        version: appended.version,
-                        events: appended.events,
-                    })
-                }
-                Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
-                    let pause = rand::rng().random_range(0..=(2u64 << attempt.min(6)));
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-                Err(AppendError::Store(e)) => return Err(unavailable(e)),
-            }
-        }
-        Err(Rejection::new(
-            RejectionCode::Conflict,
-            format!(
-                "{} {id} is changing too fast; retry with the same command id",
-                A::KIND
-            ),
-        ))
+        self.service.execute(&tenant, &cause, &command).await
     }
 }
 
-fn unavailable(error: Error) -> Rejection {
+/// The rejection when the store cannot be reached; safe to retry.
+pub fn unavailable(error: Error) -> Rejection {
     warn!(error = %error, code = error.code(), "command could not be processed");
     Rejection::new(
         RejectionCode::Unavailable,
@@ -173,25 +255,22 @@ pub fn parse_command_subject(subject: &str, kind: &str) -> Result<(TenantId, Str
 }
 
 /// Serves `cmd.*.<kind>.*` until shutdown, then lets in-flight commands finish.
-pub async fn serve<A>(rt: &Runtime, handler: Arc<CommandHandler<A>>) -> Result<()>
-where
-    A: Aggregate,
-    A::Command: CommandSet,
-{
+pub async fn serve<S: CommandService>(rt: &Runtime, handler: Arc<CommandHandler<S>>) -> Result<()> {
+    let kind = handler.service.kind();
     let queue_group = format!("berth-{}", rt.service);
     let service = rt
         .nats
         .service_builder()
-        .description(format!("berth {} commands", A::KIND))
+        .description(format!("berth {kind} commands"))
         .queue_group(&queue_group)
-        .start(format!("berth-{}", A::KIND), env!("CARGO_PKG_VERSION"))
+        .start(format!("berth-{kind}"), env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| Error::nats("start command service", e))?;
     let endpoint = service
         .endpoint_builder()
-        .name(A::KIND)
+        .name(kind)
         .queue_group(&queue_group)
-        .add(berth_schemas::subjects::command_filter(A::KIND))
+        .add(berth_schemas::subjects::command_filter(kind))
         .await
         .map_err(|e| Error::nats("add command endpoint", e))?;
     let shutdown = rt.shutdown.clone();

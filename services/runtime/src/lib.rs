@@ -24,6 +24,7 @@ pub mod commands;
 pub mod config;
 pub mod devservers;
 pub mod error;
+pub mod locks;
 pub mod projection;
 pub mod reactor;
 pub mod shutdown;

@@ -110,11 +110,23 @@ pub enum AppendError {
     Store(#[from] Error),
 }
 
+/// Events for one subject, appended only if the subject is still at `expected_version`.
+#[derive(Debug, Clone)]
+pub struct SubjectAppend {
+    pub subject: String,
+    pub expected_version: u64,
+    pub events: Vec<NewEvent>,
+}
+
 struct AppendRequest {
-    subject: String,
-    expected_version: u64,
-    events: Vec<NewEvent>,
-    done: oneshot::Sender<Result<Vec<u64>, AppendError>>,
+    appends: Vec<SubjectAppend>,
+    done: oneshot::Sender<Result<Vec<Vec<u64>>, AppendError>>,
+}
+
+impl AppendRequest {
+    fn event_count(&self) -> usize {
+        self.appends.iter().map(|a| a.events.len()).sum()
+    }
 }
 
 /// Reads and appends aggregate events on the `EVENTS` stream.
@@ -187,17 +199,29 @@ impl EventStore {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<u64>, AppendError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
+        let append = SubjectAppend {
+            subject: subject.to_owned(),
+            expected_version,
+            events,
+        };
+        let mut sequences = self.append_all(vec![append]).await?;
+        Ok(sequences.pop().unwrap_or_default())
+    }
+
+    /// Appends to several subjects at once, all or nothing: one atomic batch in which
+    /// the first event of each subject carries that subject's expected sequence.
+    /// Returns the stream sequences per subject, in the order given.
+    pub async fn append_all(
+        &self,
+        appends: Vec<SubjectAppend>,
+    ) -> Result<Vec<Vec<u64>>, AppendError> {
         let (done, result) = oneshot::channel();
+        let request = AppendRequest { appends, done };
+        if request.event_count() == 0 {
+            return Ok(request.appends.iter().map(|_| Vec::new()).collect());
+        }
         self.writer
-            .send(AppendRequest {
-                subject: subject.to_owned(),
-                expected_version,
-                events,
-                done,
-            })
+            .send(request)
             .await
             .map_err(|_| Error::Other("the event writer has stopped".into()))?;
         result
@@ -227,11 +251,24 @@ fn outbound(subject: &str, event: &NewEvent) -> Result<OutboundMessage> {
 async fn run_writer(js: jetstream::Context, mut requests: mpsc::Receiver<AppendRequest>) {
     let batches = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(request) = requests.recv().await {
-        if request.events.len() == 1 {
+        if request.event_count() == 1 {
             match publish_single(&js, &request).await {
                 Ok(ack) => {
                     tokio::spawn(async move {
-                        let _ = request.done.send(ack.await.map(|seq| vec![seq]));
+                        let result = ack.await.map(|seq| {
+                            request
+                                .appends
+                                .iter()
+                                .map(|a| {
+                                    if a.events.is_empty() {
+                                        Vec::new()
+                                    } else {
+                                        vec![seq]
+                                    }
+                                })
+                                .collect()
+                        });
+                        let _ = request.done.send(result);
                     });
                 }
                 Err(e) => {
@@ -273,17 +310,22 @@ async fn publish_single(
     js: &jetstream::Context,
     request: &AppendRequest,
 ) -> Result<impl std::future::Future<Output = Result<u64, AppendError>>, AppendError> {
-    let event = &request.events[0];
-    let message = outbound(&request.subject, event)?;
+    let append = request
+        .appends
+        .iter()
+        .find(|a| !a.events.is_empty())
+        .expect("a single append has one event");
+    let event = &append.events[0];
+    let message = outbound(&append.subject, event)?;
     let mut headers = message.headers.unwrap_or_default();
     headers.insert(headers::NATS_MSG_ID, event.meta.id.to_string().as_str());
     headers.insert(
         "Nats-Expected-Last-Subject-Sequence",
-        request.expected_version.to_string().as_str(),
+        append.expected_version.to_string().as_str(),
     );
-    let expected = request.expected_version;
+    let expected = append.expected_version;
     let ack = js
-        .publish_with_headers(request.subject.clone(), headers, message.payload)
+        .publish_with_headers(append.subject.clone(), headers, message.payload)
         .await
         .map_err(|e| Error::nats("publish event", e))?;
     Ok(async move {
@@ -301,32 +343,45 @@ async fn publish_single(
 async fn publish_batch(
     js: &jetstream::Context,
     request: &AppendRequest,
-) -> Result<Vec<u64>, AppendError> {
-    let count = request.events.len() as u64;
-    let mut batch = js.batch_publish().ack_first(false).build();
-    let last = request.events.len() - 1;
-    for (index, event) in request.events.iter().enumerate() {
-        let mut message = outbound(&request.subject, event)?;
-        if index == 0 {
-            message.headers.get_or_insert_with(HeaderMap::new).insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                request.expected_version.to_string().as_str(),
-            );
-        }
-        let sent = if index == last {
-            let ack = batch.commit_message(message).await;
-            return match ack {
-                Ok(ack) => Ok(((ack.sequence + 1 - count)..=ack.sequence).collect()),
-                Err(e) => Err(batch_error(e, request.expected_version)),
-            };
-        } else {
-            batch.add_message(message).await
-        };
-        if let Err(e) = sent {
-            return Err(batch_error(e, request.expected_version));
+) -> Result<Vec<Vec<u64>>, AppendError> {
+    let count = request.event_count() as u64;
+    let expected = request.appends.first().map_or(0, |a| a.expected_version);
+    let mut messages = Vec::with_capacity(count as usize);
+    for append in &request.appends {
+        for (index, event) in append.events.iter().enumerate() {
+            let mut message = outbound(&append.subject, event)?;
+            if index == 0 {
+                message.headers.get_or_insert_with(HeaderMap::new).insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    append.expected_version.to_string().as_str(),
+                );
+            }
+            messages.push(message);
         }
     }
-    unreachable!("the last event commits the batch")
+    let last = messages.pop().expect("a batch has at least two events");
+    let mut batch = js.batch_publish().ack_first(false).build();
+    for message in messages {
+        batch
+            .add_message(message)
+            .await
+            .map_err(|e| batch_error(e, expected))?;
+    }
+    let ack = batch
+        .commit_message(last)
+        .await
+        .map_err(|e| batch_error(e, expected))?;
+    // An atomic batch is stored contiguously, ending at the acknowledged sequence.
+    let mut next = ack.sequence + 1 - count;
+    Ok(request
+        .appends
+        .iter()
+        .map(|append| {
+            let sequences: Vec<u64> = (next..next + append.events.len() as u64).collect();
+            next += append.events.len() as u64;
+            sequences
+        })
+        .collect())
 }
 
 fn batch_error(
@@ -423,6 +478,7 @@ pub struct Repository<A: Aggregate> {
     store: EventStore,
     source: String,
     cache: Mutex<HashMap<String, Arc<Loaded<A>>>>,
+    locks: crate::locks::KeyedLocks,
 }
 
 /// The outcome of an append through a repository.
@@ -443,7 +499,14 @@ impl<A: Aggregate> Repository<A> {
             store,
             source: format!("berth/{service}"),
             cache: Mutex::new(HashMap::new()),
+            locks: crate::locks::KeyedLocks::default(),
         }
+    }
+
+    /// Serialises command handling on one aggregate inside this process, so concurrent
+    /// commands queue instead of conflicting; other processes still meet as conflicts.
+    pub async fn lock(&self, id: Uuid) -> crate::locks::KeyedGuard<'_> {
+        self.locks.lock(id).await
     }
 
     pub fn subject(tenant: &TenantId, id: Uuid) -> String {
@@ -487,24 +550,25 @@ impl<A: Aggregate> Repository<A> {
         }
     }
 
-    /// Appends `events` caused by `cause` to the aggregate if it is still at
-    /// `loaded.version`, and folds them into the cache.
-    pub async fn append(
+    /// The events `cause` produces on aggregate `id`, ready for the store. Their ids
+    /// are `event_id(cause, first_index + i)`: when one cause appends to several
+    /// aggregates at once, give each a distinct range.
+    pub fn prepare(
         &self,
         tenant: &TenantId,
         id: Uuid,
         loaded: &Loaded<A>,
         cause: &Cause,
-        events: Vec<A::Event>,
-    ) -> Result<Appended, AppendError> {
-        let subject = Self::subject(tenant, id);
+        events: &[A::Event],
+        first_index: usize,
+    ) -> SubjectAppend {
         let now = Utc::now();
-        let new_events: Vec<NewEvent> = events
+        let events = events
             .iter()
             .enumerate()
             .map(|(index, event)| NewEvent {
                 meta: EventMeta {
-                    id: event_id(cause.id, index),
+                    id: event_id(cause.id, first_index + index),
                     source: self.source.clone(),
                     event_type: event.event_type().to_owned(),
                     time: now,
@@ -518,26 +582,71 @@ impl<A: Aggregate> Repository<A> {
                 data: event.to_json(),
             })
             .collect();
-        let sequences = self
-            .store
-            .append(&subject, loaded.version, new_events.clone())
-            .await?;
+        SubjectAppend {
+            subject: Self::subject(tenant, id),
+            expected_version: loaded.version,
+            events,
+        }
+    }
+
+    /// Folds appended events into the cache; returns what the cause recorded.
+    pub fn appended(
+        &self,
+        loaded: &Loaded<A>,
+        cause: &Cause,
+        append: SubjectAppend,
+        sequences: &[u64],
+    ) -> Result<Appended> {
         let mut next = loaded.clone();
-        for (event, sequence) in new_events.into_iter().zip(&sequences) {
+        for (event, sequence) in append.events.into_iter().zip(sequences) {
             let stored = StoredEvent {
                 sequence: *sequence,
-                subject: subject.clone(),
+                subject: append.subject.clone(),
                 headers: HeaderMap::new(),
                 data: Bytes::from(event.data),
                 meta: event.meta,
             };
             next.fold(&stored)?;
         }
-        let recorded = next.applied[&cause.id].clone();
-        self.remember(&subject, &Arc::new(next));
+        let recorded = next
+            .applied
+            .get(&cause.id)
+            .cloned()
+            .unwrap_or(AppliedCommand {
+                version: next.version,
+                events: Vec::new(),
+            });
+        self.remember(&append.subject, &Arc::new(next));
         Ok(Appended {
             version: recorded.version,
             events: recorded.events,
         })
+    }
+
+    /// Appends `events` caused by `cause` to the aggregate if it is still at
+    /// `loaded.version`, and folds them into the cache.
+    pub async fn append(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        loaded: &Loaded<A>,
+        cause: &Cause,
+        events: Vec<A::Event>,
+    ) -> Result<Appended, AppendError> {
+        let append = self.prepare(tenant, id, loaded, cause, &events, 0);
+        let sequences = self
+            .store
+            .append(
+                &append.subject,
+                append.expected_version,
+                append.events.clone(),
+            )
+            .await?;
+        Ok(self.appended(loaded, cause, append, &sequences)?)
+    }
+
+    /// The store this repository appends to.
+    pub fn store(&self) -> &EventStore {
+        &self.store
     }
 }

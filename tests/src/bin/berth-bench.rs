@@ -110,6 +110,8 @@ async fn generate(store: &EventStore, vms: usize) -> anyhow::Result<()> {
                         memory_mb: 512,
                         disk_gb: 10,
                         image: "debian-12".into(),
+                        plan: None,
+                        region: None,
                     }),
                     VmEvent::StartRequested(Empty {}),
                     VmEvent::ProvisioningStarted(VmProvisioningStarted {
