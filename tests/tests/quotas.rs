@@ -80,7 +80,11 @@ async fn the_free_tiers_second_vm_is_refused_and_destroying_frees_the_quota() ->
     let second = env.send(&acme, &meta(), &create_vm("two")).await?;
     let rejection = second.rejection().expect("the second vm must be refused");
     assert_eq!(rejection.code, RejectionCode::QuotaExceeded);
-    assert!(rejection.message.contains("1 VMs"), "{}", rejection.message);
+    assert!(
+        rejection.message.contains("1 allowed"),
+        "{}",
+        rejection.message
+    );
 
     // Another tenant has its own quota.
     assert!(accepted(

@@ -191,8 +191,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  provider    sim ({} ms per call, failure rate {})",
         args.sim_latency_ms, args.sim_failure_rate
     );
+    println!("  services    provisioner (vm + tenant commands, provider reactor, vms + audit_log projections)");
     println!(
-        "  services    provisioner (vm commands, provider reactor, vms + audit_log projections)"
+        "  quotas      tenants without their own get the {:?} tier (--default-tier); `berth tenant set-quota`",
+        args.default_tier
     );
     if !args.no_demo {
         println!("  demo        tenant `demo` (pro, up to 10 VMs): {} VMs — `berth vm list`, `berth events tail --tenant demo`", DEMO.len());

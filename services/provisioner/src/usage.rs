@@ -100,7 +100,7 @@ impl Usage {
                     });
                     return Err(Rejection::new(
                         RejectionCode::QuotaExceeded,
-                        format!("the {tier} quota allows {limit} {what}; {used} are in use and this needs {more}"),
+                        format!("{tier} quota exceeded: {what} {used} in use + {more} requested > {limit} allowed"),
                     ));
                 }
             }
@@ -148,7 +148,11 @@ mod tests {
         let usage = with(first);
         let refused = usage.reserve(wanted(1), free).unwrap_err();
         assert_eq!(refused.code, RejectionCode::QuotaExceeded);
-        assert!(refused.message.contains("1 VMs"), "{}", refused.message);
+        assert!(
+            refused.message.contains("vms 1 in use"),
+            "{}",
+            refused.message
+        );
         let vm = *usage.reservations.keys().next().unwrap();
         let mut freed = usage.clone();
         for event in usage.release(vm) {
