@@ -149,7 +149,7 @@ mod tests {
         let refused = usage.reserve(wanted(1), free).unwrap_err();
         assert_eq!(refused.code, RejectionCode::QuotaExceeded);
         assert!(
-            refused.message.contains("vms 1 in use"),
+            refused.message.contains("VMs 1 in use"),
             "{}",
             refused.message
         );
