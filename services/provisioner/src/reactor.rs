@@ -19,7 +19,7 @@ use berth_schemas::vm::{Empty, VmEvent, VmProvisioningStarted};
 use berth_schemas::Actor;
 use uuid::Uuid;
 
-use crate::provider::{machine_name, MachineSpec, ProviderError, VmProvider};
+use crate::provider::{machine_name, Machine, MachineSpec, ProviderError, VmProvider};
 
 use crate::usage::Usage;
 use crate::vm::{failed, provisioned, Step, Vm};
@@ -70,33 +70,25 @@ impl VmReactor {
                 provider: self.provider.name().to_owned(),
             }),
             Step::Provision => {
-                let spec = vm
-                    .spec
-                    .as_ref()
-                    .ok_or_else(|| ProviderError::Permanent("the vm has no spec".into()))?;
-                let machine = self
-                    .provider
-                    .create(&MachineSpec {
-                        vm_id: target.id,
-                        tenant: target.tenant.to_string(),
-                        vcpus: spec.vcpus,
-                        memory_mb: spec.memory_mb,
-                        disk_gb: spec.disk_gb,
-                        image: spec.image.clone(),
-                    })
-                    .await?;
+                let machine = self.create_machine(vm, target).await?;
                 provisioned(self.provider.name(), machine.host, machine.name)
             }
             Step::Start => {
-                self.provider.start(&name).await?;
+                self.recreating_if_lost(vm, target, || self.provider.start(&name))
+                    .await?;
                 VmEvent::Started(Empty {})
             }
             Step::Stop => {
-                self.provider.stop(&name).await?;
+                match self.provider.stop(&name).await {
+                    // A machine that is gone is not running; a later start recreates it.
+                    Ok(()) | Err(ProviderError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
                 VmEvent::Stopped(Empty {})
             }
             Step::Restart => {
-                self.provider.restart(&name).await?;
+                self.recreating_if_lost(vm, target, || self.provider.restart(&name))
+                    .await?;
                 VmEvent::Restarted(Empty {})
             }
             Step::Destroy => {
@@ -104,6 +96,51 @@ impl VmReactor {
                 VmEvent::Destroyed(Empty {})
             }
         })
+    }
+
+    /// Makes the VM's machine from its spec (idempotent: finds an existing one).
+    async fn create_machine(
+        &self,
+        vm: &Vm,
+        target: &EventSubject,
+    ) -> Result<Machine, ProviderError> {
+        let spec = vm
+            .spec
+            .as_ref()
+            .ok_or_else(|| ProviderError::Permanent("the vm has no spec".into()))?;
+        self.provider
+            .create(&MachineSpec {
+                vm_id: target.id,
+                tenant: target.tenant.to_string(),
+                vcpus: spec.vcpus,
+                memory_mb: spec.memory_mb,
+                disk_gb: spec.disk_gb,
+                image: spec.image.clone(),
+            })
+            .await
+    }
+
+    /// Runs a power operation; if the provider lost the machine (a host died, the
+    /// simulated datacenter restarted), the machine is made again from the VM's spec
+    /// and the operation retried: the desired state wins, as in any controller.
+    async fn recreating_if_lost<F, Fut>(
+        &self,
+        vm: &Vm,
+        target: &EventSubject,
+        operation: F,
+    ) -> Result<(), ProviderError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ProviderError>>,
+    {
+        match operation().await {
+            Err(ProviderError::NotFound(machine)) => {
+                tracing::warn!(vm = %target.id, %machine, "the provider lost the machine; recreating it from the vm's spec");
+                self.create_machine(vm, target).await?;
+                operation().await
+            }
+            other => other,
+        }
     }
 
     async fn reconcile(
