@@ -66,6 +66,11 @@ async fn killing_the_provisioner_mid_append_leaves_both_events_of_a_create_or_ne
 ) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     let acme = tenant("acme");
+    // Requests caught by the kill give up after 2 s instead of the default 10 s.
+    let impatient = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(2)))
+        .connect(&env.nats.url)
+        .await?;
     for round in 0..4 {
         let child = ChildService::start_provisioner(&env, BINARY, &["--sim-latency-ms", "0"])?;
         env.wait_for_service("berth-vm").await?;
@@ -73,11 +78,20 @@ async fn killing_the_provisioner_mid_append_leaves_both_events_of_a_create_or_ne
         let kill_after = rand::rng().random_range(5..60);
         let sends = (0..120).map(|i| {
             let replies = replies.clone();
-            let env = &env;
+            let impatient = &impatient;
             let acme = &acme;
             async move {
                 let command = create_vm(&format!("vm-{round}-{i}"));
-                if env.send(acme, &meta(), &command).await.is_ok() {
+                let sent = berth_runtime::client::send_command(
+                    impatient,
+                    acme,
+                    "vm",
+                    "create",
+                    &meta(),
+                    command.body(),
+                )
+                .await;
+                if sent.is_ok() {
                     replies.fetch_add(1, Ordering::SeqCst);
                 }
             }

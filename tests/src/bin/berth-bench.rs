@@ -155,14 +155,16 @@ async fn generate(store: &EventStore, vms: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn raw_read_rate(js: &jetstream::Context, expected: u64) -> anyhow::Result<f64> {
+/// Reads every VM event with a raw ordered consumer; returns (events, events/s).
+async fn raw_read_rate(js: &jetstream::Context) -> anyhow::Result<(u64, f64)> {
     let stream = js.get_stream("EVENTS").await?;
-    let consumer = stream
+    let mut consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: "evt.*.vm.*".into(),
             ..Default::default()
         })
         .await?;
+    let expected = consumer.info().await?.num_pending;
     let started = Instant::now();
     let mut messages = consumer.messages().await?;
     let mut read = 0u64;
@@ -173,7 +175,7 @@ async fn raw_read_rate(js: &jetstream::Context, expected: u64) -> anyhow::Result
             break;
         }
     }
-    Ok(read as f64 / started.elapsed().as_secs_f64())
+    Ok((read, read as f64 / started.elapsed().as_secs_f64()))
 }
 
 #[tokio::main]
@@ -191,10 +193,12 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
 
+    eprintln!("… raw publish-ack round trips");
     let raw = percentiles(raw_publish_round_trips(&env.js, args.round_trips).await?);
 
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let acme = tenant("acme");
+    eprintln!("… command round trips");
     let mut command_samples = Vec::with_capacity(args.round_trips);
     for i in 0..args.round_trips {
         let command = create_vm(&format!("rt-{i}"));
@@ -203,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         command_samples.push(started.elapsed());
         anyhow::ensure!(matches!(reply, CommandReply::Accepted { .. }), "{reply:?}");
     }
+    eprintln!("… command-to-status round trips");
     let mut status_samples = Vec::with_capacity(args.status_trips);
     let status_tenant = tenant("status");
     for i in 0..args.status_trips {
@@ -229,13 +234,15 @@ async fn main() -> anyhow::Result<()> {
     }
     service.stop().await?;
 
+    eprintln!("… generating {} events", args.rebuild_events);
     let vms = args.rebuild_events.div_ceil(4);
     let generated = Instant::now();
     generate(&rt.store, vms).await?;
     let append_rate = (vms * 4) as f64 / generated.elapsed().as_secs_f64();
-    let total = env.events_last_sequence().await?;
-    let raw_read = raw_read_rate(&env.js, total).await?;
-    let report = rebuild(&rt, &VmsProjection, false, |_| {}).await?;
+    eprintln!("… raw ordered-consumer read and projection rebuild");
+    let (total, raw_read) = raw_read_rate(&env.js).await?;
+    let mut transactions = 0u64;
+    let report = rebuild(&rt, &VmsProjection, false, |_| transactions += 1).await?;
     anyhow::ensure!(
         report.events == total,
         "rebuild saw {} of {total} events",
@@ -245,12 +252,13 @@ async fn main() -> anyhow::Result<()> {
     row("command round trip", percentiles(command_samples), raw);
     row("command → running status", percentiles(status_samples), raw);
     println!(
-        "{:<28} berth {:>9.0} events/s | raw ordered consumer {:>9.0} events/s | ratio {:>5.2}x ({} events)",
+        "{:<28} berth {:>9.0} events/s | raw ordered consumer {:>9.0} events/s | ratio {:>5.2}x ({} events, {} transactions)",
         "projection rebuild (vms)",
         report.events_per_second(),
         raw_read,
         report.events_per_second() / raw_read,
-        total
+        total,
+        transactions
     );
     println!(
         "{:<28} {:>9.0} events/s in atomic batches of 4, 256 appends in flight",
