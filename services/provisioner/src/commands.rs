@@ -106,10 +106,9 @@ impl VmCommands {
                         events: appended.events,
                     });
                 }
-                Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
-                    contention_pause(attempt).await
-                }
                 Err(AppendError::Store(e)) => return Err(unavailable(e)),
+                // A conflict, a duplicate or a busy server: reload and decide again.
+                Err(_) => contention_pause(attempt).await,
             }
         }
         Err(too_much_contention(Vm::KIND, id))

@@ -166,14 +166,12 @@ impl VmReactor {
                 })?;
             let cause = Self::cause(event, &format!("{step:?}"), loaded.version);
             let release = step == Step::Destroy;
-            match self
+            // Appended, or someone moved the VM first: the next look decides what is left.
+            if let Err(AppendError::Store(e)) = self
                 .append_outcome(target, &loaded, &cause, outcome, release)
                 .await
             {
-                Ok(())
-                | Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
-                }
-                Err(AppendError::Store(e)) => return Err(ReactError::Transient(e.to_string())),
+                return Err(ReactError::Transient(e.to_string()));
             }
         }
         Err(ReactError::Transient(format!(

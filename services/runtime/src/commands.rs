@@ -78,10 +78,9 @@ where
                     events: appended.events,
                 })
             }
-            Err(AppendError::Conflict { .. } | AppendError::Duplicate | AppendError::Busy) => {
-                contention_pause(attempt).await
-            }
             Err(AppendError::Store(e)) => return Err(unavailable(e)),
+            // A conflict, a duplicate or a busy server: reload and decide again.
+            Err(_) => contention_pause(attempt).await,
         }
     }
     Err(too_much_contention(A::KIND, id))

@@ -398,6 +398,9 @@ pub struct RebuildReport {
     pub events: u64,
     pub seconds: f64,
     pub checkpoint: u64,
+    /// Of `seconds`, the time spent applying batches to Postgres (the rest is reading
+    /// and decoding events, and the catch-up, comparison and swap).
+    pub apply_seconds: f64,
     pub tables: Vec<TableComparison>,
     pub swapped: bool,
 }
@@ -479,6 +482,7 @@ pub async fn rebuild(
 
     let started = Instant::now();
     let mut applied = 0u64;
+    let mut apply_time = Duration::ZERO;
     let mut shadow_seq = 0u64;
     let (total, messages) = ordered_from(&rt.js, projection, 1).await?;
     if total > 0 {
@@ -494,7 +498,9 @@ pub async fn rebuild(
             }
             shadow_seq = events.last().map_or(shadow_seq, |e| e.sequence);
             applied += events.len() as u64;
+            let applying = Instant::now();
             apply_shadow(&rt.db, projection, &shadow, &events).await?;
+            apply_time += applying.elapsed();
             progress(Progress {
                 applied,
                 total,
@@ -579,6 +585,7 @@ pub async fn rebuild(
         events: applied,
         seconds: started.elapsed().as_secs_f64(),
         checkpoint: shadow_seq.max(live),
+        apply_seconds: apply_time.as_secs_f64(),
         tables,
         swapped: !dry_run,
     })

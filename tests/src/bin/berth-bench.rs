@@ -252,13 +252,14 @@ async fn main() -> anyhow::Result<()> {
     row("command round trip", percentiles(command_samples), raw);
     row("command → running status", percentiles(status_samples), raw);
     println!(
-        "{:<28} berth {:>9.0} events/s | raw ordered consumer {:>9.0} events/s | ratio {:>5.2}x ({} events, {} transactions)",
+        "{:<28} berth {:>9.0} events/s | raw ordered consumer {:>9.0} events/s | ratio {:>5.2}x ({} events, {} transactions, {:.0} % of the time applying to Postgres)",
         "projection rebuild (vms)",
         report.events_per_second(),
         raw_read,
         report.events_per_second() / raw_read,
         total,
-        transactions
+        transactions,
+        100.0 * report.apply_seconds / report.seconds
     );
     println!(
         "{:<28} {:>9.0} events/s in atomic batches of 4, 256 appends in flight",
