@@ -7,9 +7,14 @@ default:
 up *flags:
     cargo run --quiet -p berth -- up {{flags}}
 
-# Run every test against real nats-server and Postgres
+# Run every test against real nats-server and Postgres; ends with one summary line
 test *flags:
-    cargo test --workspace {{flags}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
+    cargo test --workspace {{flags}} 2>&1 | tee "$log"
+    awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
 
 # Speed next to raw JetStream on this machine (release build)
 bench *flags:
