@@ -153,12 +153,15 @@ pub enum VmCommand {
     Start(VmTarget),
     Stop(VmTarget),
     Restart(VmTarget),
+    /// Destroy the machine and provision a fresh one under the same id (running).
+    Recreate(VmTarget),
     Destroy(VmTarget),
 }
 
 impl VmCommand {
     /// Every action, as in `cmd.<tenant>.vm.<action>`.
-    pub const ACTIONS: [&'static str; 5] = ["create", "start", "stop", "restart", "destroy"];
+    pub const ACTIONS: [&'static str; 6] =
+        ["create", "start", "stop", "restart", "recreate", "destroy"];
 
     pub fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
         let command = match action {
@@ -166,6 +169,7 @@ impl VmCommand {
             "start" => Self::Start(parse_body(action, body)?),
             "stop" => Self::Stop(parse_body(action, body)?),
             "restart" => Self::Restart(parse_body(action, body)?),
+            "recreate" => Self::Recreate(parse_body(action, body)?),
             "destroy" => Self::Destroy(parse_body(action, body)?),
             other => {
                 return Err(Rejection::invalid(format!(
@@ -185,6 +189,7 @@ impl VmCommand {
             Self::Start(_) => "start",
             Self::Stop(_) => "stop",
             Self::Restart(_) => "restart",
+            Self::Recreate(_) => "recreate",
             Self::Destroy(_) => "destroy",
         }
     }
@@ -193,25 +198,33 @@ impl VmCommand {
     pub fn vm_id(&self, command_id: Uuid) -> Uuid {
         match self {
             Self::Create(create) => create.vm_id.unwrap_or(command_id),
-            Self::Start(t) | Self::Stop(t) | Self::Restart(t) | Self::Destroy(t) => t.vm_id,
+            Self::Start(t)
+            | Self::Stop(t)
+            | Self::Restart(t)
+            | Self::Recreate(t)
+            | Self::Destroy(t) => t.vm_id,
         }
     }
 
     pub fn expected_version(&self) -> Option<u64> {
         match self {
             Self::Create(_) => None,
-            Self::Start(t) | Self::Stop(t) | Self::Restart(t) | Self::Destroy(t) => {
-                t.expected_version
-            }
+            Self::Start(t)
+            | Self::Stop(t)
+            | Self::Restart(t)
+            | Self::Recreate(t)
+            | Self::Destroy(t) => t.expected_version,
         }
     }
 
     pub fn body(&self) -> Vec<u8> {
         let encoded = match self {
             Self::Create(create) => serde_json::to_vec(create),
-            Self::Start(t) | Self::Stop(t) | Self::Restart(t) | Self::Destroy(t) => {
-                serde_json::to_vec(t)
-            }
+            Self::Start(t)
+            | Self::Stop(t)
+            | Self::Restart(t)
+            | Self::Recreate(t)
+            | Self::Destroy(t) => serde_json::to_vec(t),
         };
         encoded.expect("commands are plain data")
     }
@@ -309,6 +322,8 @@ domain_events! {
         Stopped(Empty) = "berth.vm.stopped.v1",
         RestartRequested(Empty) = "berth.vm.restart_requested.v1",
         Restarted(Empty) = "berth.vm.restarted.v1",
+        RecreateRequested(Empty) = "berth.vm.recreate_requested.v1",
+        Recreated(VmProvisioned) = "berth.vm.recreated.v1",
         DestroyRequested(Empty) = "berth.vm.destroy_requested.v1",
         Destroyed(Empty) = "berth.vm.destroyed.v1",
         Failed(VmFailed) = "berth.vm.failed.v1",
@@ -326,6 +341,7 @@ pub enum VmStatus {
     Stopping,
     Stopped,
     Restarting,
+    Recreating,
     Destroying,
     Destroyed,
     Failed,
@@ -341,6 +357,7 @@ impl VmStatus {
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Restarting => "restarting",
+            Self::Recreating => "recreating",
             Self::Destroying => "destroying",
             Self::Destroyed => "destroyed",
             Self::Failed => "failed",

@@ -94,6 +94,13 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
             "running",
         ),
         (
+            VmCommand::Recreate(VmTarget {
+                vm_id: id,
+                expected_version: None,
+            }),
+            "running",
+        ),
+        (
             VmCommand::Destroy(VmTarget {
                 vm_id: id,
                 expected_version: None,

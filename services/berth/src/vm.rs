@@ -78,6 +78,8 @@ pub enum VmCommand {
     Stop(Target),
     /// Restart a running VM.
     Restart(Target),
+    /// Destroy the machine and provision a fresh one under the same id.
+    Recreate(Target),
     /// Destroy a VM.
     Destroy(Target),
     /// List VMs (all tenants with --all-tenants).
@@ -161,6 +163,7 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         VmCommand::Start(t) => (Command::Start(target(&t)), t.common, "running"),
         VmCommand::Stop(t) => (Command::Stop(target(&t)), t.common, "stopped"),
         VmCommand::Restart(t) => (Command::Restart(target(&t)), t.common, "running"),
+        VmCommand::Recreate(t) => (Command::Recreate(target(&t)), t.common, "running"),
         VmCommand::Destroy(t) => (Command::Destroy(target(&t)), t.common, "destroyed"),
     };
     let nats = connect_nats("cli", &common.connect).await?;

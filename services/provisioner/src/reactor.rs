@@ -15,7 +15,7 @@ use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{AppendError, Cause, Loaded, Repository, StoredEvent};
 use berth_schemas::subjects::{event_filter, EventSubject};
 use berth_schemas::usage::usage_id;
-use berth_schemas::vm::{Empty, VmEvent, VmProvisioningStarted};
+use berth_schemas::vm::{Empty, VmEvent, VmProvisioned, VmProvisioningStarted};
 use berth_schemas::Actor;
 use uuid::Uuid;
 
@@ -90,6 +90,16 @@ impl VmReactor {
                 self.recreating_if_lost(vm, target, || self.provider.restart(&name))
                     .await?;
                 VmEvent::Restarted(Empty {})
+            }
+            Step::Recreate => {
+                self.provider.destroy(&name).await?;
+                let machine = self.create_machine(vm, target).await?;
+                self.provider.start(&machine.name).await?;
+                VmEvent::Recreated(VmProvisioned {
+                    provider: self.provider.name().to_owned(),
+                    host: machine.host,
+                    provider_ref: machine.name,
+                })
             }
             Step::Destroy => {
                 self.provider.destroy(&name).await?;
@@ -228,6 +238,7 @@ fn is_outcome(event: &StoredEvent) -> bool {
             | VmEvent::Started(_)
             | VmEvent::Stopped(_)
             | VmEvent::Restarted(_)
+            | VmEvent::Recreated(_)
             | VmEvent::Destroyed(_)
             | VmEvent::Failed(_))
     )

@@ -62,6 +62,16 @@ impl Aggregate for Vm {
                 self.reason = None;
             }
             VmEvent::RestartRequested(_) => self.status = Some(Restarting),
+            VmEvent::RecreateRequested(_) => {
+                self.desired_running = true;
+                self.status = Some(Recreating);
+            }
+            VmEvent::Recreated(machine) => {
+                self.host = Some(machine.host.clone());
+                self.provider_ref = Some(machine.provider_ref.clone());
+                self.status = Some(Running);
+                self.reason = None;
+            }
             VmEvent::DestroyRequested(_) => {
                 self.desired_running = false;
                 self.status = Some(Destroying);
@@ -107,6 +117,11 @@ impl Aggregate for Vm {
                 Running | Starting | Restarting => Ok(vec![VmEvent::StopRequested(Empty {})]),
                 _ => refuse(),
             },
+            VmCommand::Recreate(_) => match status {
+                // Quota is held by running and stopped VMs; a failed one gave it back.
+                Running | Stopped => Ok(vec![VmEvent::RecreateRequested(Empty {})]),
+                _ => refuse(),
+            },
             VmCommand::Restart(_) => match status {
                 Running => Ok(vec![VmEvent::RestartRequested(Empty {})]),
                 _ => refuse(),
@@ -136,6 +151,8 @@ pub enum Step {
     Start,
     Stop,
     Restart,
+    /// Destroy the machine and make a fresh one, started.
+    Recreate,
     Destroy,
 }
 
@@ -148,6 +165,7 @@ impl Step {
             Starting => Some(Self::Start),
             Stopping => Some(Self::Stop),
             Restarting => Some(Self::Restart),
+            Recreating => Some(Self::Recreate),
             Destroying => Some(Self::Destroy),
             Running | Stopped | Destroyed | Failed => None,
         }
@@ -159,6 +177,7 @@ impl Step {
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Restart => "restart",
+            Self::Recreate => "recreate",
             Self::Destroy => "destroy",
         }
     }
@@ -308,6 +327,31 @@ mod tests {
             vm.decide(&VmCommand::Destroy(target())).unwrap_err().code,
             RejectionCode::InvalidState
         );
+    }
+
+    #[test]
+    fn recreate_comes_back_running_on_a_fresh_machine() {
+        let mut events = running();
+        let vm = given(&events);
+        events.extend(vm.decide(&VmCommand::Recreate(target())).unwrap());
+        let vm = given(&events);
+        assert_eq!(vm.status, Some(VmStatus::Recreating));
+        assert_eq!(Step::next(&vm), Some(Step::Recreate));
+        events.push(VmEvent::Recreated(VmProvisioned {
+            provider: "sim".into(),
+            host: "sim-2".into(),
+            provider_ref: "r".into(),
+        }));
+        let vm = given(&events);
+        assert_eq!(
+            (vm.status, vm.host.as_deref()),
+            (Some(VmStatus::Running), Some("sim-2"))
+        );
+        events.push(failed(Step::Start, "x"));
+        let rejection = given(&events)
+            .decide(&VmCommand::Recreate(target()))
+            .unwrap_err();
+        assert_eq!(rejection.code, RejectionCode::InvalidState);
     }
 
     #[test]
