@@ -5,13 +5,14 @@ use schemars::{schema_for, Schema};
 use crate::command::CommandReply;
 use crate::event::DomainEvent;
 use crate::usage::{SetQuota, UsageEvent};
-use crate::vm::{CreateVm, VmEvent, VmTarget};
+use crate::vm::{CreateVm, ResizeVm, VmEvent, VmTarget};
 
 /// `(file name, schema)` for every generated file.
 pub fn all() -> Vec<(String, Schema)> {
     let mut files = vec![
         ("cmd.vm.create.json".to_owned(), schema_for!(CreateVm)),
         ("cmd.vm.target.json".to_owned(), schema_for!(VmTarget)),
+        ("cmd.vm.resize.json".to_owned(), schema_for!(ResizeVm)),
         (
             "cmd.tenant.set_quota.json".to_owned(),
             schema_for!(SetQuota),

@@ -109,16 +109,7 @@ impl CreateVm {
 
     /// `(vcpus, memory_mb, disk_gb)`, from the plan or the explicit sizes.
     pub fn size(&self) -> Result<(u32, u32, u32), Rejection> {
-        match (self.plan, self.vcpus, self.memory_mb, self.disk_gb) {
-            (Some(plan), None, None, None) => Ok(plan.size()),
-            (None, Some(vcpus), Some(memory_mb), Some(disk_gb)) => Ok((vcpus, memory_mb, disk_gb)),
-            (Some(_), ..) => Err(Rejection::invalid(
-                "give a plan or explicit sizes, not both",
-            )),
-            _ => Err(Rejection::invalid(
-                "give a plan (small, medium, large) or all of vcpus, memory_mb and disk_gb",
-            )),
-        }
+        resolve_size(self.plan, self.vcpus, self.memory_mb, self.disk_gb)
     }
 
     /// The event that records this request.
@@ -134,6 +125,74 @@ impl CreateVm {
             region: self.region.clone(),
         })
     }
+}
+
+/// `(vcpus, memory_mb, disk_gb)` from a plan or from all three explicit sizes, bounded.
+pub fn resolve_size(
+    plan: Option<Plan>,
+    vcpus: Option<u32>,
+    memory_mb: Option<u32>,
+    disk_gb: Option<u32>,
+) -> Result<(u32, u32, u32), Rejection> {
+    let size = match (plan, vcpus, memory_mb, disk_gb) {
+        (Some(plan), None, None, None) => plan.size(),
+        (None, Some(vcpus), Some(memory_mb), Some(disk_gb)) => (vcpus, memory_mb, disk_gb),
+        (Some(_), ..) => {
+            return Err(Rejection::invalid(
+                "give a plan or explicit sizes, not both",
+            ))
+        }
+        _ => {
+            return Err(Rejection::invalid(
+                "give a plan (small, medium, large) or all of vcpus, memory_mb and disk_gb",
+            ))
+        }
+    };
+    bounded("vcpus", size.0, 1, 64)?;
+    bounded("memory_mb", size.1, 128, 262_144)?;
+    bounded("disk_gb", size.2, 1, 4096)?;
+    Ok(size)
+}
+
+/// `vm.resize`: give a stopped VM a new size (the disk can only grow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeVm {
+    pub vm_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gb: Option<u32>,
+}
+
+impl ResizeVm {
+    /// The new size, as recorded in `resize_requested`.
+    pub fn new_size(&self) -> Result<VmSize, Rejection> {
+        let (vcpus, memory_mb, disk_gb) =
+            resolve_size(self.plan, self.vcpus, self.memory_mb, self.disk_gb)?;
+        Ok(VmSize {
+            vcpus,
+            memory_mb,
+            disk_gb,
+            plan: self.plan,
+        })
+    }
+}
+
+/// A VM's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmSize {
+    pub vcpus: u32,
+    pub memory_mb: u32,
+    pub disk_gb: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 /// `vm.start`, `vm.stop`, `vm.restart`, `vm.destroy`: act on one VM.
@@ -155,13 +214,15 @@ pub enum VmCommand {
     Restart(VmTarget),
     /// Destroy the machine and provision a fresh one under the same id (running).
     Recreate(VmTarget),
+    Resize(ResizeVm),
     Destroy(VmTarget),
 }
 
 impl VmCommand {
     /// Every action, as in `cmd.<tenant>.vm.<action>`.
-    pub const ACTIONS: [&'static str; 6] =
-        ["create", "start", "stop", "restart", "recreate", "destroy"];
+    pub const ACTIONS: [&'static str; 7] = [
+        "create", "start", "stop", "restart", "recreate", "resize", "destroy",
+    ];
 
     pub fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
         let command = match action {
@@ -170,6 +231,7 @@ impl VmCommand {
             "stop" => Self::Stop(parse_body(action, body)?),
             "restart" => Self::Restart(parse_body(action, body)?),
             "recreate" => Self::Recreate(parse_body(action, body)?),
+            "resize" => Self::Resize(parse_body(action, body)?),
             "destroy" => Self::Destroy(parse_body(action, body)?),
             other => {
                 return Err(Rejection::invalid(format!(
@@ -190,6 +252,7 @@ impl VmCommand {
             Self::Stop(_) => "stop",
             Self::Restart(_) => "restart",
             Self::Recreate(_) => "recreate",
+            Self::Resize(_) => "resize",
             Self::Destroy(_) => "destroy",
         }
     }
@@ -198,6 +261,7 @@ impl VmCommand {
     pub fn vm_id(&self, command_id: Uuid) -> Uuid {
         match self {
             Self::Create(create) => create.vm_id.unwrap_or(command_id),
+            Self::Resize(resize) => resize.vm_id,
             Self::Start(t)
             | Self::Stop(t)
             | Self::Restart(t)
@@ -209,6 +273,7 @@ impl VmCommand {
     pub fn expected_version(&self) -> Option<u64> {
         match self {
             Self::Create(_) => None,
+            Self::Resize(resize) => resize.expected_version,
             Self::Start(t)
             | Self::Stop(t)
             | Self::Restart(t)
@@ -220,6 +285,7 @@ impl VmCommand {
     pub fn body(&self) -> Vec<u8> {
         let encoded = match self {
             Self::Create(create) => serde_json::to_vec(create),
+            Self::Resize(resize) => serde_json::to_vec(resize),
             Self::Start(t)
             | Self::Stop(t)
             | Self::Restart(t)
@@ -230,15 +296,14 @@ impl VmCommand {
     }
 
     fn validate(&self) -> Result<(), Rejection> {
-        let Self::Create(create) = self else {
-            return Ok(());
+        let create = match self {
+            Self::Create(create) => create,
+            Self::Resize(resize) => return resize.new_size().map(|_| ()),
+            _ => return Ok(()),
         };
         validate_slug("vm name", &create.name, 63)
             .map_err(|e| Rejection::invalid(e.to_string()))?;
-        let (vcpus, memory_mb, disk_gb) = create.size()?;
-        bounded("vcpus", vcpus, 1, 64)?;
-        bounded("memory_mb", memory_mb, 128, 262_144)?;
-        bounded("disk_gb", disk_gb, 1, 4096)?;
+        create.size()?;
         if let Some(region) = &create.region {
             validate_slug("region", region, 63).map_err(|e| Rejection::invalid(e.to_string()))?;
         }
@@ -324,6 +389,8 @@ domain_events! {
         Restarted(Empty) = "berth.vm.restarted.v1",
         RecreateRequested(Empty) = "berth.vm.recreate_requested.v1",
         Recreated(VmProvisioned) = "berth.vm.recreated.v1",
+        ResizeRequested(VmSize) = "berth.vm.resize_requested.v1",
+        Resized(Empty) = "berth.vm.resized.v1",
         DestroyRequested(Empty) = "berth.vm.destroy_requested.v1",
         Destroyed(Empty) = "berth.vm.destroyed.v1",
         Failed(VmFailed) = "berth.vm.failed.v1",
@@ -342,6 +409,7 @@ pub enum VmStatus {
     Stopped,
     Restarting,
     Recreating,
+    Resizing,
     Destroying,
     Destroyed,
     Failed,
@@ -358,6 +426,7 @@ impl VmStatus {
             Self::Stopped => "stopped",
             Self::Restarting => "restarting",
             Self::Recreating => "recreating",
+            Self::Resizing => "resizing",
             Self::Destroying => "destroying",
             Self::Destroyed => "destroyed",
             Self::Failed => "failed",

@@ -243,3 +243,85 @@ async fn a_vm_that_fails_for_good_gives_its_quota_back() -> anyhow::Result<()> {
     assert!(accepted(&env.send(&acme, &meta(), &create_vm("again")).await?).is_some());
     service.stop().await
 }
+
+#[tokio::test]
+async fn resize_needs_a_stopped_vm_and_rechecks_the_quota() -> anyhow::Result<()> {
+    use berth_schemas::vm::{Plan, ResizeVm};
+    let env = TestEnv::start().await?;
+    let service = env
+        .provisioner_with(fast_settings(), instant_sim(), free_by_default())
+        .await?;
+    let acme = tenant("acme");
+    let id = accepted(&env.send(&acme, &meta(), &create_vm("web")).await?).expect("accepted");
+    wait_status(&env, &acme, id, "running").await?;
+    let resize = |plan| {
+        VmCommand::Resize(ResizeVm {
+            vm_id: id,
+            expected_version: None,
+            plan: Some(plan),
+            vcpus: None,
+            memory_mb: None,
+            disk_gb: None,
+        })
+    };
+    let running = env.send(&acme, &meta(), &resize(Plan::Medium)).await?;
+    assert_eq!(
+        running.rejection().map(|r| r.code),
+        Some(RejectionCode::InvalidState)
+    );
+
+    env.send(
+        &acme,
+        &meta(),
+        &VmCommand::Stop(VmTarget {
+            vm_id: id,
+            expected_version: None,
+        }),
+    )
+    .await?;
+    wait_status(&env, &acme, id, "stopped").await?;
+    // The free tier allows 2 vCPUs, 4 GB, 20 GB: large (4 / 8 GB / 80 GB) does not fit.
+    let too_big = env.send(&acme, &meta(), &resize(Plan::Large)).await?;
+    assert_eq!(
+        too_big.rejection().map(|r| r.code),
+        Some(RejectionCode::QuotaExceeded)
+    );
+    let resized = env
+        .send(
+            &acme,
+            &meta(),
+            &VmCommand::Resize(ResizeVm {
+                vm_id: id,
+                expected_version: None,
+                plan: None,
+                vcpus: Some(2),
+                memory_mb: Some(4096),
+                disk_gb: Some(20),
+            }),
+        )
+        .await?;
+    let CommandReply::Accepted { version, .. } = resized else {
+        panic!("{resized:?}")
+    };
+    let subject = status_subject(&acme, "vm", &id.to_string())?;
+    let status = wait_for_status(&env.client, &subject, WAIT, |s| {
+        s["version"].as_u64().unwrap_or(0) > version && status_of(s) == Some("stopped")
+    })
+    .await?;
+    assert_eq!(
+        (
+            status["state"]["vcpus"].as_u64(),
+            status["state"]["memory_mb"].as_u64()
+        ),
+        (Some(2), Some(4096))
+    );
+    let usage = Repository::<Usage>::new(EventStore::new(env.js.clone(), "EVENTS"), "test")
+        .load(&acme, usage_id(&acme))
+        .await?;
+    assert_eq!(
+        usage.state.in_use().vcpus,
+        2,
+        "the reservation moved to the new size"
+    );
+    service.stop().await
+}

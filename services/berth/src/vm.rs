@@ -8,7 +8,7 @@ use berth_runtime::client::{send_command, status_of, wait_for_status};
 use berth_runtime::{connect_db, connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::subjects::status_subject;
-use berth_schemas::vm::{CreateVm, Plan, VmCommand as Command, VmTarget};
+use berth_schemas::vm::{CreateVm, Plan, ResizeVm, VmCommand as Command, VmTarget};
 use berth_schemas::{Actor, CommandReply, TenantId};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
@@ -80,6 +80,22 @@ pub enum VmCommand {
     Restart(Target),
     /// Destroy the machine and provision a fresh one under the same id.
     Recreate(Target),
+    /// Give a stopped VM a new size (quota re-checked; disks only grow).
+    Resize {
+        vm_id: Uuid,
+        #[arg(long, value_parser = parse_plan, conflicts_with_all = ["vcpus", "memory_mb", "disk_gb"])]
+        plan: Option<Plan>,
+        #[arg(long)]
+        vcpus: Option<u32>,
+        #[arg(long)]
+        memory_mb: Option<u32>,
+        #[arg(long)]
+        disk_gb: Option<u32>,
+        #[arg(long)]
+        expected_version: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Destroy a VM.
     Destroy(Target),
     /// List VMs (all tenants with --all-tenants).
@@ -164,6 +180,26 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         VmCommand::Stop(t) => (Command::Stop(target(&t)), t.common, "stopped"),
         VmCommand::Restart(t) => (Command::Restart(target(&t)), t.common, "running"),
         VmCommand::Recreate(t) => (Command::Recreate(target(&t)), t.common, "running"),
+        VmCommand::Resize {
+            vm_id,
+            plan,
+            vcpus,
+            memory_mb,
+            disk_gb,
+            expected_version,
+            common,
+        } => (
+            Command::Resize(ResizeVm {
+                vm_id,
+                expected_version,
+                plan,
+                vcpus,
+                memory_mb,
+                disk_gb,
+            }),
+            common,
+            "stopped",
+        ),
         VmCommand::Destroy(t) => (Command::Destroy(target(&t)), t.common, "destroyed"),
     };
     let nats = connect_nats("cli", &common.connect).await?;

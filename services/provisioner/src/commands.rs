@@ -1,4 +1,5 @@
 //! The provisioner's command services: `cmd.<tenant>.vm.*` and `cmd.system.tenant.*`.
+//! A create or resize changes the tenant's usage in the same atomic append.
 
 use std::sync::Arc;
 
@@ -10,14 +11,17 @@ use berth_runtime::commands::{
 use berth_runtime::store::Aggregate;
 use berth_runtime::store::{AppendError, Cause, Repository};
 use berth_schemas::ids::SYSTEM_TENANT;
-use berth_schemas::usage::{usage_id, Limits, Reserved, TenantCommand};
-use berth_schemas::vm::{CreateVm, VmCommand};
+use berth_schemas::usage::{usage_id, Limits, Reserved, TenantCommand, UsageEvent};
+use berth_schemas::vm::VmCommand;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 
 use crate::usage::Usage;
 use crate::vm::Vm;
 
-/// VM commands; a create reserves quota in the same atomic append.
+/// How a command changes a tenant's usage: [`Usage::reserve`] or [`Usage::resize`].
+type UsageChange = fn(&Usage, Reserved, Option<Limits>) -> Result<Vec<UsageEvent>, Rejection>;
+
+/// VM commands; a create or resize changes the quota reservation in the same atomic append.
 pub struct VmCommands {
     pub vms: Arc<Repository<Vm>>,
     pub usage: Arc<Repository<Usage>>,
@@ -40,23 +44,37 @@ impl CommandService for VmCommands {
         command: &VmCommand,
     ) -> Result<CommandReply, Rejection> {
         match command {
-            VmCommand::Create(create) => self.create(tenant, cause, command, create).await,
+            VmCommand::Create(create) => {
+                let spec = create.requested()?;
+                let size = (spec.vcpus, spec.memory_mb, spec.disk_gb);
+                self.with_reservation(tenant, cause, command, size, Usage::reserve)
+                    .await
+            }
+            VmCommand::Resize(resize) => {
+                let size = resize.new_size()?;
+                let size = (size.vcpus, size.memory_mb, size.disk_gb);
+                self.with_reservation(tenant, cause, command, size, Usage::resize)
+                    .await
+            }
             other => execute_on(&self.vms, tenant, cause, other).await,
         }
     }
 }
 
 impl VmCommands {
-    async fn create(
+    /// Decides a command that changes what the VM holds of the tenant's quota: the VM's
+    /// events and the usage change (`reserve` or `resize`) go out in one atomic batch.
+    async fn with_reservation(
         &self,
         tenant: &TenantId,
         cause: &Cause,
         command: &VmCommand,
-        create: &CreateVm,
+        (vcpus, memory_mb, disk_gb): (u32, u32, u32),
+        change: UsageChange,
     ) -> Result<CommandReply, Rejection> {
         let id = command.aggregate_id(cause.id);
         let usage_id = usage_id(tenant);
-        // Every create of a tenant reserves on its usage aggregate: queue them here.
+        // Every reservation of a tenant goes through its usage aggregate: queue them here.
         let _queued = self.usage.lock(usage_id).await;
         for attempt in 0..MAX_ATTEMPTS {
             let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
@@ -65,7 +83,6 @@ impl VmCommands {
             }
             check_expected_version(Vm::KIND, id, &vm, command.expected_version())?;
             let vm_events = vm.state.decide(command)?;
-            let spec = create.requested()?;
             let usage = self
                 .usage
                 .load(tenant, usage_id)
@@ -73,11 +90,11 @@ impl VmCommands {
                 .map_err(unavailable)?;
             let wanted = Reserved {
                 vm_id: id,
-                vcpus: spec.vcpus,
-                memory_mb: spec.memory_mb,
-                disk_gb: spec.disk_gb,
+                vcpus,
+                memory_mb,
+                disk_gb,
             };
-            let usage_events = usage.state.reserve(wanted, self.default_limits)?;
+            let usage_events = change(&usage.state, wanted, self.default_limits)?;
             let vm_append = self.vms.prepare(tenant, id, &vm, cause, &vm_events, 0);
             let usage_append = self.usage.prepare(
                 tenant,

@@ -68,6 +68,8 @@ pub trait VmProvider: Send + Sync + 'static {
     async fn start(&self, name: &str) -> Result<(), ProviderError>;
     async fn stop(&self, name: &str) -> Result<(), ProviderError>;
     async fn restart(&self, name: &str) -> Result<(), ProviderError>;
+    /// Gives a stopped machine the spec's size.
+    async fn resize(&self, spec: &MachineSpec) -> Result<(), ProviderError>;
     /// Removes the machine; a missing machine is not an error.
     async fn destroy(&self, name: &str) -> Result<(), ProviderError>;
     async fn inspect(&self, name: &str) -> Result<Option<Machine>, ProviderError>;

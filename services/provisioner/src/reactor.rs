@@ -91,6 +91,12 @@ impl VmReactor {
                     .await?;
                 VmEvent::Restarted(Empty {})
             }
+            Step::Resize => {
+                let spec = self.machine_spec(vm, target)?;
+                self.recreating_if_lost(vm, target, || self.provider.resize(&spec))
+                    .await?;
+                VmEvent::Resized(Empty {})
+            }
             Step::Recreate => {
                 self.provider.destroy(&name).await?;
                 let machine = self.create_machine(vm, target).await?;
@@ -108,26 +114,29 @@ impl VmReactor {
         })
     }
 
+    /// What the provider is asked to make for this VM.
+    fn machine_spec(&self, vm: &Vm, target: &EventSubject) -> Result<MachineSpec, ProviderError> {
+        let spec = vm
+            .spec
+            .as_ref()
+            .ok_or_else(|| ProviderError::Permanent("the vm has no spec".into()))?;
+        Ok(MachineSpec {
+            vm_id: target.id,
+            tenant: target.tenant.to_string(),
+            vcpus: spec.vcpus,
+            memory_mb: spec.memory_mb,
+            disk_gb: spec.disk_gb,
+            image: spec.image.clone(),
+        })
+    }
+
     /// Makes the VM's machine from its spec (idempotent: finds an existing one).
     async fn create_machine(
         &self,
         vm: &Vm,
         target: &EventSubject,
     ) -> Result<Machine, ProviderError> {
-        let spec = vm
-            .spec
-            .as_ref()
-            .ok_or_else(|| ProviderError::Permanent("the vm has no spec".into()))?;
-        self.provider
-            .create(&MachineSpec {
-                vm_id: target.id,
-                tenant: target.tenant.to_string(),
-                vcpus: spec.vcpus,
-                memory_mb: spec.memory_mb,
-                disk_gb: spec.disk_gb,
-                image: spec.image.clone(),
-            })
-            .await
+        self.provider.create(&self.machine_spec(vm, target)?).await
     }
 
     /// Runs a power operation; if the provider lost the machine (a host died, the
@@ -239,6 +248,7 @@ fn is_outcome(event: &StoredEvent) -> bool {
             | VmEvent::Stopped(_)
             | VmEvent::Restarted(_)
             | VmEvent::Recreated(_)
+            | VmEvent::Resized(_)
             | VmEvent::Destroyed(_)
             | VmEvent::Failed(_))
     )

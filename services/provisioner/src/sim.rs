@@ -121,6 +121,19 @@ impl VmProvider for SimProvider {
         self.set_power(name, PowerState::Running)
     }
 
+    async fn resize(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
+        let name = spec.machine_name();
+        self.call("resize", &name).await?;
+        let machines = self.machines.lock().expect("sim lock");
+        match machines.get(&name) {
+            Some(machine) if machine.power == PowerState::Stopped => Ok(()),
+            Some(_) => Err(ProviderError::Permanent(format!(
+                "{name} must be stopped to resize"
+            ))),
+            None => Err(ProviderError::NotFound(name)),
+        }
+    }
+
     async fn destroy(&self, name: &str) -> Result<(), ProviderError> {
         self.call("destroy", name).await?;
         self.machines.lock().expect("sim lock").remove(name);

@@ -108,6 +108,21 @@ impl Usage {
         Ok(vec![UsageEvent::Reserved(wanted)])
     }
 
+    /// Moves a VM's reservation to a new size, or refuses with `quota_exceeded`.
+    pub fn resize(
+        &self,
+        wanted: Reserved,
+        default: Option<Limits>,
+    ) -> Result<Vec<UsageEvent>, Rejection> {
+        let mut without = self.clone();
+        let mut events = self.release(wanted.vm_id);
+        for event in &events {
+            without.apply(event);
+        }
+        events.extend(without.reserve(wanted, default)?);
+        Ok(events)
+    }
+
     /// Releases a VM's resources, if it holds any.
     pub fn release(&self, vm_id: Uuid) -> Vec<UsageEvent> {
         if self.reservations.contains_key(&vm_id) {

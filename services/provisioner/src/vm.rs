@@ -66,6 +66,16 @@ impl Aggregate for Vm {
                 self.desired_running = true;
                 self.status = Some(Recreating);
             }
+            VmEvent::ResizeRequested(size) => {
+                if let Some(spec) = &mut self.spec {
+                    spec.vcpus = size.vcpus;
+                    spec.memory_mb = size.memory_mb;
+                    spec.disk_gb = size.disk_gb;
+                    spec.plan = size.plan;
+                }
+                self.status = Some(Resizing);
+            }
+            VmEvent::Resized(_) => self.status = Some(Stopped),
             VmEvent::Recreated(machine) => {
                 self.host = Some(machine.host.clone());
                 self.provider_ref = Some(machine.provider_ref.clone());
@@ -117,6 +127,20 @@ impl Aggregate for Vm {
                 Running | Starting | Restarting => Ok(vec![VmEvent::StopRequested(Empty {})]),
                 _ => refuse(),
             },
+            VmCommand::Resize(resize) => match status {
+                Stopped => {
+                    let size = resize.new_size()?;
+                    let disk = self.spec.as_ref().map_or(0, |s| s.disk_gb);
+                    if size.disk_gb < disk {
+                        return Err(Rejection::invalid(format!(
+                            "disks only grow: {disk} GB cannot become {} GB",
+                            size.disk_gb
+                        )));
+                    }
+                    Ok(vec![VmEvent::ResizeRequested(size)])
+                }
+                _ => refuse(),
+            },
             VmCommand::Recreate(_) => match status {
                 // Quota is held by running and stopped VMs; a failed one gave it back.
                 Running | Stopped => Ok(vec![VmEvent::RecreateRequested(Empty {})]),
@@ -153,6 +177,8 @@ pub enum Step {
     Restart,
     /// Destroy the machine and make a fresh one, started.
     Recreate,
+    /// Give the stopped machine its new size.
+    Resize,
     Destroy,
 }
 
@@ -166,6 +192,7 @@ impl Step {
             Stopping => Some(Self::Stop),
             Restarting => Some(Self::Restart),
             Recreating => Some(Self::Recreate),
+            Resizing => Some(Self::Resize),
             Destroying => Some(Self::Destroy),
             Running | Stopped | Destroyed | Failed => None,
         }
@@ -178,6 +205,7 @@ impl Step {
             Self::Stop => "stop",
             Self::Restart => "restart",
             Self::Recreate => "recreate",
+            Self::Resize => "resize",
             Self::Destroy => "destroy",
         }
     }
@@ -352,6 +380,48 @@ mod tests {
             .decide(&VmCommand::Recreate(target()))
             .unwrap_err();
         assert_eq!(rejection.code, RejectionCode::InvalidState);
+    }
+
+    #[test]
+    fn only_stopped_vms_resize_and_disks_only_grow() {
+        use berth_schemas::vm::{Plan, ResizeVm};
+        let resize = |plan: Option<Plan>, disk_gb: Option<u32>| {
+            VmCommand::Resize(ResizeVm {
+                vm_id: Uuid::now_v7(),
+                expected_version: None,
+                plan,
+                vcpus: disk_gb.map(|_| 2),
+                memory_mb: disk_gb.map(|_| 2048),
+                disk_gb,
+            })
+        };
+        let mut events = running();
+        assert_eq!(
+            given(&events)
+                .decide(&resize(Some(Plan::Medium), None))
+                .unwrap_err()
+                .code,
+            RejectionCode::InvalidState
+        );
+        events.push(VmEvent::StopRequested(Empty {}));
+        events.push(VmEvent::Stopped(Empty {}));
+        let vm = given(&events);
+        assert_eq!(
+            vm.decide(&resize(None, Some(5))).unwrap_err().code,
+            RejectionCode::Invalid
+        );
+        events.extend(vm.decide(&resize(Some(Plan::Medium), None)).unwrap());
+        let vm = given(&events);
+        assert_eq!(
+            (vm.status, Step::next(&vm)),
+            (Some(VmStatus::Resizing), Some(Step::Resize))
+        );
+        assert_eq!(
+            vm.spec.as_ref().map(|s| (s.vcpus, s.memory_mb, s.disk_gb)),
+            Some((2, 4096, 40))
+        );
+        events.push(VmEvent::Resized(Empty {}));
+        assert_eq!(given(&events).status, Some(VmStatus::Stopped));
     }
 
     #[test]
