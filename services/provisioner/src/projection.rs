@@ -178,6 +178,21 @@ impl Projection for VmsProjection {
         Ok(())
     }
 
+    async fn current_status(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+    ) -> sqlx::Result<Vec<StatusUpdate>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM {schema}.vms"))
+            .fetch_all(conn)
+            .await?;
+        let rows = rows
+            .iter()
+            .map(VmRow::from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        Ok(rows.iter().filter_map(status_update).collect())
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

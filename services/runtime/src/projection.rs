@@ -5,7 +5,8 @@
 //! events in one transaction **together with** the checkpoint (`berth.checkpoints`,
 //! only ever moved forwards), so a crash or a redelivery is exactly-once in effect:
 //! Postgres owns the position, not NATS. After the commit it publishes the changed
-//! rows to `status.<tenant>.<kind>.<id>`.
+//! rows to `status.<tenant>.<kind>.<id>`, and on start it republishes every row's status
+//! (a crash between a commit and its publish would otherwise leave a subject behind).
 //!
 //! A projection that cannot apply an event commits everything before it, records the
 //! fault in `berth.projection_faults`, publishes `status.system.projection.<name>` and
@@ -62,6 +63,15 @@ pub trait Projection: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str];
     /// Creates its tables in `schema` if they are missing.
     async fn create_tables(&self, conn: &mut PgConnection, schema: &str) -> sqlx::Result<()>;
+    /// The status of every row, published when the projection starts so that a status
+    /// lost between a commit and its publish (a crash) is restored. None by default.
+    async fn current_status(
+        &self,
+        _conn: &mut PgConnection,
+        _schema: &str,
+    ) -> sqlx::Result<Vec<StatusUpdate>> {
+        Ok(Vec::new())
+    }
     /// Applies `events` (in stream order) to `schema`; returns the status updates to
     /// publish once the transaction commits.
     async fn apply(
@@ -277,6 +287,19 @@ async fn publish_status(rt: &Runtime, updates: Vec<StatusUpdate>) {
     }
 }
 
+/// Publishes every row's status, so the status subjects agree with the rows even if the
+/// last run died between a commit and its publish. Clients drop what is not newer.
+async fn republish_status(rt: &Runtime, projection: &dyn Projection) -> Result<()> {
+    let mut conn = rt.db.acquire().await.map_err(Error::db("acquire"))?;
+    let updates = projection
+        .current_status(&mut conn, projection.name())
+        .await
+        .map_err(Error::db("read current status"))?;
+    drop(conn);
+    publish_status(rt, updates).await;
+    Ok(())
+}
+
 /// The recorded fault of a projection that stopped.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fault {
@@ -328,6 +351,7 @@ pub async fn run(rt: &Runtime, projection: Arc<dyn Projection>) -> Result<()> {
     let name = projection.name();
     prepare(&rt.db, projection.as_ref()).await?;
     clear_fault(rt, name).await?;
+    republish_status(rt, projection.as_ref()).await?;
     while !rt.shutdown.is_cancelled() {
         match follow(rt, projection.as_ref()).await {
             Ok(Some(fault)) => {
