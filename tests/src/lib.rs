@@ -231,6 +231,29 @@ impl TestEnv {
         .await?)
     }
 
+    /// Creates a small VM as `user:test`; fails if the create is rejected.
+    pub async fn create(&self, tenant: &TenantId, name: &str) -> anyhow::Result<Uuid> {
+        let reply = self.send(tenant, &meta(), &create_vm(name)).await?;
+        accepted_id(&reply).with_context(|| format!("create {name} was rejected: {reply:?}"))
+    }
+
+    /// Waits until `status.<tenant>.vm.<id>` reports `wanted`; returns that status.
+    pub async fn wait_vm_status(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        wanted: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let subject = berth_schemas::subjects::status_subject(tenant, "vm", &id.to_string())?;
+        Ok(berth_runtime::client::wait_for_status(
+            &self.client,
+            &subject,
+            Duration::from_secs(60),
+            |s| berth_runtime::client::status_of(s) == Some(wanted),
+        )
+        .await?)
+    }
+
     /// Sends raw bytes to a command subject with the given headers.
     pub async fn send_raw(
         &self,
@@ -316,6 +339,14 @@ impl ChildService {
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
         Ok(())
+    }
+}
+
+/// The aggregate id of an accepted command; `None` when it was rejected.
+pub fn accepted_id(reply: &CommandReply) -> Option<Uuid> {
+    match reply {
+        CommandReply::Accepted { aggregate_id, .. } => Some(*aggregate_id),
+        CommandReply::Rejected(_) => None,
     }
 }
 

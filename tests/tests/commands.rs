@@ -149,12 +149,7 @@ async fn fifty_concurrent_conflicting_commands_apply_once_or_are_rejected_with_c
     let env = TestEnv::start().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let acme = tenant("acme");
-    let CommandReply::Accepted {
-        aggregate_id: id, ..
-    } = env.send(&acme, &meta(), &create_vm("web")).await?
-    else {
-        panic!("create rejected")
-    };
+    let id = env.create(&acme, "web").await?;
     let version = wait_until(&env, &acme, id, VmStatus::Running).await?;
 
     // 50 commands all conditional on the same version: exactly one can win.

@@ -338,12 +338,7 @@ async fn a_failing_provider_is_retried_with_back_off_then_dead_lettered_and_the_
     };
     let service = env.provisioner(settings, always_failing).await?;
     let acme = tenant("acme");
-    let CommandReply::Accepted {
-        aggregate_id: id, ..
-    } = env.send(&acme, &meta(), &create_vm("doomed")).await?
-    else {
-        panic!("create rejected")
-    };
+    let id = env.create(&acme, "doomed").await?;
     let subject = status_subject(&acme, "vm", &id.to_string())?;
     let status = wait_for_status(&env.client, &subject, WAIT, |s| {
         status_of(s) == Some("failed")
@@ -378,12 +373,7 @@ async fn sigterm_drains_and_exits_zero() -> anyhow::Result<()> {
     let child = ChildService::start_provisioner(&env, BINARY, &["--sim-latency-ms", "50"])?;
     env.wait_for_service("berth-vm").await?;
     let acme = tenant("acme");
-    let CommandReply::Accepted {
-        aggregate_id: id, ..
-    } = env.send(&acme, &meta(), &create_vm("web")).await?
-    else {
-        panic!("create rejected")
-    };
+    let id = env.create(&acme, "web").await?;
     let status = child.terminate().await?;
     assert!(status.success(), "the provisioner exited with {status}");
     // Whatever was in flight was finished or handed back: a new process completes it.
@@ -405,12 +395,7 @@ async fn status_subjects_are_restored_when_a_projection_starts() -> anyhow::Resu
     let env = TestEnv::start().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let acme = tenant("acme");
-    let CommandReply::Accepted {
-        aggregate_id: id, ..
-    } = env.send(&acme, &meta(), &create_vm("web")).await?
-    else {
-        panic!("create rejected")
-    };
+    let id = env.create(&acme, "web").await?;
     let subject = status_subject(&acme, "vm", &id.to_string())?;
     let running = wait_for_status(&env.client, &subject, WAIT, |s| {
         status_of(s) == Some("running")

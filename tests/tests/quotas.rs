@@ -12,7 +12,9 @@ use berth_schemas::subjects::{event_subject, status_subject};
 use berth_schemas::usage::{usage_id, LimitOverrides, SetQuota, TenantCommand, Tier};
 use berth_schemas::vm::{VmCommand, VmTarget};
 use berth_schemas::{CommandReply, RejectionCode, TenantId};
-use berth_tests::{create_vm, eventually, fast_settings, instant_sim, meta, tenant, TestEnv};
+use berth_tests::{
+    accepted_id, create_vm, eventually, fast_settings, instant_sim, meta, tenant, TestEnv,
+};
 use futures::future::join_all;
 use uuid::Uuid;
 
@@ -22,26 +24,6 @@ fn free_by_default() -> ProvisionerConfig {
     ProvisionerConfig {
         default_limits: Some(Tier::Free.limits()),
     }
-}
-
-fn accepted(reply: &CommandReply) -> Option<Uuid> {
-    match reply {
-        CommandReply::Accepted { aggregate_id, .. } => Some(*aggregate_id),
-        CommandReply::Rejected(_) => None,
-    }
-}
-
-async fn wait_status(
-    env: &TestEnv,
-    tenant: &TenantId,
-    id: Uuid,
-    wanted: &'static str,
-) -> anyhow::Result<serde_json::Value> {
-    let subject = status_subject(tenant, "vm", &id.to_string())?;
-    Ok(wait_for_status(&env.client, &subject, WAIT, |s| {
-        status_of(s) == Some(wanted)
-    })
-    .await?)
 }
 
 async fn set_quota(
@@ -75,7 +57,7 @@ async fn the_free_tiers_second_vm_is_refused_and_destroying_frees_the_quota() ->
         .provisioner_with(fast_settings(), instant_sim(), free_by_default())
         .await?;
     let acme = tenant("acme");
-    let first = accepted(&env.send(&acme, &meta(), &create_vm("one")).await?)
+    let first = accepted_id(&env.send(&acme, &meta(), &create_vm("one")).await?)
         .expect("the first vm fits the free tier");
     let second = env.send(&acme, &meta(), &create_vm("two")).await?;
     let rejection = second.rejection().expect("the second vm must be refused");
@@ -87,13 +69,13 @@ async fn the_free_tiers_second_vm_is_refused_and_destroying_frees_the_quota() ->
     );
 
     // Another tenant has its own quota.
-    assert!(accepted(
+    assert!(accepted_id(
         &env.send(&tenant("globex"), &meta(), &create_vm("one"))
             .await?
     )
     .is_some());
 
-    wait_status(&env, &acme, first, "running").await?;
+    env.wait_vm_status(&acme, first, "running").await?;
     env.send(
         &acme,
         &meta(),
@@ -103,9 +85,9 @@ async fn the_free_tiers_second_vm_is_refused_and_destroying_frees_the_quota() ->
         }),
     )
     .await?;
-    wait_status(&env, &acme, first, "destroyed").await?;
+    env.wait_vm_status(&acme, first, "destroyed").await?;
     assert!(
-        accepted(&env.send(&acme, &meta(), &create_vm("two")).await?).is_some(),
+        accepted_id(&env.send(&acme, &meta(), &create_vm("two")).await?).is_some(),
         "destroying freed the quota"
     );
     service.stop().await
@@ -135,9 +117,9 @@ async fn only_operators_set_quotas_and_overrides_apply() -> anyhow::Result<()> {
         },
     )
     .await?;
-    assert!(accepted(&set).is_some(), "{set:?}");
-    assert!(accepted(&env.send(&acme, &meta(), &create_vm("one")).await?).is_some());
-    assert!(accepted(&env.send(&acme, &meta(), &create_vm("two")).await?).is_some());
+    assert!(accepted_id(&set).is_some(), "{set:?}");
+    assert!(accepted_id(&env.send(&acme, &meta(), &create_vm("one")).await?).is_some());
+    assert!(accepted_id(&env.send(&acme, &meta(), &create_vm("two")).await?).is_some());
     let third = env.send(&acme, &meta(), &create_vm("three")).await?;
     assert_eq!(
         third.rejection().map(|r| r.code),
@@ -169,7 +151,7 @@ async fn forty_concurrent_creates_never_exceed_the_quota_and_leave_no_stray_rese
     let mut winners = Vec::new();
     for reply in replies {
         let reply = reply?;
-        match accepted(&reply) {
+        match accepted_id(&reply) {
             Some(id) => winners.push(id),
             None => assert!(
                 matches!(
@@ -223,8 +205,8 @@ async fn a_vm_that_fails_for_good_gives_its_quota_back() -> anyhow::Result<()> {
         .provisioner_with(settings, failing, free_by_default())
         .await?;
     let acme = tenant("acme");
-    let id = accepted(&env.send(&acme, &meta(), &create_vm("doomed")).await?).expect("accepted");
-    wait_status(&env, &acme, id, "failed").await?;
+    let id = accepted_id(&env.send(&acme, &meta(), &create_vm("doomed")).await?).expect("accepted");
+    env.wait_vm_status(&acme, id, "failed").await?;
     let usage = Repository::<Usage>::new(EventStore::new(env.js.clone(), "EVENTS"), "test");
     eventually(
         "the failed vm's reservation to be released",
@@ -240,7 +222,7 @@ async fn a_vm_that_fails_for_good_gives_its_quota_back() -> anyhow::Result<()> {
         },
     )
     .await?;
-    assert!(accepted(&env.send(&acme, &meta(), &create_vm("again")).await?).is_some());
+    assert!(accepted_id(&env.send(&acme, &meta(), &create_vm("again")).await?).is_some());
     service.stop().await
 }
 
@@ -252,8 +234,8 @@ async fn resize_needs_a_stopped_vm_and_rechecks_the_quota() -> anyhow::Result<()
         .provisioner_with(fast_settings(), instant_sim(), free_by_default())
         .await?;
     let acme = tenant("acme");
-    let id = accepted(&env.send(&acme, &meta(), &create_vm("web")).await?).expect("accepted");
-    wait_status(&env, &acme, id, "running").await?;
+    let id = accepted_id(&env.send(&acme, &meta(), &create_vm("web")).await?).expect("accepted");
+    env.wait_vm_status(&acme, id, "running").await?;
     let resize = |plan| {
         VmCommand::Resize(ResizeVm {
             vm_id: id,
@@ -279,7 +261,7 @@ async fn resize_needs_a_stopped_vm_and_rechecks_the_quota() -> anyhow::Result<()
         }),
     )
     .await?;
-    wait_status(&env, &acme, id, "stopped").await?;
+    env.wait_vm_status(&acme, id, "stopped").await?;
     // The free tier allows 2 vCPUs, 4 GB, 20 GB: large (4 / 8 GB / 80 GB) does not fit.
     let too_big = env.send(&acme, &meta(), &resize(Plan::Large)).await?;
     assert_eq!(

@@ -10,33 +10,14 @@ use berth_schemas::json_schema::event_schema_file;
 use berth_schemas::subjects::status_subject;
 use berth_schemas::vm::{VmCommand, VmTarget};
 use berth_schemas::CommandReply;
-use berth_tests::{create_vm, eventually, fast_settings, instant_sim, meta, tenant, TestEnv};
+use berth_tests::{
+    accepted_id, create_vm, eventually, fast_settings, instant_sim, meta, tenant, TestEnv,
+};
 use cloudevents::message::BinaryDeserializer;
 use cloudevents::AttributesReader;
 use futures::StreamExt;
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn wait_status(
-    env: &TestEnv,
-    tenant: &str,
-    id: Uuid,
-    wanted: &'static str,
-) -> anyhow::Result<serde_json::Value> {
-    let subject = status_subject(&berth_tests::tenant(tenant), "vm", &id.to_string())?;
-    Ok(wait_for_status(&env.client, &subject, WAIT, |s| {
-        status_of(s) == Some(wanted)
-    })
-    .await?)
-}
-
-fn accepted_id(reply: &CommandReply) -> Uuid {
-    match reply {
-        CommandReply::Accepted { aggregate_id, .. } => *aggregate_id,
-        CommandReply::Rejected(r) => panic!("rejected: {r}"),
-    }
-}
 
 #[tokio::test]
 async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyhow::Result<()> {
@@ -45,7 +26,7 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
     let acme = tenant("acme");
 
     let reply = env.send(&acme, &meta(), &create_vm("web")).await?;
-    let id = accepted_id(&reply);
+    let id = accepted_id(&reply).expect("create accepted");
     let CommandReply::Accepted { events, .. } = &reply else {
         unreachable!()
     };
@@ -55,7 +36,7 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
         "create with start decides requested + start_requested"
     );
 
-    let status = wait_status(&env, "acme", id, "running").await?;
+    let status = env.wait_vm_status(&tenant("acme"), id, "running").await?;
     assert_eq!(status["tenant"], "acme");
     assert!(status["state"]["host"]
         .as_str()
@@ -142,8 +123,9 @@ async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() ->
     let env = TestEnv::start().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let acme = tenant("acme");
-    let id = accepted_id(&env.send(&acme, &meta(), &create_vm("web")).await?);
-    wait_status(&env, "acme", id, "running").await?;
+    let id =
+        accepted_id(&env.send(&acme, &meta(), &create_vm("web")).await?).expect("create accepted");
+    env.wait_vm_status(&tenant("acme"), id, "running").await?;
     let command = meta();
     env.send(
         &acme,
@@ -154,7 +136,7 @@ async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() ->
         }),
     )
     .await?;
-    wait_status(&env, "acme", id, "stopped").await?;
+    env.wait_vm_status(&tenant("acme"), id, "stopped").await?;
 
     let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/json");
     let stream = env.js.get_stream("EVENTS").await?;
