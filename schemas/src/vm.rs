@@ -346,10 +346,30 @@ pub struct VmRequested {
     pub region: Option<String>,
 }
 
-/// A provider took the VM in hand.
+/// The VM has a place: capacity on `host` is reserved for it (the server's
+/// `allocated` is in the same atomic append).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct VmProvisioningStarted {
+pub struct VmPlaced {
     pub provider: String,
+    pub server_id: Uuid,
+    /// The server's name.
+    pub host: String,
+}
+
+/// No server can take the VM; its quota is released in the same atomic append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmPlacementFailed {
+    /// Why, for people: what was asked and what the best server had free.
+    pub reason: String,
+}
+
+/// Reconciliation found the VM's machine gone at the provider; it is made again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmLost {
+    /// The machine the provider no longer has.
+    pub provider_ref: String,
+    /// What was seen, for people.
+    pub reason: String,
 }
 
 /// The provider made the machine.
@@ -380,7 +400,8 @@ domain_events! {
     pub enum VmEvent {
         Requested(VmRequested) = "berth.vm.requested.v1",
         StartRequested(Empty) = "berth.vm.start_requested.v1",
-        ProvisioningStarted(VmProvisioningStarted) = "berth.vm.provisioning_started.v1",
+        Placed(VmPlaced) = "berth.vm.placed.v1",
+        PlacementFailed(VmPlacementFailed) = "berth.vm.placement_failed.v1",
         Provisioned(VmProvisioned) = "berth.vm.provisioned.v1",
         Started(Empty) = "berth.vm.started.v1",
         StopRequested(Empty) = "berth.vm.stop_requested.v1",
@@ -394,6 +415,7 @@ domain_events! {
         DestroyRequested(Empty) = "berth.vm.destroy_requested.v1",
         Destroyed(Empty) = "berth.vm.destroyed.v1",
         Failed(VmFailed) = "berth.vm.failed.v1",
+        Lost(VmLost) = "berth.vm.lost.v1",
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_provisioner::sim::{SimConfig, SimProvider};
+use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
@@ -138,8 +138,7 @@ impl TestEnv {
         settings: Settings,
         sim: SimConfig,
     ) -> anyhow::Result<RunningService> {
-        self.provisioner_with(settings, sim, ProvisionerConfig::default())
-            .await
+        self.provisioner_with(settings, sim, sim_datacenter()).await
     }
 
     /// Runs the provisioner in this process with the sim provider.
@@ -159,6 +158,7 @@ impl TestEnv {
         ));
         self.wait_for_service("berth-vm").await?;
         self.wait_for_service("berth-tenant").await?;
+        self.wait_for_service("berth-server").await?;
         Ok(RunningService { shutdown, task, db })
     }
 
@@ -270,6 +270,14 @@ impl TestEnv {
 }
 
 /// A quick sim: no latency, no failures.
+/// A provisioner config with the default simulated servers (plenty of room).
+pub fn sim_datacenter() -> ProvisionerConfig {
+    ProvisionerConfig {
+        servers: SimServers::default().specs(),
+        ..ProvisionerConfig::default()
+    }
+}
+
 pub fn instant_sim() -> SimConfig {
     SimConfig {
         latency: Duration::ZERO,

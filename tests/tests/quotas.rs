@@ -13,7 +13,8 @@ use berth_schemas::usage::{usage_id, LimitOverrides, SetQuota, TenantCommand, Ti
 use berth_schemas::vm::{VmCommand, VmTarget};
 use berth_schemas::{CommandReply, RejectionCode, TenantId};
 use berth_tests::{
-    accepted_id, create_vm, eventually, fast_settings, instant_sim, meta, tenant, TestEnv,
+    accepted_id, create_vm, eventually, fast_settings, instant_sim, meta, sim_datacenter, tenant,
+    TestEnv,
 };
 use futures::future::join_all;
 use uuid::Uuid;
@@ -23,6 +24,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn free_by_default() -> ProvisionerConfig {
     ProvisionerConfig {
         default_limits: Some(Tier::Free.limits()),
+        ..sim_datacenter()
     }
 }
 
@@ -195,7 +197,6 @@ async fn a_vm_that_fails_for_good_gives_its_quota_back() -> anyhow::Result<()> {
     let failing = SimConfig {
         latency: Duration::ZERO,
         failure_rate: 1.0,
-        ..SimConfig::default()
     };
     let settings = Settings {
         reactor_max_deliver: 2,

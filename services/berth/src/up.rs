@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_provisioner::cli::DefaultTier;
-use berth_provisioner::sim::{SimConfig, SimProvider};
+use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::client::send_command;
 use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
@@ -158,10 +158,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let provider = Arc::new(SimProvider::new(SimConfig {
         latency: Duration::from_millis(args.sim_latency_ms),
         failure_rate: args.sim_failure_rate,
-        ..SimConfig::default()
     }));
     let config = ProvisionerConfig {
         default_limits: args.default_tier.limits(),
+        servers: SimServers::default().specs(),
+        ..ProvisionerConfig::default()
     };
     let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider, config));
 

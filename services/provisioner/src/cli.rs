@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sim::{SimConfig, SimProvider};
+use crate::reactor::Concurrency;
+use crate::sim::{SimConfig, SimProvider, SimServers};
 use crate::ProvisionerConfig;
 use anyhow::Context;
 use berth_runtime::telemetry::{self, TelemetryArgs};
@@ -29,6 +30,33 @@ pub struct Cli {
     /// sim: probability in [0, 1] that a provider call fails.
     #[arg(long, env = "BERTH_SIM_FAILURE_RATE", default_value_t = 0.0)]
     sim_failure_rate: f64,
+    /// sim: servers registered at start (`sim-host-1` …), each with the sizes below.
+    #[arg(long, env = "BERTH_SIM_SERVERS", default_value_t = 4)]
+    sim_servers: u32,
+    /// sim: physical vCPUs of each server.
+    #[arg(long, env = "BERTH_SIM_SERVER_VCPUS", default_value_t = 64)]
+    sim_server_vcpus: u32,
+    /// sim: memory of each server, in MB.
+    #[arg(long, env = "BERTH_SIM_SERVER_MEMORY_MB", default_value_t = 262_144)]
+    sim_server_memory_mb: u32,
+    /// sim: disk of each server, in GB.
+    #[arg(long, env = "BERTH_SIM_SERVER_DISK_GB", default_value_t = 8192)]
+    sim_server_disk_gb: u32,
+    /// Region of the servers this provisioner registers.
+    #[arg(long, env = "BERTH_REGION", default_value = "local")]
+    region: String,
+    /// vCPUs sold per physical vCPU on the servers this provisioner registers.
+    #[arg(long, env = "BERTH_CPU_OVERCOMMIT", default_value_t = 4.0)]
+    cpu_overcommit: f64,
+    /// Memory sold per physical MB on the servers this provisioner registers.
+    #[arg(long, env = "BERTH_MEMORY_OVERCOMMIT", default_value_t = 1.0)]
+    memory_overcommit: f64,
+    /// Creates and recreates in flight at once in this process.
+    #[arg(long, env = "BERTH_MAX_PROVISIONS", default_value_t = 2)]
+    max_provisions: usize,
+    /// Start, stop, restart, resize and destroy calls in flight at once in this process.
+    #[arg(long, env = "BERTH_MAX_CONTROL_OPS", default_value_t = 5)]
+    max_control_ops: usize,
     /// Quota of tenants without one of their own: free, pro or unlimited.
     #[arg(long, env = "BERTH_DEFAULT_TIER", value_enum, default_value = "free")]
     default_tier: DefaultTier,
@@ -98,14 +126,28 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         ProviderKind::Sim => Arc::new(SimProvider::new(SimConfig {
             latency: Duration::from_millis(cli.sim_latency_ms),
             failure_rate: cli.sim_failure_rate,
-            ..SimConfig::default()
         })),
     };
+    let servers = SimServers {
+        count: cli.sim_servers,
+        region: cli.region.clone(),
+        vcpus: cli.sim_server_vcpus,
+        memory_mb: cli.sim_server_memory_mb,
+        disk_gb: cli.sim_server_disk_gb,
+        cpu_overcommit: cli.cpu_overcommit,
+        memory_overcommit: cli.memory_overcommit,
+    }
+    .specs();
     crate::run(
         rt,
         provider,
         ProvisionerConfig {
             default_limits: cli.default_tier.limits(),
+            servers,
+            concurrency: Concurrency {
+                provisions: cli.max_provisions,
+                control_ops: cli.max_control_ops,
+            },
         },
     )
     .await

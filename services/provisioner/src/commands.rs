@@ -8,13 +8,15 @@ use berth_runtime::commands::{
     check_expected_version, contention_pause, execute_on, recorded_reply, too_much_contention,
     unavailable, CommandService, MAX_ATTEMPTS,
 };
-use berth_runtime::store::Aggregate;
-use berth_runtime::store::{AppendError, Cause, Repository};
+use berth_runtime::store::{Aggregate, AppendError, AtomicAppend, Cause, Repository};
 use berth_schemas::ids::SYSTEM_TENANT;
+use berth_schemas::server::{Allocation, ServerCommand};
 use berth_schemas::usage::{usage_id, Limits, Reserved, TenantCommand, UsageEvent};
 use berth_schemas::vm::VmCommand;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 
+use crate::placement::system;
+use crate::server::Server;
 use crate::usage::Usage;
 use crate::vm::Vm;
 
@@ -25,6 +27,7 @@ type UsageChange = fn(&Usage, Reserved, Option<Limits>) -> Result<Vec<UsageEvent
 pub struct VmCommands {
     pub vms: Arc<Repository<Vm>>,
     pub usage: Arc<Repository<Usage>>,
+    pub servers: Arc<Repository<Server>>,
     /// Limits of tenants without a quota of their own (`None`: unlimited).
     pub default_limits: Option<Limits>,
 }
@@ -95,28 +98,37 @@ impl VmCommands {
                 disk_gb,
             };
             let usage_events = change(&usage.state, wanted, self.default_limits)?;
-            let vm_append = self.vms.prepare(tenant, id, &vm, cause, &vm_events, 0);
-            let usage_append = self.usage.prepare(
-                tenant,
-                usage_id,
-                &usage,
-                cause,
-                &usage_events,
-                vm_events.len(),
-            );
-            let store = self.vms.store();
-            match store
-                .append_all(vec![vm_append.clone(), usage_append.clone()])
-                .await
-            {
-                Ok(sequences) => {
-                    let appended = self
-                        .vms
-                        .appended(&vm, cause, vm_append, &sequences[0])
-                        .map_err(unavailable)?;
-                    self.usage
-                        .appended(&usage, cause, usage_append, &sequences[1])
-                        .map_err(unavailable)?;
+            // A resize also needs room on the VM's server (a create is placed later).
+            let server = match (command, vm.state.server_id) {
+                (VmCommand::Resize(_), Some(server_id)) => Some((
+                    server_id,
+                    self.servers
+                        .load(&system(), server_id)
+                        .await
+                        .map_err(unavailable)?,
+                )),
+                _ => None,
+            };
+            let mut batch = AtomicAppend::new(cause)
+                .add(&self.vms, tenant, id, &vm, &vm_events)
+                .add(&self.usage, tenant, usage_id, &usage, &usage_events);
+            if let Some((server_id, server)) = &server {
+                let allocation = Allocation {
+                    vm_id: id,
+                    vcpus,
+                    memory_mb,
+                    disk_gb,
+                };
+                let allocate = server.state.allocate(allocation)?;
+                batch = batch.add(&self.servers, &system(), *server_id, server, &allocate);
+            }
+            match batch.commit(self.vms.store()).await {
+                Ok(recorded) => {
+                    let appended = recorded.into_iter().next().flatten().ok_or_else(|| {
+                        unavailable(berth_runtime::Error::Other(format!(
+                            "the append of vm {id} recorded nothing"
+                        )))
+                    })?;
                     return Ok(CommandReply::Accepted {
                         aggregate_id: id,
                         version: appended.version,
@@ -162,5 +174,34 @@ impl CommandService for TenantCommands {
                 execute_on(&self.usage, &set.tenant, cause, command).await
             }
         }
+    }
+}
+
+/// Operator commands on servers: only on `cmd.system.server.*`.
+pub struct ServerCommands {
+    pub servers: Arc<Repository<Server>>,
+}
+
+#[async_trait]
+impl CommandService for ServerCommands {
+    type Command = ServerCommand;
+
+    fn kind(&self) -> &'static str {
+        berth_schemas::server::AGGREGATE
+    }
+
+    async fn execute(
+        &self,
+        tenant: &TenantId,
+        cause: &Cause,
+        command: &ServerCommand,
+    ) -> Result<CommandReply, Rejection> {
+        if tenant.as_str() != SYSTEM_TENANT {
+            return Err(Rejection::new(
+                RejectionCode::Forbidden,
+                "server commands are for operators: send them to cmd.system.server.<action>",
+            ));
+        }
+        execute_on(&self.servers, tenant, cause, command).await
     }
 }

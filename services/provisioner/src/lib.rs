@@ -8,15 +8,21 @@
 //! - [`projection`]: the `vms` read model and `status.<tenant>.vm.<id>`.
 //! - [`usage`]: per-tenant quotas; [`commands`]: the command services (a VM create
 //!   reserves quota in the same atomic append).
+//! - [`server`]: hosts and their capacity; [`placement`]: best fit, allocated in the
+//!   same atomic append as the VM's `placed`; [`servers_projection`]: `servers`.
 //!
-//! [`run`] serves `cmd.*.vm.*`, runs the reactor and the `vms` and `audit_log`
-//! projections until shutdown.
+//! [`run`] serves `cmd.*.vm.*`, `cmd.system.tenant.*` and `cmd.system.server.*`, runs
+//! the reactor and the `vms`, `servers` and `audit_log` projections until shutdown.
 
 pub mod cli;
 pub mod commands;
+pub mod docker;
+pub mod placement;
 pub mod projection;
 pub mod provider;
 pub mod reactor;
+pub mod server;
+pub mod servers_projection;
 pub mod sim;
 pub mod usage;
 pub mod vm;
@@ -24,15 +30,20 @@ pub mod vm;
 use std::sync::Arc;
 
 use berth_runtime::audit::AuditLog;
-use berth_runtime::commands::{serve as serve_commands, CommandHandler};
-use berth_runtime::store::Repository;
+use berth_runtime::commands::{execute_on, serve as serve_commands, CommandHandler};
+use berth_runtime::store::{Cause, Repository};
 use berth_runtime::{projection as projections, reactor as reactors, Runtime};
+use berth_schemas::server::{RegisterServer, ServerCommand};
 use berth_schemas::usage::Limits;
+use berth_schemas::{Actor, TenantId};
+use uuid::Uuid;
 
-use crate::commands::{TenantCommands, VmCommands};
+use crate::commands::{ServerCommands, TenantCommands, VmCommands};
 use crate::projection::VmsProjection;
 use crate::provider::VmProvider;
-use crate::reactor::VmReactor;
+use crate::reactor::{Concurrency, Repositories, VmReactor};
+use crate::server::Server;
+use crate::servers_projection::ServersProjection;
 use crate::usage::Usage;
 use crate::vm::Vm;
 
@@ -41,6 +52,10 @@ use crate::vm::Vm;
 pub struct ProvisionerConfig {
     /// Limits of tenants that have no quota of their own; `None` is unlimited.
     pub default_limits: Option<Limits>,
+    /// Servers this provisioner registers at start (idempotent; a server registered
+    /// before with another spec is left as it is, with a warning).
+    pub servers: Vec<RegisterServer>,
+    pub concurrency: Concurrency,
 }
 
 /// Runs the provisioner until `rt.shutdown` is cancelled.
@@ -51,28 +66,68 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let vms = Arc::new(Repository::<Vm>::new(rt.store.clone(), rt.service));
     let usage = Arc::new(Repository::<Usage>::new(rt.store.clone(), rt.service));
+    let servers = Arc::new(Repository::<Server>::new(rt.store.clone(), rt.service));
+    register_servers(&servers, &config.servers).await;
     let vm_commands = VmCommands {
         vms: vms.clone(),
         usage: usage.clone(),
+        servers: servers.clone(),
         default_limits: config.default_limits,
     };
-    let vm_handler = Arc::new(CommandHandler::new(
-        Arc::new(vm_commands),
-        rt.settings.max_command_bytes,
-    ));
+    let max_bytes = rt.settings.max_command_bytes;
+    let vm_handler = Arc::new(CommandHandler::new(Arc::new(vm_commands), max_bytes));
     let tenant_handler = Arc::new(CommandHandler::new(
         Arc::new(TenantCommands {
             usage: usage.clone(),
         }),
-        rt.settings.max_command_bytes,
+        max_bytes,
     ));
-    let reactor = Arc::new(VmReactor::new(vms, usage, provider));
+    let server_handler = Arc::new(CommandHandler::new(
+        Arc::new(ServerCommands {
+            servers: servers.clone(),
+        }),
+        max_bytes,
+    ));
+    let repos = Repositories {
+        vms,
+        usage,
+        servers,
+    };
+    let reactor = Arc::new(VmReactor::new(repos, provider, config.concurrency));
     tokio::try_join!(
         serve_commands(&rt, vm_handler),
         serve_commands(&rt, tenant_handler),
+        serve_commands(&rt, server_handler),
         reactors::run(&rt, reactor),
         projections::run(&rt, Arc::new(VmsProjection)),
+        projections::run(&rt, Arc::new(ServersProjection)),
         projections::run(&rt, Arc::new(AuditLog)),
     )?;
     Ok(())
+}
+
+/// Registers the configured servers; a repeat with the same spec changes nothing.
+async fn register_servers(servers: &Repository<Server>, specs: &[RegisterServer]) {
+    for spec in specs {
+        let command = ServerCommand::Register(spec.clone());
+        let body = String::from_utf8_lossy(&command.body()).into_owned();
+        let id = Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("berth.register.{body}").as_bytes(),
+        );
+        let cause = Cause {
+            id,
+            actor: Actor::service("provisioner"),
+            correlation_id: id,
+            traceparent: None,
+        };
+        match execute_on(servers, &TenantId::system(), &cause, &command).await {
+            Ok(_) => {
+                tracing::info!(server = %spec.name, region = %spec.region, vcpus = spec.vcpus, memory_mb = spec.memory_mb, "server registered")
+            }
+            Err(rejection) => {
+                tracing::warn!(server = %spec.name, %rejection, "server not registered")
+            }
+        }
+    }
 }

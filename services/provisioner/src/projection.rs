@@ -57,6 +57,7 @@ impl VmRow {
                 region: self.region.clone(),
             }),
             desired_running: self.desired_running,
+            server_id: None,
             host: self.host.clone(),
             provider_ref: self.provider_ref.clone(),
             reason: self.reason.clone(),

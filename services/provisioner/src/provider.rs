@@ -3,6 +3,8 @@
 //! (`berth-vm-<id>`), create finds an existing machine instead of making a second one,
 //! destroy of a missing machine succeeds.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -11,6 +13,8 @@ use uuid::Uuid;
 pub struct MachineSpec {
     pub vm_id: Uuid,
     pub tenant: String,
+    /// The server placement chose.
+    pub host: String,
     pub vcpus: u32,
     pub memory_mb: u32,
     pub disk_gb: u32,
@@ -44,6 +48,14 @@ pub struct Machine {
     pub power: PowerState,
 }
 
+/// What a command run in a machine printed and returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// Why a provider call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
@@ -73,5 +85,13 @@ pub trait VmProvider: Send + Sync + 'static {
     /// Removes the machine; a missing machine is not an error.
     async fn destroy(&self, name: &str) -> Result<(), ProviderError>;
     async fn inspect(&self, name: &str) -> Result<Option<Machine>, ProviderError>;
+    /// Every machine berth manages at this provider.
     async fn list(&self) -> Result<Vec<Machine>, ProviderError>;
+    /// Runs a command in a running machine; gives up (transiently) after `timeout`.
+    async fn exec(
+        &self,
+        name: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, ProviderError>;
 }

@@ -12,24 +12,53 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use berth_runtime::locks::KeyedLocks;
 use berth_runtime::reactor::{ReactError, Reactor};
-use berth_runtime::store::{AppendError, Cause, Loaded, Repository, StoredEvent};
+use berth_runtime::store::{AppendError, AtomicAppend, Cause, Loaded, Repository, StoredEvent};
 use berth_schemas::subjects::{event_filter, EventSubject};
 use berth_schemas::usage::usage_id;
-use berth_schemas::vm::{Empty, VmEvent, VmProvisioned, VmProvisioningStarted};
+use berth_schemas::vm::{Empty, VmEvent, VmPlaced, VmPlacementFailed, VmProvisioned};
 use berth_schemas::Actor;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::placement::{system, Placement, Placer};
 use crate::provider::{machine_name, Machine, MachineSpec, ProviderError, VmProvider};
-
+use crate::server::Server;
 use crate::usage::Usage;
 use crate::vm::{failed, provisioned, Step, Vm};
 
+/// How many provider calls one provisioner process makes at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Concurrency {
+    /// Creates and recreates: the slow, heavy calls.
+    pub provisions: usize,
+    /// Start, stop, restart, resize, destroy.
+    pub control_ops: usize,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Self {
+            provisions: 2,
+            control_ops: 5,
+        }
+    }
+}
+
+/// The aggregates the reactor reads and appends.
+pub struct Repositories {
+    pub vms: Arc<Repository<Vm>>,
+    pub usage: Arc<Repository<Usage>>,
+    pub servers: Arc<Repository<Server>>,
+}
+
 /// Reconciles VMs with the provider.
 pub struct VmReactor {
-    repository: Arc<Repository<Vm>>,
-    usage: Arc<Repository<Usage>>,
+    repos: Repositories,
+    placer: Placer,
     provider: Arc<dyn VmProvider>,
     locks: KeyedLocks,
+    provisions: Semaphore,
+    control_ops: Semaphore,
 }
 
 /// At most this many steps per wake-up (a full create is four).
@@ -37,15 +66,17 @@ const MAX_STEPS: usize = 16;
 
 impl VmReactor {
     pub fn new(
-        repository: Arc<Repository<Vm>>,
-        usage: Arc<Repository<Usage>>,
+        repos: Repositories,
         provider: Arc<dyn VmProvider>,
+        concurrency: Concurrency,
     ) -> Self {
         Self {
-            repository,
-            usage,
+            placer: Placer::new(repos.servers.clone(), provider.name()),
+            repos,
             provider,
             locks: KeyedLocks::default(),
+            provisions: Semaphore::new(concurrency.provisions.max(1)),
+            control_ops: Semaphore::new(concurrency.control_ops.max(1)),
         }
     }
 
@@ -58,17 +89,28 @@ impl VmReactor {
         }
     }
 
+    /// Calls the provider for one step, within the process's concurrency limits.
     async fn perform(
         &self,
         step: Step,
         vm: &Vm,
         target: &EventSubject,
     ) -> Result<VmEvent, ProviderError> {
+        let slots = match step {
+            Step::Provision | Step::Recreate => &self.provisions,
+            _ => &self.control_ops,
+        };
+        let _slot = slots
+            .acquire()
+            .await
+            .map_err(|_| ProviderError::Transient("the provisioner is stopping".into()))?;
         let name = machine_name(target.id);
         Ok(match step {
-            Step::BeginProvisioning => VmEvent::ProvisioningStarted(VmProvisioningStarted {
-                provider: self.provider.name().to_owned(),
-            }),
+            Step::Place => {
+                return Err(ProviderError::Permanent(
+                    "placement is not a provider call".into(),
+                ))
+            }
             Step::Provision => {
                 let machine = self.create_machine(vm, target).await?;
                 provisioned(self.provider.name(), machine.host, machine.name)
@@ -120,9 +162,14 @@ impl VmReactor {
             .spec
             .as_ref()
             .ok_or_else(|| ProviderError::Permanent("the vm has no spec".into()))?;
+        let host = vm
+            .host
+            .clone()
+            .ok_or_else(|| ProviderError::Permanent("the vm is not placed on a server".into()))?;
         Ok(MachineSpec {
             vm_id: target.id,
             tenant: target.tenant.to_string(),
+            host,
             vcpus: spec.vcpus,
             memory_mb: spec.memory_mb,
             disk_gb: spec.disk_gb,
@@ -169,27 +216,34 @@ impl VmReactor {
     ) -> Result<(), ReactError> {
         for _ in 0..MAX_STEPS {
             let loaded = self
-                .repository
+                .repos
+                .vms
                 .load(&target.tenant, target.id)
                 .await
                 .map_err(|e| ReactError::Transient(e.to_string()))?;
             let Some(step) = Step::next(&loaded.state) else {
                 return Ok(());
             };
-            let outcome = self
-                .perform(step, &loaded.state, target)
-                .await
-                .map_err(|e| match e {
-                    ProviderError::Transient(reason) => ReactError::Transient(reason),
-                    other => ReactError::Permanent(format!("{} failed: {other}", step.operation())),
-                })?;
             let cause = Self::cause(event, &format!("{step:?}"), loaded.version);
-            let release = step == Step::Destroy;
+            let appended = if step == Step::Place {
+                self.place(target, &loaded, &cause).await
+            } else {
+                let outcome =
+                    self.perform(step, &loaded.state, target)
+                        .await
+                        .map_err(|e| match e {
+                            ProviderError::Transient(reason) => ReactError::Transient(reason),
+                            other => ReactError::Permanent(format!(
+                                "{} failed: {other}",
+                                step.operation()
+                            )),
+                        })?;
+                let frees = step == Step::Destroy;
+                self.append_outcome(target, &loaded, &cause, outcome, frees)
+                    .await
+            };
             // Appended, or someone moved the VM first: the next look decides what is left.
-            if let Err(AppendError::Store(e)) = self
-                .append_outcome(target, &loaded, &cause, outcome, release)
-                .await
-            {
+            if let Err(AppendError::Store(e)) = appended {
                 return Err(ReactError::Transient(e.to_string()));
             }
         }
@@ -198,43 +252,102 @@ impl VmReactor {
             target.id
         )))
     }
-}
 
-impl VmReactor {
-    /// Appends the VM's outcome; with `release`, the tenant's quota for the VM is freed
-    /// in the same atomic append, so usage always matches the VMs that exist.
+    /// Chooses a server and appends `placed` with the server's allocation atomically;
+    /// when nothing fits, `placement_failed` with the quota released.
+    async fn place(
+        &self,
+        target: &EventSubject,
+        loaded: &Loaded<Vm>,
+        cause: &Cause,
+    ) -> Result<(), AppendError> {
+        let Some(spec) = &loaded.state.spec else {
+            return Err(AppendError::Store(berth_runtime::Error::Other(format!(
+                "vm {} has no spec to place",
+                target.id
+            ))));
+        };
+        let _queued = self.placer.queue().await;
+        match self.placer.place(target.id, spec).await? {
+            Placement::Chosen(chosen) => {
+                let placed = VmEvent::Placed(VmPlaced {
+                    provider: self.provider.name().to_owned(),
+                    server_id: chosen.server_id,
+                    host: chosen.server.state.name().to_owned(),
+                });
+                AtomicAppend::new(cause)
+                    .add(
+                        &self.repos.vms,
+                        &target.tenant,
+                        target.id,
+                        loaded,
+                        &[placed],
+                    )
+                    .add(
+                        &self.repos.servers,
+                        &system(),
+                        chosen.server_id,
+                        &chosen.server,
+                        &chosen.allocate,
+                    )
+                    .commit(self.repos.vms.store())
+                    .await?;
+                Ok(())
+            }
+            Placement::NoFit(reason) => {
+                tracing::info!(vm = %target.id, %reason, "no server fits the vm");
+                let failed = VmEvent::PlacementFailed(VmPlacementFailed { reason });
+                self.append_outcome(target, loaded, cause, failed, true)
+                    .await
+            }
+        }
+    }
+
+    /// Appends the VM's outcome; with `frees`, the tenant's quota and the server's
+    /// capacity held by the VM are released in the same atomic append, so usage and
+    /// allocations always match the VMs that exist.
     async fn append_outcome(
         &self,
         target: &EventSubject,
         loaded: &Loaded<Vm>,
         cause: &Cause,
         outcome: VmEvent,
-        release: bool,
+        frees: bool,
     ) -> Result<(), AppendError> {
-        if !release {
-            self.repository
-                .append(&target.tenant, target.id, loaded, cause, vec![outcome])
-                .await?;
+        let batch = AtomicAppend::new(cause).add(
+            &self.repos.vms,
+            &target.tenant,
+            target.id,
+            loaded,
+            &[outcome],
+        );
+        if !frees {
+            batch.commit(self.repos.vms.store()).await?;
             return Ok(());
         }
         let usage_id = usage_id(&target.tenant);
-        let usage = self.usage.load(&target.tenant, usage_id).await?;
-        let released = usage.state.release(target.id);
-        let vm_append =
-            self.repository
-                .prepare(&target.tenant, target.id, loaded, cause, &[outcome], 0);
-        let usage_append =
-            self.usage
-                .prepare(&target.tenant, usage_id, &usage, cause, &released, 1);
-        let sequences = self
-            .repository
-            .store()
-            .append_all(vec![vm_append.clone(), usage_append.clone()])
-            .await?;
-        self.repository
-            .appended(loaded, cause, vm_append, &sequences[0])?;
-        self.usage
-            .appended(&usage, cause, usage_append, &sequences[1])?;
+        let usage = self.repos.usage.load(&target.tenant, usage_id).await?;
+        let server = match loaded.state.server_id {
+            Some(id) => Some((id, self.repos.servers.load(&system(), id).await?)),
+            None => None,
+        };
+        let mut batch = batch.add(
+            &self.repos.usage,
+            &target.tenant,
+            usage_id,
+            &usage,
+            &usage.state.release(target.id),
+        );
+        if let Some((server_id, server)) = &server {
+            batch = batch.add(
+                &self.repos.servers,
+                &system(),
+                *server_id,
+                server,
+                &server.state.deallocate(target.id),
+            );
+        }
+        batch.commit(self.repos.vms.store()).await?;
         Ok(())
     }
 }
@@ -244,6 +357,8 @@ fn is_outcome(event: &StoredEvent) -> bool {
     matches!(
         event.decode::<VmEvent>(),
         Ok(VmEvent::Provisioned(_)
+            | VmEvent::Placed(_)
+            | VmEvent::PlacementFailed(_)
             | VmEvent::Started(_)
             | VmEvent::Stopped(_)
             | VmEvent::Restarted(_)
@@ -280,12 +395,18 @@ impl Reactor for VmReactor {
             return;
         };
         let _guard = self.locks.lock(target.id).await;
-        let Ok(loaded) = self.repository.load(&target.tenant, target.id).await else {
+        let Ok(loaded) = self.repos.vms.load(&target.tenant, target.id).await else {
             return;
         };
         let Some(step) = Step::next(&loaded.state) else {
             return;
         };
+        // Undo what the provider may have half made, so nothing outlives the release.
+        if step != Step::Place {
+            if let Err(e) = self.provider.destroy(&machine_name(target.id)).await {
+                tracing::warn!(vm = %target.id, error = %e, "could not remove the failed vm's machine; reconciliation will report it");
+            }
+        }
         let cause = Self::cause(event, "give-up", loaded.version);
         if let Err(e) = self
             .append_outcome(&target, &loaded, &cause, failed(step, error), true)

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_schemas::server::RegisterServer;
 use rand::Rng;
 
-use crate::provider::{Machine, MachineSpec, PowerState, ProviderError, VmProvider};
+use crate::provider::{ExecOutput, Machine, MachineSpec, PowerState, ProviderError, VmProvider};
 
 /// How the simulated datacenter behaves.
 #[derive(Debug, Clone)]
@@ -19,8 +20,6 @@ pub struct SimConfig {
     pub latency: Duration,
     /// Probability in [0, 1] that a call fails with a transient error.
     pub failure_rate: f64,
-    /// Host names machines are spread over.
-    pub hosts: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -28,8 +27,51 @@ impl Default for SimConfig {
         Self {
             latency: Duration::from_millis(200),
             failure_rate: 0.0,
-            hosts: (1..=4).map(|n| format!("sim-host-{n}")).collect(),
         }
+    }
+}
+
+/// The servers of a simulated datacenter: `sim-host-1` … `sim-host-<count>`, alike.
+#[derive(Debug, Clone)]
+pub struct SimServers {
+    pub count: u32,
+    pub region: String,
+    pub vcpus: u32,
+    pub memory_mb: u32,
+    pub disk_gb: u32,
+    pub cpu_overcommit: f64,
+    pub memory_overcommit: f64,
+}
+
+impl Default for SimServers {
+    fn default() -> Self {
+        Self {
+            count: 4,
+            region: "local".into(),
+            vcpus: 64,
+            memory_mb: 262_144,
+            disk_gb: 8192,
+            cpu_overcommit: 4.0,
+            memory_overcommit: 1.0,
+        }
+    }
+}
+
+impl SimServers {
+    /// The `server.register` of each.
+    pub fn specs(&self) -> Vec<RegisterServer> {
+        (1..=self.count)
+            .map(|n| RegisterServer {
+                name: format!("sim-host-{n}"),
+                region: self.region.clone(),
+                provider: "sim".into(),
+                vcpus: self.vcpus,
+                memory_mb: self.memory_mb,
+                disk_gb: self.disk_gb,
+                cpu_overcommit: self.cpu_overcommit,
+                memory_overcommit: self.memory_overcommit,
+            })
+            .collect()
     }
 }
 
@@ -41,10 +83,6 @@ pub struct SimProvider {
 
 impl SimProvider {
     pub fn new(config: SimConfig) -> Self {
-        assert!(
-            !config.hosts.is_empty(),
-            "the simulated datacenter needs at least one host"
-        );
         Self {
             config,
             machines: Mutex::new(HashMap::new()),
@@ -71,11 +109,25 @@ impl SimProvider {
         Ok(())
     }
 
-    fn host_for(&self, name: &str) -> String {
-        let hash = name
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-        self.config.hosts[hash % self.config.hosts.len()].clone()
+    /// A host loses a machine, as a crashed hypervisor would: reconciliation finds out.
+    pub fn lose(&self, name: &str) -> bool {
+        self.machines
+            .lock()
+            .expect("sim lock")
+            .remove(name)
+            .is_some()
+    }
+
+    /// Someone starts a machine by hand, with berth's name pattern but no VM behind it.
+    pub fn start_stray(&self, name: &str, host: &str) {
+        self.machines.lock().expect("sim lock").insert(
+            name.to_owned(),
+            Machine {
+                name: name.to_owned(),
+                host: host.to_owned(),
+                power: PowerState::Running,
+            },
+        );
     }
 
     fn set_power(&self, name: &str, power: PowerState) -> Result<(), ProviderError> {
@@ -99,7 +151,7 @@ impl VmProvider for SimProvider {
         self.call("create", &name).await?;
         let mut machines = self.machines.lock().expect("sim lock");
         let machine = machines.entry(name.clone()).or_insert_with(|| Machine {
-            host: self.host_for(&name),
+            host: spec.host.clone(),
             name,
             power: PowerState::Stopped,
         });
@@ -153,6 +205,40 @@ impl VmProvider for SimProvider {
             .cloned()
             .collect())
     }
+
+    /// A simulated machine knows `echo`, `true` and `false`; anything else is not found
+    /// (exit 127), as in a minimal image.
+    async fn exec(
+        &self,
+        name: &str,
+        command: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecOutput, ProviderError> {
+        self.call("exec", name).await?;
+        match self.machines.lock().expect("sim lock").get(name) {
+            None => return Err(ProviderError::NotFound(name.to_owned())),
+            Some(machine) if machine.power != PowerState::Running => {
+                return Err(ProviderError::Permanent(format!("{name} is not running")))
+            }
+            Some(_) => {}
+        }
+        let output = |exit_code, stdout: String, stderr: String| ExecOutput {
+            exit_code,
+            stdout,
+            stderr,
+        };
+        Ok(match command.split_first() {
+            Some((program, args)) if program == "echo" => {
+                output(0, format!("{}\n", args.join(" ")), String::new())
+            }
+            Some((program, _)) if program == "true" => output(0, String::new(), String::new()),
+            Some((program, _)) if program == "false" => output(1, String::new(), String::new()),
+            Some((program, _)) => {
+                output(127, String::new(), format!("sim: {program}: not found\n"))
+            }
+            None => output(127, String::new(), "sim: empty command\n".into()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -164,6 +250,7 @@ mod tests {
         MachineSpec {
             vm_id: Uuid::now_v7(),
             tenant: "acme".into(),
+            host: "sim-host-1".into(),
             vcpus: 1,
             memory_mb: 512,
             disk_gb: 10,
@@ -205,7 +292,6 @@ mod tests {
         let sim = SimProvider::new(SimConfig {
             latency: Duration::ZERO,
             failure_rate: 1.0,
-            ..SimConfig::default()
         });
         assert!(matches!(
             sim.create(&spec()).await,

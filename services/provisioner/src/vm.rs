@@ -6,6 +6,7 @@ use berth_schemas::vm::{
 };
 use berth_schemas::{Rejection, RejectionCode};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// A VM as folded from its events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +16,9 @@ pub struct Vm {
     pub spec: Option<VmRequested>,
     /// Whether the VM should be running once it can be.
     pub desired_running: bool,
+    /// The server whose capacity the VM holds, once placed.
+    #[serde(default)]
+    pub server_id: Option<Uuid>,
     pub host: Option<String>,
     pub provider_ref: Option<String>,
     /// Why the VM is not where it was asked to be.
@@ -39,7 +43,17 @@ impl Aggregate for Vm {
                     self.status = Some(Starting);
                 }
             }
-            VmEvent::ProvisioningStarted(_) => self.status = Some(Provisioning),
+            VmEvent::Placed(placed) => {
+                self.server_id = Some(placed.server_id);
+                self.host = Some(placed.host.clone());
+                self.status = Some(Provisioning);
+            }
+            VmEvent::PlacementFailed(failed) => {
+                self.status = Some(Failed);
+                self.reason = Some(format!("placement failed: {}", failed.reason));
+            }
+            // The machine is made again on the same server, then started if wanted.
+            VmEvent::Lost(_) => self.status = Some(Provisioning),
             VmEvent::Provisioned(provisioned) => {
                 self.host = Some(provisioned.host.clone());
                 self.provider_ref = Some(provisioned.provider_ref.clone());
@@ -169,8 +183,8 @@ fn created(create: &CreateVm) -> Result<Vec<VmEvent>, Rejection> {
 /// The provider step a VM needs next to get where it was asked to be, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Record that provisioning begins (before the provider is called).
-    BeginProvisioning,
+    /// Choose a server and reserve its capacity (before the provider is called).
+    Place,
     Provision,
     Start,
     Stop,
@@ -186,7 +200,7 @@ impl Step {
     pub fn next(vm: &Vm) -> Option<Self> {
         use VmStatus::*;
         match vm.status? {
-            Requested => Some(Self::BeginProvisioning),
+            Requested => Some(Self::Place),
             Provisioning => Some(Self::Provision),
             Starting => Some(Self::Start),
             Stopping => Some(Self::Stop),
@@ -200,7 +214,8 @@ impl Step {
 
     pub fn operation(self) -> &'static str {
         match self {
-            Self::BeginProvisioning | Self::Provision => "provision",
+            Self::Place => "place",
+            Self::Provision => "provision",
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Restart => "restart",
@@ -231,8 +246,7 @@ pub fn provisioned(provider: &str, host: String, provider_ref: String) -> VmEven
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_schemas::vm::{VmProvisioningStarted, VmTarget};
-    use uuid::Uuid;
+    use berth_schemas::vm::{VmPlaced, VmTarget};
 
     fn create(start: bool) -> VmCommand {
         VmCommand::Create(CreateVm {
@@ -263,8 +277,10 @@ mod tests {
             _ => unreachable!(),
         })
         .unwrap();
-        events.push(VmEvent::ProvisioningStarted(VmProvisioningStarted {
+        events.push(VmEvent::Placed(VmPlaced {
             provider: "sim".into(),
+            server_id: Uuid::now_v7(),
+            host: "sim-1".into(),
         }));
         events.push(provisioned("sim", "sim-1".into(), "berth-vm-x".into()));
         events.push(VmEvent::Started(Empty {}));

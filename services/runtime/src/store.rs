@@ -191,6 +191,35 @@ impl EventStore {
         }
     }
 
+    /// The ids of every aggregate of `kind` under `tenant`, straight from the stream's
+    /// subject index (no projection, so never behind the log).
+    pub async fn aggregate_ids(&self, tenant: &TenantId, kind: &str) -> Result<Vec<Uuid>> {
+        let filter = format!("evt.{tenant}.{kind}.*");
+        let stream = self
+            .js
+            .get_stream(berth_schemas::subjects::EVENTS_STREAM)
+            .await
+            .map_err(|e| Error::Other(format!("looking up the EVENTS stream: {e}")))?;
+        let mut subjects = stream
+            .info_with_subjects(&filter)
+            .await
+            .map_err(|e| Error::Other(format!("listing {filter}: {e}")))?;
+        let mut ids = Vec::new();
+        while let Some(entry) = subjects.next().await {
+            let (subject, _count) =
+                entry.map_err(|e| Error::Other(format!("listing {filter}: {e}")))?;
+            if let Some(id) = subject
+                .rsplit('.')
+                .next()
+                .and_then(|id| Uuid::parse_str(id).ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Appends `events` to `subject` if its last sequence is still `expected_version`.
     /// Returns the stream sequence of each event.
     pub async fn append(
@@ -648,5 +677,66 @@ impl<A: Aggregate> Repository<A> {
     /// The store this repository appends to.
     pub fn store(&self) -> &EventStore {
         &self.store
+    }
+}
+
+type Finish<'a> = Box<dyn FnOnce(&[u64]) -> Result<Appended> + Send + 'a>;
+
+/// Events of one cause on several aggregates (of any kinds), appended all or nothing:
+/// each aggregate's events go in only if it is still at the version it was loaded at.
+/// Event ids get distinct index ranges, so a repeat of the cause meets de-duplication.
+pub struct AtomicAppend<'a> {
+    cause: &'a Cause,
+    appends: Vec<SubjectAppend>,
+    /// Per `add`: how to fold the appended events into the repository's cache.
+    finish: Vec<Option<Finish<'a>>>,
+    next_index: usize,
+}
+
+impl<'a> AtomicAppend<'a> {
+    pub fn new(cause: &'a Cause) -> Self {
+        Self {
+            cause,
+            appends: Vec::new(),
+            finish: Vec::new(),
+            next_index: 0,
+        }
+    }
+
+    /// Adds one aggregate's events. No events adds nothing, not even an expectation.
+    pub fn add<A: Aggregate>(
+        mut self,
+        repository: &'a Repository<A>,
+        tenant: &TenantId,
+        id: Uuid,
+        loaded: &'a Loaded<A>,
+        events: &[A::Event],
+    ) -> Self {
+        if events.is_empty() {
+            self.finish.push(None);
+            return self;
+        }
+        let append = repository.prepare(tenant, id, loaded, self.cause, events, self.next_index);
+        self.next_index += events.len();
+        self.appends.push(append.clone());
+        let cause = self.cause;
+        self.finish.push(Some(Box::new(move |sequences| {
+            repository.appended(loaded, cause, append, sequences)
+        })));
+        self
+    }
+
+    /// Appends everything in one atomic batch; returns, per `add`, what it recorded
+    /// (`None` for an `add` without events).
+    pub async fn commit(self, store: &EventStore) -> Result<Vec<Option<Appended>>, AppendError> {
+        let mut sequences = store.append_all(self.appends).await?.into_iter();
+        let mut recorded = Vec::with_capacity(self.finish.len());
+        for finish in self.finish {
+            recorded.push(match finish {
+                Some(finish) => Some(finish(&sequences.next().unwrap_or_default())?),
+                None => None,
+            });
+        }
+        Ok(recorded)
     }
 }

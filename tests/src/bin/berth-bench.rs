@@ -18,7 +18,7 @@ use berth_runtime::store::{event_id, NewEvent};
 use berth_runtime::{EventStore, Settings};
 use berth_schemas::envelope::EventMeta;
 use berth_schemas::subjects::{event_subject, status_subject};
-use berth_schemas::vm::{Empty, VmEvent, VmProvisioned, VmProvisioningStarted, VmRequested};
+use berth_schemas::vm::{Empty, VmEvent, VmPlaced, VmProvisioned, VmRequested};
 use berth_schemas::{Actor, CommandReply, DomainEvent};
 use berth_tests::{create_vm, fast_settings, instant_sim, meta, tenant, TestEnv};
 use futures::{stream as fstream, StreamExt};
@@ -114,8 +114,10 @@ async fn generate(store: &EventStore, vms: usize) -> anyhow::Result<()> {
                         region: None,
                     }),
                     VmEvent::StartRequested(Empty {}),
-                    VmEvent::ProvisioningStarted(VmProvisioningStarted {
+                    VmEvent::Placed(VmPlaced {
                         provider: "sim".into(),
+                        server_id: Uuid::nil(),
+                        host: "sim-host-1".into(),
                     }),
                     VmEvent::Provisioned(VmProvisioned {
                         provider: "sim".into(),
