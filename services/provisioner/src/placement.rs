@@ -127,12 +127,13 @@ pub fn system() -> TenantId {
     TenantId::system()
 }
 
-/// Best fit: the server left with the least free vCPU, then memory, after placing.
+/// Best fit: the server left with the least free vCPU, then memory, after placing. (A
+/// server that already holds the VM — another replica placed it first — ranks first.)
 fn best_fit_key(server: &Server, wanted: &Allocation) -> (u64, u64, u64) {
     let free = server.free();
     (
-        free.vcpus - u64::from(wanted.vcpus),
-        free.memory_mb - u64::from(wanted.memory_mb),
-        free.disk_gb - u64::from(wanted.disk_gb),
+        free.vcpus.saturating_sub(wanted.vcpus.into()),
+        free.memory_mb.saturating_sub(wanted.memory_mb.into()),
+        free.disk_gb.saturating_sub(wanted.disk_gb.into()),
     )
 }
