@@ -100,6 +100,10 @@ pub enum CommandReply {
         /// The aggregate's version (stream sequence) after this command's events.
         version: u64,
         events: Vec<RecordedEvent>,
+        /// What `vm.exec` printed; absent for other commands and for a repeated exec
+        /// (which is not run again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<crate::vm::ExecOutput>,
     },
     Rejected(Rejection),
 }

@@ -6,7 +6,7 @@ use crate::command::CommandReply;
 use crate::event::DomainEvent;
 use crate::server::{RegisterServer, ServerEvent, ServerTarget};
 use crate::usage::{SetQuota, UsageEvent};
-use crate::vm::{CreateVm, ResizeVm, VmEvent, VmTarget};
+use crate::vm::{CreateVm, ExecVm, ResizeVm, VmEvent, VmTarget};
 
 /// `(file name, schema)` for every generated file.
 pub fn all() -> Vec<(String, Schema)> {
@@ -14,6 +14,7 @@ pub fn all() -> Vec<(String, Schema)> {
         ("cmd.vm.create.json".to_owned(), schema_for!(CreateVm)),
         ("cmd.vm.target.json".to_owned(), schema_for!(VmTarget)),
         ("cmd.vm.resize.json".to_owned(), schema_for!(ResizeVm)),
+        ("cmd.vm.exec.json".to_owned(), schema_for!(ExecVm)),
         (
             "cmd.tenant.set_quota.json".to_owned(),
             schema_for!(SetQuota),

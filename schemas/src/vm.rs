@@ -205,6 +205,54 @@ pub struct VmTarget {
     pub expected_version: Option<u64>,
 }
 
+/// `vm.exec`: run a command in a running VM and answer with its exit code and output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecVm {
+    pub vm_id: Uuid,
+    /// Program and arguments (no shell): 1 to 64 items of at most 4096 bytes.
+    pub command: Vec<String>,
+    /// 1 to 300 seconds (default 30); a command still running then is `unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u32>,
+}
+
+impl ExecVm {
+    pub const DEFAULT_TIMEOUT_SECS: u32 = 30;
+
+    fn validate(&self) -> Result<(), Rejection> {
+        if self.command.is_empty() || self.command.len() > 64 {
+            return Err(Rejection::invalid("command must hold 1 to 64 items"));
+        }
+        if self
+            .command
+            .iter()
+            .any(|arg| arg.len() > 4096 || arg.contains('\0'))
+        {
+            return Err(Rejection::invalid(
+                "command items must be at most 4096 bytes, without NUL",
+            ));
+        }
+        if self.command[0].is_empty() {
+            return Err(Rejection::invalid("the program must not be empty"));
+        }
+        bounded(
+            "timeout_secs",
+            self.timeout_secs.unwrap_or(Self::DEFAULT_TIMEOUT_SECS),
+            1,
+            300,
+        )
+    }
+}
+
+/// What a command run in a VM printed (each stream cut at 64 KiB) and returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// Every VM command, decoded from its action and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmCommand {
@@ -216,12 +264,13 @@ pub enum VmCommand {
     Recreate(VmTarget),
     Resize(ResizeVm),
     Destroy(VmTarget),
+    Exec(ExecVm),
 }
 
 impl VmCommand {
     /// Every action, as in `cmd.<tenant>.vm.<action>`.
-    pub const ACTIONS: [&'static str; 7] = [
-        "create", "start", "stop", "restart", "recreate", "resize", "destroy",
+    pub const ACTIONS: [&'static str; 8] = [
+        "create", "start", "stop", "restart", "recreate", "resize", "destroy", "exec",
     ];
 
     pub fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
@@ -233,6 +282,7 @@ impl VmCommand {
             "recreate" => Self::Recreate(parse_body(action, body)?),
             "resize" => Self::Resize(parse_body(action, body)?),
             "destroy" => Self::Destroy(parse_body(action, body)?),
+            "exec" => Self::Exec(parse_body(action, body)?),
             other => {
                 return Err(Rejection::invalid(format!(
                     "unknown vm action {:?}; expected one of {}",
@@ -254,6 +304,7 @@ impl VmCommand {
             Self::Recreate(_) => "recreate",
             Self::Resize(_) => "resize",
             Self::Destroy(_) => "destroy",
+            Self::Exec(_) => "exec",
         }
     }
 
@@ -262,6 +313,7 @@ impl VmCommand {
         match self {
             Self::Create(create) => create.vm_id.unwrap_or(command_id),
             Self::Resize(resize) => resize.vm_id,
+            Self::Exec(exec) => exec.vm_id,
             Self::Start(t)
             | Self::Stop(t)
             | Self::Restart(t)
@@ -272,7 +324,7 @@ impl VmCommand {
 
     pub fn expected_version(&self) -> Option<u64> {
         match self {
-            Self::Create(_) => None,
+            Self::Create(_) | Self::Exec(_) => None,
             Self::Resize(resize) => resize.expected_version,
             Self::Start(t)
             | Self::Stop(t)
@@ -286,6 +338,7 @@ impl VmCommand {
         let encoded = match self {
             Self::Create(create) => serde_json::to_vec(create),
             Self::Resize(resize) => serde_json::to_vec(resize),
+            Self::Exec(exec) => serde_json::to_vec(exec),
             Self::Start(t)
             | Self::Stop(t)
             | Self::Restart(t)
@@ -299,6 +352,7 @@ impl VmCommand {
         let create = match self {
             Self::Create(create) => create,
             Self::Resize(resize) => return resize.new_size().map(|_| ()),
+            Self::Exec(exec) => return exec.validate(),
             _ => return Ok(()),
         };
         validate_slug("vm name", &create.name, 63)
@@ -363,6 +417,14 @@ pub struct VmPlacementFailed {
     pub reason: String,
 }
 
+/// A command ran in the VM (`vm.exec`); the output is not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmExecuted {
+    /// The program and arguments, cut at 200 characters.
+    pub command: String,
+    pub exit_code: i64,
+}
+
 /// Reconciliation found the VM's machine gone at the provider; it is made again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VmLost {
@@ -416,6 +478,7 @@ domain_events! {
         Destroyed(Empty) = "berth.vm.destroyed.v1",
         Failed(VmFailed) = "berth.vm.failed.v1",
         Lost(VmLost) = "berth.vm.lost.v1",
+        Executed(VmExecuted) = "berth.vm.executed.v1",
     }
 }
 

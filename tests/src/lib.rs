@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_provisioner::provider::VmProvider;
 use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
@@ -148,14 +149,21 @@ impl TestEnv {
         sim: SimConfig,
         config: ProvisionerConfig,
     ) -> anyhow::Result<RunningService> {
+        self.provisioner_on(settings, Arc::new(SimProvider::new(sim)), config)
+            .await
+    }
+
+    /// The provisioner in this process, on any provider.
+    pub async fn provisioner_on(
+        &self,
+        settings: Settings,
+        provider: Arc<dyn VmProvider>,
+        config: ProvisionerConfig,
+    ) -> anyhow::Result<RunningService> {
         let shutdown = CancellationToken::new();
         let rt = Runtime::connect("provisioner", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_provisioner::run(
-            rt,
-            Arc::new(SimProvider::new(sim)),
-            config,
-        ));
+        let task = tokio::spawn(berth_provisioner::run(rt, provider, config));
         self.wait_for_service("berth-vm").await?;
         self.wait_for_service("berth-tenant").await?;
         self.wait_for_service("berth-server").await?;

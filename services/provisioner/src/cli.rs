@@ -3,12 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::docker::{DockerConfig, DockerProvider};
+use crate::provider::VmProvider;
 use crate::reactor::Concurrency;
 use crate::sim::{SimConfig, SimProvider, SimServers};
 use crate::ProvisionerConfig;
 use anyhow::Context;
 use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_schemas::server::RegisterServer;
 use berth_schemas::usage::{Limits, Tier};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +45,15 @@ pub struct Cli {
     /// sim: disk of each server, in GB.
     #[arg(long, env = "BERTH_SIM_SERVER_DISK_GB", default_value_t = 8192)]
     sim_server_disk_gb: u32,
+    /// docker: the server name the engine is registered as.
+    #[arg(long, env = "BERTH_DOCKER_SERVER", default_value = "docker-local")]
+    docker_server: String,
+    /// docker: the containers' network mode (`none` on an engine without a bridge).
+    #[arg(long, env = "BERTH_DOCKER_NETWORK")]
+    docker_network: Option<String>,
+    /// docker: disk sold on the engine's server, in GB (the engine does not say).
+    #[arg(long, env = "BERTH_DOCKER_DISK_GB", default_value_t = 500)]
+    docker_disk_gb: u32,
     /// Region of the servers this provisioner registers.
     #[arg(long, env = "BERTH_REGION", default_value = "local")]
     region: String,
@@ -95,6 +107,8 @@ impl DefaultTier {
 enum ProviderKind {
     /// The simulated datacenter.
     Sim,
+    /// Containers on the Docker engine at `DOCKER_HOST` (or the default socket).
+    Docker,
 }
 
 /// Parses the command line and runs the provisioner until SIGINT/SIGTERM.
@@ -122,22 +136,50 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     let rt = Runtime::connect("provisioner", &cli.connect, settings, shutdown)
         .await
         .context("starting the provisioner")?;
-    let provider = match cli.provider {
-        ProviderKind::Sim => Arc::new(SimProvider::new(SimConfig {
-            latency: Duration::from_millis(cli.sim_latency_ms),
-            failure_rate: cli.sim_failure_rate,
-        })),
+    let (provider, servers): (Arc<dyn VmProvider>, _) = match cli.provider {
+        ProviderKind::Sim => {
+            let sim = SimProvider::new(SimConfig {
+                latency: Duration::from_millis(cli.sim_latency_ms),
+                failure_rate: cli.sim_failure_rate,
+            });
+            let servers = SimServers {
+                count: cli.sim_servers,
+                region: cli.region.clone(),
+                vcpus: cli.sim_server_vcpus,
+                memory_mb: cli.sim_server_memory_mb,
+                disk_gb: cli.sim_server_disk_gb,
+                cpu_overcommit: cli.cpu_overcommit,
+                memory_overcommit: cli.memory_overcommit,
+            }
+            .specs();
+            (Arc::new(sim), servers)
+        }
+        ProviderKind::Docker => {
+            let docker = DockerProvider::connect(DockerConfig {
+                host_name: cli.docker_server.clone(),
+                network_mode: cli.docker_network.clone(),
+            })
+            .await
+            .context(
+                "connecting to the Docker engine (is DOCKER_HOST right, is dockerd running?)",
+            )?;
+            let (vcpus, memory_mb) = docker
+                .engine_capacity()
+                .await
+                .context("reading the Docker engine's capacity")?;
+            let server = RegisterServer {
+                name: cli.docker_server.clone(),
+                region: cli.region.clone(),
+                provider: "docker".into(),
+                vcpus,
+                memory_mb,
+                disk_gb: cli.docker_disk_gb,
+                cpu_overcommit: cli.cpu_overcommit,
+                memory_overcommit: cli.memory_overcommit,
+            };
+            (Arc::new(docker), vec![server])
+        }
     };
-    let servers = SimServers {
-        count: cli.sim_servers,
-        region: cli.region.clone(),
-        vcpus: cli.sim_server_vcpus,
-        memory_mb: cli.sim_server_memory_mb,
-        disk_gb: cli.sim_server_disk_gb,
-        cpu_overcommit: cli.cpu_overcommit,
-        memory_overcommit: cli.memory_overcommit,
-    }
-    .specs();
     crate::run(
         rt,
         provider,

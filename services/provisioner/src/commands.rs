@@ -2,6 +2,7 @@
 //! A create or resize changes the tenant's usage in the same atomic append.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::commands::{
@@ -12,10 +13,11 @@ use berth_runtime::store::{Aggregate, AppendError, AtomicAppend, Cause, Reposito
 use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::server::{Allocation, ServerCommand};
 use berth_schemas::usage::{usage_id, Limits, Reserved, TenantCommand, UsageEvent};
-use berth_schemas::vm::VmCommand;
+use berth_schemas::vm::{ExecVm, VmCommand, VmEvent, VmExecuted};
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 
 use crate::placement::system;
+use crate::provider::{machine_name, ProviderError, VmProvider};
 use crate::server::Server;
 use crate::usage::Usage;
 use crate::vm::Vm;
@@ -28,6 +30,8 @@ pub struct VmCommands {
     pub vms: Arc<Repository<Vm>>,
     pub usage: Arc<Repository<Usage>>,
     pub servers: Arc<Repository<Server>>,
+    /// Runs `vm.exec`.
+    pub provider: Arc<dyn VmProvider>,
     /// Limits of tenants without a quota of their own (`None`: unlimited).
     pub default_limits: Option<Limits>,
 }
@@ -59,8 +63,85 @@ impl CommandService for VmCommands {
                 self.with_reservation(tenant, cause, command, size, Usage::resize)
                     .await
             }
+            VmCommand::Exec(exec) => self.exec(tenant, cause, command, exec).await,
             other => execute_on(&self.vms, tenant, cause, other).await,
         }
+    }
+}
+
+/// Output beyond this many bytes per stream is cut from an exec reply.
+const MAX_EXEC_OUTPUT: usize = 64 * 1024;
+
+impl VmCommands {
+    /// Runs a command in a running VM, records `executed` (without the output) and
+    /// answers with the output. A repeated command id is answered from the record and
+    /// not run again.
+    async fn exec(
+        &self,
+        tenant: &TenantId,
+        cause: &Cause,
+        command: &VmCommand,
+        exec: &ExecVm,
+    ) -> Result<CommandReply, Rejection> {
+        let id = exec.vm_id;
+        let _queued = self.vms.lock(id).await;
+        let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
+        if let Some(reply) = recorded_reply(&vm, id, cause) {
+            return Ok(reply);
+        }
+        vm.state.decide(command)?;
+        let timeout = Duration::from_secs(
+            exec.timeout_secs
+                .unwrap_or(ExecVm::DEFAULT_TIMEOUT_SECS)
+                .into(),
+        );
+        let mut output = self
+            .provider
+            .exec(&machine_name(id), &exec.command, timeout)
+            .await
+            .map_err(|e| match e {
+                ProviderError::Transient(reason) => {
+                    Rejection::new(RejectionCode::Unavailable, reason)
+                }
+                other => Rejection::invalid_state(other.to_string()),
+            })?;
+        truncate(&mut output.stdout);
+        truncate(&mut output.stderr);
+        let executed = VmEvent::Executed(VmExecuted {
+            command: exec.command.join(" ").chars().take(200).collect(),
+            exit_code: output.exit_code,
+        });
+        // Recorded even if the VM moved meanwhile: the command did run.
+        for attempt in 0..MAX_ATTEMPTS {
+            let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
+            match self
+                .vms
+                .append(tenant, id, &vm, cause, vec![executed.clone()])
+                .await
+            {
+                Ok(appended) => {
+                    return Ok(CommandReply::Accepted {
+                        aggregate_id: id,
+                        version: appended.version,
+                        events: appended.events,
+                        output: Some(output),
+                    })
+                }
+                Err(AppendError::Store(e)) => return Err(unavailable(e)),
+                Err(_) => contention_pause(attempt).await,
+            }
+        }
+        Err(too_much_contention(Vm::KIND, id))
+    }
+}
+
+fn truncate(text: &mut String) {
+    if text.len() > MAX_EXEC_OUTPUT {
+        let mut end = MAX_EXEC_OUTPUT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 
@@ -133,6 +214,7 @@ impl VmCommands {
                         aggregate_id: id,
                         version: appended.version,
                         events: appended.events,
+                        output: None,
                     });
                 }
                 Err(AppendError::Store(e)) => return Err(unavailable(e)),

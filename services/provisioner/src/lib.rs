@@ -72,6 +72,7 @@ pub async fn run(
         vms: vms.clone(),
         usage: usage.clone(),
         servers: servers.clone(),
+        provider: provider.clone(),
         default_limits: config.default_limits,
     };
     let max_bytes = rt.settings.max_command_bytes;

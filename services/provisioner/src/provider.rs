@@ -48,13 +48,7 @@ pub struct Machine {
     pub power: PowerState,
 }
 
-/// What a command run in a machine printed and returned.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ExecOutput {
-    pub exit_code: i64,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use berth_schemas::vm::ExecOutput;
 
 /// Why a provider call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -54,6 +54,7 @@ impl Aggregate for Vm {
             }
             // The machine is made again on the same server, then started if wanted.
             VmEvent::Lost(_) => self.status = Some(Provisioning),
+            VmEvent::Executed(_) => {}
             VmEvent::Provisioned(provisioned) => {
                 self.host = Some(provisioned.host.clone());
                 self.provider_ref = Some(provisioned.provider_ref.clone());
@@ -162,6 +163,11 @@ impl Aggregate for Vm {
             },
             VmCommand::Restart(_) => match status {
                 Running => Ok(vec![VmEvent::RestartRequested(Empty {})]),
+                _ => refuse(),
+            },
+            // The command service runs it, then records `executed`.
+            VmCommand::Exec(_) => match status {
+                Running => Ok(Vec::new()),
                 _ => refuse(),
             },
             VmCommand::Destroy(_) => match status {

@@ -68,6 +68,7 @@ where
                 aggregate_id: id,
                 version: loaded.version,
                 events: Vec::new(),
+                output: None,
             });
         }
         match repository.append(tenant, id, &loaded, cause, events).await {
@@ -76,6 +77,7 @@ where
                     aggregate_id: id,
                     version: appended.version,
                     events: appended.events,
+                    output: None,
                 })
             }
             Err(AppendError::Store(e)) => return Err(unavailable(e)),
@@ -99,6 +101,7 @@ pub fn recorded_reply<A: Aggregate>(
             aggregate_id: id,
             version: applied.version,
             events: applied.events.clone(),
+            output: None,
         })
 }
 
