@@ -4,6 +4,7 @@ use schemars::{schema_for, Schema};
 
 use crate::command::CommandReply;
 use crate::event::DomainEvent;
+use crate::orphan::{OrphanEvent, Reconcile, ReconcileReport};
 use crate::server::{RegisterServer, ServerEvent, ServerTarget};
 use crate::usage::{SetQuota, UsageEvent};
 use crate::vm::{CreateVm, ExecVm, ResizeVm, VmEvent, VmTarget};
@@ -28,12 +29,21 @@ pub fn all() -> Vec<(String, Schema)> {
             schema_for!(ServerTarget),
         ),
         ("command-reply.json".to_owned(), schema_for!(CommandReply)),
+        (
+            "cmd.provisioner.reconcile.json".to_owned(),
+            schema_for!(Reconcile),
+        ),
+        (
+            "reply.provisioner.reconcile.json".to_owned(),
+            schema_for!(ReconcileReport),
+        ),
     ];
     files.extend(
         VmEvent::json_schemas()
             .into_iter()
             .chain(UsageEvent::json_schemas())
             .chain(ServerEvent::json_schemas())
+            .chain(OrphanEvent::json_schemas())
             .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
     );
     files

@@ -6,6 +6,7 @@
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
 //! - [`command`]: command metadata, replies and typed rejections.
 //! - [`vm`]: the VM commands and events.
+//! - [`orphan`]: reconciliation requests and reports, machines no VM owns.
 //! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
 //! - [`usage`]: per-tenant quotas (the `usage` aggregate, `tenant.set_quota`).
 //! - [`json_schema`]: the generated JSON Schema files in `schemas/json/`.
@@ -19,6 +20,7 @@ pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod json_schema;
+pub mod orphan;
 pub mod server;
 pub mod subjects;
 pub mod usage;

@@ -162,6 +162,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = ProvisionerConfig {
         default_limits: args.default_tier.limits(),
         servers: SimServers::default().specs(),
+        reconcile_every: Some(Duration::from_secs(60)),
         ..ProvisionerConfig::default()
     };
     let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider, config));

@@ -69,6 +69,9 @@ pub struct Cli {
     /// Start, stop, restart, resize and destroy calls in flight at once in this process.
     #[arg(long, env = "BERTH_MAX_CONTROL_OPS", default_value_t = 5)]
     max_control_ops: usize,
+    /// Seconds between reconciliations of the provider with the log (0: only on request).
+    #[arg(long, env = "BERTH_RECONCILE_EVERY_SECS", default_value_t = 60)]
+    reconcile_every_secs: u64,
     /// Quota of tenants without one of their own: free, pro or unlimited.
     #[arg(long, env = "BERTH_DEFAULT_TIER", value_enum, default_value = "free")]
     default_tier: DefaultTier,
@@ -190,6 +193,8 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 provisions: cli.max_provisions,
                 control_ops: cli.max_control_ops,
             },
+            reconcile_every: (cli.reconcile_every_secs > 0)
+                .then(|| Duration::from_secs(cli.reconcile_every_secs)),
         },
     )
     .await

@@ -334,8 +334,16 @@ impl VmProvider for DockerProvider {
         }))
     }
 
+    /// The managed containers of this engine's server (`berth.host` = its name): engines
+    /// shared by several servers or test runs keep out of each other's way.
     async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
-        let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_HOST}={}", self.config.host_name),
+            ],
+        )]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)

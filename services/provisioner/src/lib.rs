@@ -21,6 +21,7 @@ pub mod placement;
 pub mod projection;
 pub mod provider;
 pub mod reactor;
+pub mod reconcile;
 pub mod server;
 pub mod servers_projection;
 pub mod sim;
@@ -28,6 +29,7 @@ pub mod usage;
 pub mod vm;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_runtime::audit::AuditLog;
 use berth_runtime::commands::{execute_on, serve as serve_commands, CommandHandler};
@@ -42,6 +44,7 @@ use crate::commands::{ServerCommands, TenantCommands, VmCommands};
 use crate::projection::VmsProjection;
 use crate::provider::VmProvider;
 use crate::reactor::{Concurrency, Repositories, VmReactor};
+use crate::reconcile::Reconciler;
 use crate::server::Server;
 use crate::servers_projection::ServersProjection;
 use crate::usage::Usage;
@@ -56,6 +59,8 @@ pub struct ProvisionerConfig {
     /// before with another spec is left as it is, with a warning).
     pub servers: Vec<RegisterServer>,
     pub concurrency: Concurrency,
+    /// How often to compare the provider with the log; `None`: only when asked.
+    pub reconcile_every: Option<Duration>,
 }
 
 /// Runs the provisioner until `rt.shutdown` is cancelled.
@@ -94,7 +99,20 @@ pub async fn run(
         usage,
         servers,
     };
+    let reconciler = Reconciler::new(repos.vms.clone(), provider.clone(), rt.db.clone());
     let reactor = Arc::new(VmReactor::new(repos, provider, config.concurrency));
+    let reconciling = async {
+        let serving = reconcile::serve(&rt, &reconciler);
+        let periodic = async {
+            match config.reconcile_every {
+                Some(period) => reconcile::every(&rt, &reconciler, period).await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(serving, periodic)
+            .map(|_| ())
+            .map_err(|e| berth_runtime::Error::Other(format!("reconciliation: {e:#}")))
+    };
     tokio::try_join!(
         serve_commands(&rt, vm_handler),
         serve_commands(&rt, tenant_handler),
@@ -103,6 +121,7 @@ pub async fn run(
         projections::run(&rt, Arc::new(VmsProjection)),
         projections::run(&rt, Arc::new(ServersProjection)),
         projections::run(&rt, Arc::new(AuditLog)),
+        reconciling,
     )?;
     Ok(())
 }

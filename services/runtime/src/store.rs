@@ -194,30 +194,45 @@ impl EventStore {
     /// The ids of every aggregate of `kind` under `tenant`, straight from the stream's
     /// subject index (no projection, so never behind the log).
     pub async fn aggregate_ids(&self, tenant: &TenantId, kind: &str) -> Result<Vec<Uuid>> {
-        let filter = format!("evt.{tenant}.{kind}.*");
+        let subjects = self.subjects(&format!("evt.{tenant}.{kind}.*")).await?;
+        let mut ids: Vec<Uuid> = subjects
+            .iter()
+            .filter_map(|subject| subject.rsplit('.').next())
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The tenant an aggregate belongs to, if it exists (from the subject index).
+    pub async fn tenant_of(&self, kind: &str, id: Uuid) -> Result<Option<TenantId>> {
+        let subjects = self
+            .subjects(&format!("evt.*.{kind}.{}", id.hyphenated()))
+            .await?;
+        Ok(subjects
+            .first()
+            .and_then(|subject| subject.split('.').nth(1))
+            .and_then(|tenant| TenantId::parse(tenant).ok()))
+    }
+
+    /// The subjects of `EVENTS` matching `filter` that hold at least one message.
+    async fn subjects(&self, filter: &str) -> Result<Vec<String>> {
         let stream = self
             .js
             .get_stream(berth_schemas::subjects::EVENTS_STREAM)
             .await
             .map_err(|e| Error::Other(format!("looking up the EVENTS stream: {e}")))?;
-        let mut subjects = stream
-            .info_with_subjects(&filter)
+        let mut found = stream
+            .info_with_subjects(filter)
             .await
             .map_err(|e| Error::Other(format!("listing {filter}: {e}")))?;
-        let mut ids = Vec::new();
-        while let Some(entry) = subjects.next().await {
+        let mut subjects = Vec::new();
+        while let Some(entry) = found.next().await {
             let (subject, _count) =
                 entry.map_err(|e| Error::Other(format!("listing {filter}: {e}")))?;
-            if let Some(id) = subject
-                .rsplit('.')
-                .next()
-                .and_then(|id| Uuid::parse_str(id).ok())
-            {
-                ids.push(id);
-            }
+            subjects.push(subject);
         }
-        ids.sort();
-        Ok(ids)
+        Ok(subjects)
     }
 
     /// Appends `events` to `subject` if its last sequence is still `expected_version`.
