@@ -410,6 +410,13 @@ pub struct VmPlaced {
     pub host: String,
 }
 
+/// Legacy: a provider took the VM in hand. Logs written before placement existed hold
+/// it; it is read (as `placed` without a server) and never written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmProvisioningStarted {
+    pub provider: String,
+}
+
 /// No server can take the VM; its quota is released in the same atomic append.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VmPlacementFailed {
@@ -463,6 +470,8 @@ domain_events! {
         Requested(VmRequested) = "berth.vm.requested.v1",
         StartRequested(Empty) = "berth.vm.start_requested.v1",
         Placed(VmPlaced) = "berth.vm.placed.v1",
+        /// Legacy, read only.
+        ProvisioningStarted(VmProvisioningStarted) = "berth.vm.provisioning_started.v1",
         PlacementFailed(VmPlacementFailed) = "berth.vm.placement_failed.v1",
         Provisioned(VmProvisioned) = "berth.vm.provisioned.v1",
         Started(Empty) = "berth.vm.started.v1",

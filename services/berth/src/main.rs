@@ -3,14 +3,19 @@
 //! - `up`: the whole control plane in one process (own nats-server and Postgres under
 //!   `.berth/` unless `BERTH_NATS_URL` / `BERTH_DATABASE_URL` are set).
 //! - `vm`: VM commands over NATS, reads from the `vms` projection.
-//! - `tenant`: operator commands (quotas).
+//! - `tenant`: operator commands (quotas); `server`: hosts and their capacity.
+//! - `reconcile`, `orphans`: compare the provider with the log; clean up orphans.
+//! - `audit`: who did what and when.
 //! - `events`: tail the log, show one aggregate's history.
 //! - `replay`: rebuild a projection without downtime.
 //! - `status`: projection positions and faults.
 
+mod audit;
 mod events;
 mod output;
+mod reconcile;
 mod replay;
+mod server;
 mod tenant;
 mod up;
 mod vm;
@@ -35,6 +40,16 @@ enum Command {
     /// Operator commands on tenants (quotas).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Register, drain, undrain, decommission and list servers (hosts).
+    #[command(subcommand)]
+    Server(server::ServerCommand),
+    /// Compare what the provider runs with the log now: lost VMs and orphans.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Machines no live VM owns: list them, or clean them up.
+    #[command(subcommand)]
+    Orphans(reconcile::OrphansCommand),
+    /// Who did what and when, for a tenant or a VM.
+    Audit(audit::AuditArgs),
     /// Follow the event log or show one aggregate's history.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -51,6 +66,10 @@ async fn main() {
         Command::Up(args) => up::run(args).await,
         Command::Vm(command) => vm::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,
+        Command::Server(command) => server::run(command).await,
+        Command::Reconcile(args) => reconcile::run(args).await,
+        Command::Orphans(command) => reconcile::orphans(command).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::Events(command) => events::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Status(args) => replay::status(args).await,

@@ -1,5 +1,7 @@
 //! Tables for people, JSON for machines.
 
+use std::io::Write;
+
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::Table;
 use serde::Serialize;
@@ -20,10 +22,7 @@ pub fn print<T: Serialize>(
     cells: impl Fn(&T) -> Vec<String>,
 ) {
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(rows).expect("rows serialize")
-        ),
+        Output::Json => out(&serde_json::to_string_pretty(rows).expect("rows serialize")),
         Output::Table => {
             let mut table = Table::new();
             table
@@ -32,15 +31,17 @@ pub fn print<T: Serialize>(
             for row in rows {
                 table.add_row(cells(row));
             }
-            println!("{table}");
+            out(&table.to_string());
         }
     }
 }
 
 /// Prints one value as pretty JSON.
 pub fn print_json<T: Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("values serialize")
-    );
+    out(&serde_json::to_string_pretty(value).expect("values serialize"));
+}
+
+/// Writes a line to stdout; a reader that went away (`| head`) is not an error.
+fn out(text: &str) {
+    let _closed_pipe_is_fine = writeln!(std::io::stdout().lock(), "{text}");
 }

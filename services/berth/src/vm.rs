@@ -8,7 +8,7 @@ use berth_runtime::client::{send_command, status_of, wait_for_status};
 use berth_runtime::{connect_db, connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::subjects::status_subject;
-use berth_schemas::vm::{CreateVm, Plan, ResizeVm, VmCommand as Command, VmTarget};
+use berth_schemas::vm::{CreateVm, ExecVm, Plan, ResizeVm, VmCommand as Command, VmTarget};
 use berth_schemas::{Actor, CommandReply, TenantId};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
@@ -98,6 +98,18 @@ pub enum VmCommand {
     },
     /// Destroy a VM.
     Destroy(Target),
+    /// Run a command in a running VM and print its output: `berth vm exec <id> -- uname -a`.
+    Exec {
+        vm_id: Uuid,
+        /// Give up after this many seconds (1 to 300).
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u32,
+        /// The program and its arguments (no shell).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// List VMs (all tenants with --all-tenants).
     List {
         #[command(flatten)]
@@ -201,6 +213,19 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             "stopped",
         ),
         VmCommand::Destroy(t) => (Command::Destroy(target(&t)), t.common, "destroyed"),
+        VmCommand::Exec {
+            vm_id,
+            timeout_secs,
+            command,
+            common,
+        } => {
+            let exec = Command::Exec(ExecVm {
+                vm_id,
+                command,
+                timeout_secs: Some(timeout_secs),
+            });
+            return exec_in_vm(exec, &common).await;
+        }
     };
     let nats = connect_nats("cli", &common.connect).await?;
     let mut meta = CommandMeta::new(common.actor.clone());
@@ -251,6 +276,38 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sends `vm.exec`, prints what the command printed and exits with its exit code.
+async fn exec_in_vm(exec: Command, common: &Common) -> anyhow::Result<()> {
+    let nats = connect_nats("cli", &common.connect).await?;
+    let meta = CommandMeta::new(common.actor.clone());
+    let reply = send_command(
+        &nats,
+        &common.tenant,
+        "vm",
+        exec.action(),
+        &meta,
+        exec.body(),
+    )
+    .await?;
+    match reply {
+        CommandReply::Accepted {
+            output: Some(output),
+            ..
+        } => {
+            print!("{}", output.stdout);
+            eprint!("{}", output.stderr);
+            if output.exit_code != 0 {
+                std::process::exit(i32::try_from(output.exit_code).unwrap_or(1));
+            }
+            Ok(())
+        }
+        CommandReply::Accepted { .. } => bail!("the vm ran the command but sent no output"),
+        CommandReply::Rejected(rejection) => {
+            bail!("rejected ({}): {}", rejection.code, rejection.message)
+        }
+    }
 }
 
 fn target(t: &Target) -> VmTarget {

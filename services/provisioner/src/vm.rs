@@ -48,6 +48,7 @@ impl Aggregate for Vm {
                 self.host = Some(placed.host.clone());
                 self.status = Some(Provisioning);
             }
+            VmEvent::ProvisioningStarted(_) => self.status = Some(Provisioning),
             VmEvent::PlacementFailed(failed) => {
                 self.status = Some(Failed);
                 self.reason = Some(format!("placement failed: {}", failed.reason));
