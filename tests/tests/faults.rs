@@ -333,6 +333,7 @@ async fn a_failing_provider_is_retried_with_back_off_then_dead_lettered_and_the_
     let always_failing = SimConfig {
         latency: Duration::ZERO,
         failure_rate: 1.0,
+        ..SimConfig::default()
     };
     let service = env.provisioner(settings, always_failing).await?;
     let acme = tenant("acme");

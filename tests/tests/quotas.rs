@@ -197,6 +197,7 @@ async fn a_vm_that_fails_for_good_gives_its_quota_back() -> anyhow::Result<()> {
     let failing = SimConfig {
         latency: Duration::ZERO,
         failure_rate: 1.0,
+        ..SimConfig::default()
     };
     let settings = Settings {
         reactor_max_deliver: 2,

@@ -158,6 +158,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let provider = Arc::new(SimProvider::new(SimConfig {
         latency: Duration::from_millis(args.sim_latency_ms),
         failure_rate: args.sim_failure_rate,
+        ..SimConfig::default()
     }));
     let config = ProvisionerConfig {
         default_limits: args.default_tier.limits(),

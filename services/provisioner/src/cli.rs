@@ -72,6 +72,12 @@ pub struct Cli {
     /// Seconds between reconciliations of the provider with the log (0: only on request).
     #[arg(long, env = "BERTH_RECONCILE_EVERY_SECS", default_value_t = 60)]
     reconcile_every_secs: u64,
+    /// sim: probability in [0, 1] that a call acts but its reply is lost (a timeout).
+    #[arg(long, env = "BERTH_SIM_LOST_REPLY_RATE", default_value_t = 0.0)]
+    sim_lost_reply_rate: f64,
+    /// sim: operations that always fail for good, comma-separated (fault injection).
+    #[arg(long, env = "BERTH_SIM_BROKEN", value_delimiter = ',')]
+    sim_broken: Vec<String>,
     /// Quota of tenants without one of their own: free, pro or unlimited.
     #[arg(long, env = "BERTH_DEFAULT_TIER", value_enum, default_value = "free")]
     default_tier: DefaultTier,
@@ -144,6 +150,8 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             let sim = SimProvider::new(SimConfig {
                 latency: Duration::from_millis(cli.sim_latency_ms),
                 failure_rate: cli.sim_failure_rate,
+                lost_reply_rate: cli.sim_lost_reply_rate,
+                broken: cli.sim_broken.clone(),
             });
             let servers = SimServers {
                 count: cli.sim_servers,

@@ -233,10 +233,8 @@ impl VmReactor {
                         .await
                         .map_err(|e| match e {
                             ProviderError::Transient(reason) => ReactError::Transient(reason),
-                            other => ReactError::Permanent(format!(
-                                "{} failed: {other}",
-                                step.operation()
-                            )),
+                            // `failed` records the operation beside this reason.
+                            other => ReactError::Permanent(other.to_string()),
                         })?;
                 let frees = step == Step::Destroy;
                 self.append_outcome(target, &loaded, &cause, outcome, frees)

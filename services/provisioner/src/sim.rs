@@ -18,8 +18,14 @@ use crate::provider::{ExecOutput, Machine, MachineSpec, PowerState, ProviderErro
 pub struct SimConfig {
     /// Mean latency of every call (±50 % uniform jitter).
     pub latency: Duration,
-    /// Probability in [0, 1] that a call fails with a transient error.
+    /// Probability in [0, 1] that a call fails with a transient error (before it acts).
     pub failure_rate: f64,
+    /// Probability in [0, 1] that a call acts and still reports a transient timeout, as
+    /// a hypervisor whose reply is lost does: the caller repeats a call that took effect.
+    pub lost_reply_rate: f64,
+    /// Operations (`create`, `start`, `stop`, `restart`, `resize`, `destroy`) that always
+    /// fail for good: fault injection for demos and compensation tests.
+    pub broken: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -27,6 +33,8 @@ impl Default for SimConfig {
         Self {
             latency: Duration::from_millis(200),
             failure_rate: 0.0,
+            lost_reply_rate: 0.0,
+            broken: Vec::new(),
         }
     }
 }
@@ -79,6 +87,8 @@ impl SimServers {
 pub struct SimProvider {
     config: SimConfig,
     machines: Mutex<HashMap<String, Machine>>,
+    /// Per operation: calls in flight now, and the most ever at once.
+    in_flight: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 impl SimProvider {
@@ -86,6 +96,24 @@ impl SimProvider {
         Self {
             config,
             machines: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The most calls of `operation` that were ever in flight at once.
+    pub fn max_in_flight(&self, operation: &str) -> usize {
+        let in_flight = self.in_flight.lock().expect("sim lock");
+        in_flight.get(operation).map_or(0, |(_, max)| *max)
+    }
+
+    fn count_in_flight(&self, operation: &str, started: bool) {
+        let mut in_flight = self.in_flight.lock().expect("sim lock");
+        let (now, max) = in_flight.entry(operation.to_owned()).or_default();
+        if started {
+            *now += 1;
+            *max = (*max).max(*now);
+        } else {
+            *now -= 1;
         }
     }
 
@@ -99,7 +127,14 @@ impl SimProvider {
             )
         };
         if !delay.is_zero() {
+            self.count_in_flight(operation, true);
             tokio::time::sleep(delay).await;
+            self.count_in_flight(operation, false);
+        }
+        if self.config.broken.iter().any(|broken| broken == operation) {
+            return Err(ProviderError::Permanent(format!(
+                "simulated fault: {operation} of {name} is broken"
+            )));
         }
         if fails {
             return Err(ProviderError::Transient(format!(
@@ -107,6 +142,17 @@ impl SimProvider {
             )));
         }
         Ok(())
+    }
+
+    /// The reply of a call that took effect, lost at `lost_reply_rate`.
+    fn reply<T>(&self, operation: &str, name: &str, value: T) -> Result<T, ProviderError> {
+        let rate = self.config.lost_reply_rate.clamp(0.0, 1.0);
+        if rate > 0.0 && rand::rng().random_bool(rate) {
+            return Err(ProviderError::Transient(format!(
+                "simulated lost reply: {operation} of {name} timed out after it acted"
+            )));
+        }
+        Ok(value)
     }
 
     /// A host loses a machine, as a crashed hypervisor would: reconciliation finds out.
@@ -150,27 +196,33 @@ impl VmProvider for SimProvider {
         let name = spec.machine_name();
         self.call("create", &name).await?;
         let mut machines = self.machines.lock().expect("sim lock");
-        let machine = machines.entry(name.clone()).or_insert_with(|| Machine {
-            host: spec.host.clone(),
-            name,
-            power: PowerState::Stopped,
-        });
-        Ok(machine.clone())
+        let machine = machines
+            .entry(name.clone())
+            .or_insert_with(|| Machine {
+                host: spec.host.clone(),
+                name: name.clone(),
+                power: PowerState::Stopped,
+            })
+            .clone();
+        self.reply("create", &name, machine)
     }
 
     async fn start(&self, name: &str) -> Result<(), ProviderError> {
         self.call("start", name).await?;
-        self.set_power(name, PowerState::Running)
+        self.set_power(name, PowerState::Running)?;
+        self.reply("start", name, ())
     }
 
     async fn stop(&self, name: &str) -> Result<(), ProviderError> {
         self.call("stop", name).await?;
-        self.set_power(name, PowerState::Stopped)
+        self.set_power(name, PowerState::Stopped)?;
+        self.reply("stop", name, ())
     }
 
     async fn restart(&self, name: &str) -> Result<(), ProviderError> {
         self.call("restart", name).await?;
-        self.set_power(name, PowerState::Running)
+        self.set_power(name, PowerState::Running)?;
+        self.reply("restart", name, ())
     }
 
     async fn resize(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
@@ -178,7 +230,9 @@ impl VmProvider for SimProvider {
         self.call("resize", &name).await?;
         let machines = self.machines.lock().expect("sim lock");
         match machines.get(&name) {
-            Some(machine) if machine.power == PowerState::Stopped => Ok(()),
+            Some(machine) if machine.power == PowerState::Stopped => {
+                self.reply("resize", &name, ())
+            }
             Some(_) => Err(ProviderError::Permanent(format!(
                 "{name} must be stopped to resize"
             ))),
@@ -189,7 +243,7 @@ impl VmProvider for SimProvider {
     async fn destroy(&self, name: &str) -> Result<(), ProviderError> {
         self.call("destroy", name).await?;
         self.machines.lock().expect("sim lock").remove(name);
-        Ok(())
+        self.reply("destroy", name, ())
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<Machine>, ProviderError> {
@@ -292,10 +346,31 @@ mod tests {
         let sim = SimProvider::new(SimConfig {
             latency: Duration::ZERO,
             failure_rate: 1.0,
+            ..SimConfig::default()
         });
         assert!(matches!(
             sim.create(&spec()).await,
             Err(ProviderError::Transient(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_lost_reply_still_acted_and_a_broken_operation_fails_for_good() {
+        let sim = SimProvider::new(SimConfig {
+            latency: Duration::ZERO,
+            lost_reply_rate: 1.0,
+            broken: vec!["start".into()],
+            ..SimConfig::default()
+        });
+        let spec = spec();
+        assert!(matches!(
+            sim.create(&spec).await,
+            Err(ProviderError::Transient(_))
+        ));
+        assert!(sim.inspect(&spec.machine_name()).await.unwrap().is_some());
+        assert!(matches!(
+            sim.start(&spec.machine_name()).await,
+            Err(ProviderError::Permanent(_))
         ));
     }
 }
