@@ -99,7 +99,12 @@ pub async fn run(
         usage,
         servers,
     };
-    let reconciler = Reconciler::new(repos.vms.clone(), provider.clone(), rt.db.clone());
+    let reconciler = Reconciler::new(
+        repos.vms.clone(),
+        repos.servers.clone(),
+        provider.clone(),
+        rt.db.clone(),
+    );
     let reactor = Arc::new(VmReactor::new(repos, provider, config.concurrency));
     let reconciling = async {
         let serving = reconcile::serve(&rt, &reconciler);

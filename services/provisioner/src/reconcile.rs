@@ -7,7 +7,7 @@
 //!   recorded once as `orphan.detected`, and removed only when asked
 //!   (`clean_orphans`, `berth orphans clean`), then `orphan.removed`.
 //!
-//! The projection only nominates suspects; every verdict is checked against the
+//! The `vms` projection only nominates suspects; every verdict is checked against the
 //! aggregate and the provider right before it is appended with the aggregate's expected
 //! version, so a VM that moved meanwhile (a create finishing, a destroy in flight) is
 //! left alone. Runs every `every` and on `cmd.system.provisioner.reconcile`.
@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::placement::system;
 use crate::provider::{machine_name, Machine, VmProvider};
+use crate::server::Server;
 use crate::vm::Vm;
 
 /// A machine no live VM owns, as folded from its events.
@@ -61,6 +62,7 @@ impl Aggregate for Orphan {
 /// Compares the provider with the log.
 pub struct Reconciler {
     vms: Arc<Repository<Vm>>,
+    servers: Arc<Repository<Server>>,
     orphans: Repository<Orphan>,
     provider: Arc<dyn VmProvider>,
     db: PgPool,
@@ -75,10 +77,16 @@ struct Expected {
 }
 
 impl Reconciler {
-    pub fn new(vms: Arc<Repository<Vm>>, provider: Arc<dyn VmProvider>, db: PgPool) -> Self {
+    pub fn new(
+        vms: Arc<Repository<Vm>>,
+        servers: Arc<Repository<Server>>,
+        provider: Arc<dyn VmProvider>,
+        db: PgPool,
+    ) -> Self {
         Self {
             orphans: Repository::new(vms.store().clone(), "provisioner"),
             vms,
+            servers,
             provider,
             db,
             running: Mutex::new(()),
@@ -140,16 +148,31 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// VMs placed on this provider's servers, by id, from the projections.
+    /// VMs placed on this provider's servers, by id, from the `vms` projection. The
+    /// servers come from the log (a projection of them may lag behind).
     async fn expected(&self) -> anyhow::Result<HashMap<Uuid, Expected>> {
-        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-            "SELECT v.id, v.tenant, v.status FROM vms.vms v
-             JOIN servers.servers s ON s.name = v.host
-             WHERE s.provider = $1",
-        )
-        .bind(self.provider.name())
-        .fetch_all(&self.db)
-        .await?;
+        let mut hosts = Vec::new();
+        for id in self
+            .servers
+            .store()
+            .aggregate_ids(&system(), Server::KIND)
+            .await?
+        {
+            let server = self.servers.load(&system(), id).await?;
+            if server
+                .state
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.provider == self.provider.name())
+            {
+                hosts.push(server.state.name().to_owned());
+            }
+        }
+        let rows: Vec<(Uuid, String, String)> =
+            sqlx::query_as("SELECT id, tenant, status FROM vms.vms WHERE host = ANY($1)")
+                .bind(&hosts)
+                .fetch_all(&self.db)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|(id, tenant, status)| (id, Expected { tenant, status }))

@@ -5,7 +5,11 @@
 //! 2. command-to-status: `vm.create` until `status.<tenant>.vm.<id>` says running (sim
 //!    provider with no latency) vs the raw publish-ack round trip;
 //! 3. rebuild rate: the `vms` projection rebuilt from N events vs a raw ordered consumer
-//!    reading the same N events.
+//!    reading the same N events;
+//! 4. placement: N creates (64 in flight) on S simulated servers until every VM runs —
+//!    creates/s and command latency vs raw publish-acks with the same number in flight;
+//! 5. Docker: `vm.create` until running vs a bare `docker create` + `docker start` of
+//!    the same image through the same engine API (skipped when no engine answers).
 
 use std::time::{Duration, Instant};
 
@@ -28,13 +32,22 @@ struct Args {
     round_trips: usize,
     status_trips: usize,
     rebuild_events: usize,
+    placements: usize,
+    servers: usize,
+    docker_trips: usize,
 }
+
+/// Commands (and raw publishes) in flight at once in the placement run.
+const IN_FLIGHT: usize = 64;
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         round_trips: 2000,
         status_trips: 300,
         rebuild_events: 200_000,
+        placements: 10_000,
+        servers: 100,
+        docker_trips: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,8 +56,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--round-trips" => args.round_trips = value,
             "--status-trips" => args.status_trips = value,
             "--rebuild-events" => args.rebuild_events = value,
+            "--placements" => args.placements = value,
+            "--servers" => args.servers = value,
+            "--docker-trips" => args.docker_trips = value,
             other => anyhow::bail!(
-                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N"
+                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N"
             ),
         }
     }
@@ -190,8 +206,8 @@ async fn main() -> anyhow::Result<()> {
         env.client.server_info().version
     );
     println!(
-        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {}",
-        args.round_trips, args.status_trips, args.rebuild_events
+        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {}",
+        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips
     );
     println!();
 
@@ -267,5 +283,238 @@ async fn main() -> anyhow::Result<()> {
         "{:<28} {:>9.0} events/s in atomic batches of 4, 256 appends in flight",
         "event generation", append_rate
     );
+
+    eprintln!(
+        "… placement of {} vms on {} servers",
+        args.placements, args.servers
+    );
+    let placement = placement(&args).await?;
+    let raw = raw_publishes_in_flight(&env.js, args.placements).await?;
+    println!(
+        "{:<28} berth {:>7.0} creates/s, p50 {:>7.0} µs, p99 {:>7.0} µs, all running after {:.1} s ({:.0} placements/s) | raw {:>7.0} publishes/s, p50 {:>6.0} µs, p99 {:>6.0} µs | ratio {:.2}x throughput, p99 {:.1}x",
+        format!("placement ({} on {})", args.placements, args.servers),
+        placement.creates_per_second,
+        placement.latency.0,
+        placement.latency.1,
+        placement.all_running_after.as_secs_f64(),
+        args.placements as f64 / placement.all_running_after.as_secs_f64(),
+        raw.0,
+        raw.1 .0,
+        raw.1 .1,
+        placement.creates_per_second / raw.0,
+        placement.latency.1 / raw.1 .1,
+    );
+
+    eprintln!("… docker create-to-running");
+    match docker_trips(args.docker_trips).await {
+        Ok((berth, bare)) => row("docker create → running", berth, bare),
+        Err(e) => println!("{:<28} skipped: {e:#}", "docker create → running"),
+    }
     Ok(())
+}
+
+struct PlacementRun {
+    creates_per_second: f64,
+    latency: (f64, f64),
+    all_running_after: Duration,
+}
+
+/// N creates with IN_FLIGHT at once against a provisioner with `servers` sim servers,
+/// then until the last of them is running.
+async fn placement(args: &Args) -> anyhow::Result<PlacementRun> {
+    use berth_provisioner::projection;
+    use berth_provisioner::sim::SimServers;
+    use berth_provisioner::ProvisionerConfig;
+    let env = TestEnv::start().await?;
+    let config = ProvisionerConfig {
+        servers: SimServers {
+            count: args.servers as u32,
+            ..SimServers::default()
+        }
+        .specs(),
+        ..ProvisionerConfig::default()
+    };
+    let service = env
+        .provisioner_with(fast_settings(), instant_sim(), config)
+        .await?;
+    let started = Instant::now();
+    let commands: Vec<_> = (0..args.placements)
+        .map(|i| {
+            (
+                tenant(&format!("t{}", i % 50)),
+                meta(),
+                create_vm(&format!("p-{i}")),
+            )
+        })
+        .collect();
+    let latencies: Vec<Duration> = fstream::iter(commands.iter())
+        .map(|(tenant, meta, command)| {
+            let env = &env;
+            async move {
+                let sent = Instant::now();
+                let reply = env.send(tenant, meta, command).await?;
+                anyhow::ensure!(matches!(reply, CommandReply::Accepted { .. }), "{reply:?}");
+                Ok(sent.elapsed())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<anyhow::Result<Duration>>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let accepted_after = started.elapsed();
+    loop {
+        let running: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM vms.vms WHERE status = 'running'")
+                .fetch_one(&service.db)
+                .await?;
+        if running as usize >= args.placements {
+            break;
+        }
+        let failed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM vms.vms WHERE status = 'failed'")
+                .fetch_one(&service.db)
+                .await?;
+        anyhow::ensure!(failed == 0, "{failed} placements failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_running_after = started.elapsed();
+    let rows = projection::list(&service.db, None).await?;
+    anyhow::ensure!(rows.len() == args.placements);
+    service.stop().await?;
+    Ok(PlacementRun {
+        creates_per_second: args.placements as f64 / accepted_after.as_secs_f64(),
+        latency: percentiles(latencies),
+        all_running_after,
+    })
+}
+
+/// Raw JetStream publish-acks with IN_FLIGHT at once: (publishes/s, (p50, p99) µs).
+async fn raw_publishes_in_flight(
+    js: &jetstream::Context,
+    n: usize,
+) -> anyhow::Result<(f64, (f64, f64))> {
+    let payload =
+        serde_json::to_vec(&serde_json::json!({"name":"web","plan":"small","image":"debian-12"}))?;
+    let started = Instant::now();
+    let latencies: Vec<Duration> = fstream::iter(0..n)
+        .map(|i| {
+            let payload = payload.clone();
+            async move {
+                let sent = Instant::now();
+                js.publish(format!("bench.flight.{i}"), payload.into())
+                    .await?
+                    .await?;
+                anyhow::Ok(sent.elapsed())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    Ok((
+        n as f64 / started.elapsed().as_secs_f64(),
+        percentiles(latencies),
+    ))
+}
+
+/// `vm.create` → running on the Docker provider, next to a bare create + start of the
+/// same image through the engine API; (berth, bare) percentiles in µs.
+async fn docker_trips(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
+    use std::sync::Arc;
+
+    use berth_provisioner::docker::{DockerConfig, DockerProvider};
+    use berth_provisioner::ProvisionerConfig;
+    use berth_schemas::server::RegisterServer;
+    use berth_schemas::vm::{CreateVm, Plan, VmCommand, VmTarget};
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+
+    const IMAGE: &str = "berth/busybox:test";
+    let docker = bollard::Docker::connect_with_defaults()?
+        .negotiate_version()
+        .await
+        .context("no Docker engine answers (infra/docker-up.sh)")?;
+    docker
+        .inspect_image(IMAGE)
+        .await
+        .context("no test image (infra/build-test-image.sh)")?;
+    let force = RemoveContainerOptionsBuilder::new().force(true).build();
+    let mut bare = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("berth-bench-bare-{i}-{}", Uuid::now_v7().simple());
+        let started = Instant::now();
+        docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                ContainerCreateBody {
+                    image: Some(IMAGE.into()),
+                    host_config: Some(HostConfig {
+                        network_mode: Some("none".into()),
+                        nano_cpus: Some(1_000_000_000),
+                        memory: Some(1 << 30),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        docker.start_container(&name, None).await?;
+        bare.push(started.elapsed());
+        docker.remove_container(&name, Some(force.clone())).await?;
+    }
+
+    let env = TestEnv::start().await?;
+    let server = format!(
+        "docker-bench-{}",
+        &Uuid::now_v7().simple().to_string()[24..]
+    );
+    let provider = DockerProvider::connect(DockerConfig {
+        host_name: server.clone(),
+        network_mode: Some("none".into()),
+    })
+    .await?;
+    let config = ProvisionerConfig {
+        servers: vec![RegisterServer {
+            name: server,
+            region: "local".into(),
+            provider: "docker".into(),
+            vcpus: 2,
+            memory_mb: 16_384,
+            disk_gb: 500,
+            cpu_overcommit: 16.0,
+            memory_overcommit: 4.0,
+        }],
+        ..ProvisionerConfig::default()
+    };
+    let service = env
+        .provisioner_on(fast_settings(), Arc::new(provider), config)
+        .await?;
+    let acme = tenant("bench");
+    let mut berth = Vec::with_capacity(n);
+    for i in 0..n {
+        let command_meta = meta();
+        let create = VmCommand::Create(CreateVm::with_plan(format!("d-{i}"), Plan::Small, IMAGE));
+        let vm = create.vm_id(command_meta.id);
+        let subject = status_subject(&acme, "vm", &vm.to_string())?;
+        let started = Instant::now();
+        let (reply, status) = tokio::join!(
+            env.send(&acme, &command_meta, &create),
+            wait_for_status(&env.client, &subject, Duration::from_secs(60), |s| {
+                status_of(s) == Some("running")
+            })
+        );
+        reply?;
+        status?;
+        berth.push(started.elapsed());
+        let destroy = VmCommand::Destroy(VmTarget {
+            vm_id: vm,
+            expected_version: None,
+        });
+        env.send(&acme, &meta(), &destroy).await?;
+        env.wait_vm_status(&acme, vm, "destroyed").await?;
+    }
+    service.stop().await?;
+    Ok((percentiles(berth), percentiles(bare)))
 }
