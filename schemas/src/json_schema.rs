@@ -5,6 +5,7 @@ use schemars::{schema_for, Schema};
 use crate::command::CommandReply;
 use crate::event::DomainEvent;
 use crate::orphan::{OrphanEvent, Reconcile, ReconcileReport};
+use crate::schedule::{ScheduleEvent, ScheduleTarget, SetSchedule, SetTimer, TimerTarget};
 use crate::server::{RegisterServer, ServerEvent, ServerTarget};
 use crate::usage::{SetQuota, UsageEvent};
 use crate::vm::{CreateVm, ExecVm, ResizeVm, VmEvent, VmTarget};
@@ -29,6 +30,13 @@ pub fn all() -> Vec<(String, Schema)> {
             schema_for!(ServerTarget),
         ),
         ("command-reply.json".to_owned(), schema_for!(CommandReply)),
+        ("cmd.schedule.set.json".to_owned(), schema_for!(SetSchedule)),
+        (
+            "cmd.schedule.target.json".to_owned(),
+            schema_for!(ScheduleTarget),
+        ),
+        ("cmd.timer.set.json".to_owned(), schema_for!(SetTimer)),
+        ("cmd.timer.cancel.json".to_owned(), schema_for!(TimerTarget)),
         (
             "cmd.provisioner.reconcile.json".to_owned(),
             schema_for!(Reconcile),
@@ -44,6 +52,7 @@ pub fn all() -> Vec<(String, Schema)> {
             .chain(UsageEvent::json_schemas())
             .chain(ServerEvent::json_schemas())
             .chain(OrphanEvent::json_schemas())
+            .chain(ScheduleEvent::json_schemas())
             .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
     );
     files

@@ -7,6 +7,7 @@
 //! - [`command`]: command metadata, replies and typed rejections.
 //! - [`vm`]: the VM commands and events.
 //! - [`orphan`]: reconciliation requests and reports, machines no VM owns.
+//! - [`schedule`]: schedules and one-shot timers (`cmd.<tenant>.schedule|timer.*`).
 //! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
 //! - [`usage`]: per-tenant quotas (the `usage` aggregate, `tenant.set_quota`).
 //! - [`json_schema`]: the generated JSON Schema files in `schemas/json/`.
@@ -21,6 +22,7 @@ pub mod event;
 pub mod ids;
 pub mod json_schema;
 pub mod orphan;
+pub mod schedule;
 pub mod server;
 pub mod subjects;
 pub mod usage;

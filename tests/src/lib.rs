@@ -170,6 +170,17 @@ impl TestEnv {
         Ok(RunningService { shutdown, task, db })
     }
 
+    /// The scheduler in this process.
+    pub async fn scheduler(&self, settings: Settings) -> anyhow::Result<RunningService> {
+        let shutdown = CancellationToken::new();
+        let rt = Runtime::connect("scheduler", &self.connect, settings, shutdown.clone()).await?;
+        let db = rt.db.clone();
+        let task = tokio::spawn(berth_scheduler::run(rt));
+        self.wait_for_service("berth-schedule").await?;
+        self.wait_for_service("berth-timer").await?;
+        Ok(RunningService { shutdown, task, db })
+    }
+
     /// Waits until a NATS service answers `$SRV.PING.<name>`.
     pub async fn wait_for_service(&self, name: &str) -> anyhow::Result<()> {
         let subject = format!("$SRV.PING.{name}");

@@ -15,6 +15,7 @@ mod events;
 mod output;
 mod reconcile;
 mod replay;
+mod schedules;
 mod server;
 mod tenant;
 mod up;
@@ -50,6 +51,12 @@ enum Command {
     Orphans(reconcile::OrphansCommand),
     /// Who did what and when, for a tenant or a VM.
     Audit(audit::AuditArgs),
+    /// Cron schedules: list, show, pause, resume, fire now.
+    #[command(subcommand)]
+    Schedules(schedules::SchedulesCommand),
+    /// One-shot timers.
+    #[command(subcommand)]
+    Timers(schedules::TimersCommand),
     /// Follow the event log or show one aggregate's history.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -70,6 +77,8 @@ async fn main() {
         Command::Reconcile(args) => reconcile::run(args).await,
         Command::Orphans(command) => reconcile::orphans(command).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Schedules(command) => schedules::run(command).await,
+        Command::Timers(command) => schedules::timers(command).await,
         Command::Events(command) => events::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Status(args) => replay::status(args).await,

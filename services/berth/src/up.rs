@@ -167,6 +167,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ..ProvisionerConfig::default()
     };
     let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider, config));
+    let scheduler = tokio::spawn(berth_scheduler::run(rt.for_service("scheduler")));
 
     if !args.no_demo {
         seed_demo(&rt.nats).await?;
@@ -194,7 +195,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  provider    sim ({} ms per call, failure rate {})",
         args.sim_latency_ms, args.sim_failure_rate
     );
-    println!("  services    provisioner (vm + tenant commands, provider reactor, vms + audit_log projections)");
+    println!("  services    provisioner (vm, server, tenant commands; placement, provider reactor, reconciliation; vms, servers, audit_log projections)");
+    println!("              scheduler (schedule and timer commands, the firing engine, schedules projection)");
     println!(
         "  quotas      tenants without their own get the {:?} tier (--default-tier); `berth tenant set-quota`",
         args.default_tier
@@ -205,8 +207,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  status      status.<tenant>.vm.<id> on NATS (stream STATUS)");
     println!("Ctrl-C stops everything.");
 
-    let outcome = provisioner.await.context("the provisioner task panicked")?;
-    shutdown.cancel();
+    // Either service ending (Ctrl-C, or an error) stops the other.
+    let (mut provisioner, mut scheduler) = (provisioner, scheduler);
+    let (first, second) = tokio::select! {
+        done = &mut provisioner => {
+            shutdown.cancel();
+            (done, scheduler.await)
+        }
+        done = &mut scheduler => {
+            shutdown.cancel();
+            (done, provisioner.await)
+        }
+    };
+    let outcome = first
+        .context("a service task panicked")?
+        .and(second.context("a service task panicked")?);
     rt.tasks.close();
     rt.tasks.wait().await;
     if let Some(mut server) = postgres {

@@ -55,14 +55,39 @@ where
     A::Command: CommandSet,
 {
     let id = command.aggregate_id(cause.id);
+    execute_with(
+        repository,
+        tenant,
+        id,
+        cause,
+        command.expected_version(),
+        |state| state.decide(command),
+    )
+    .await
+}
+
+/// [`execute_on`] for an aggregate id and a decision the caller supplies (a decision
+/// that needs more than the command, such as the clock).
+pub async fn execute_with<A, D>(
+    repository: &Repository<A>,
+    tenant: &TenantId,
+    id: Uuid,
+    cause: &Cause,
+    expected_version: Option<u64>,
+    decide: D,
+) -> Result<CommandReply, Rejection>
+where
+    A: Aggregate,
+    D: Fn(&A) -> Result<Vec<A::Event>, Rejection>,
+{
     let _queued = repository.lock(id).await;
     for attempt in 0..MAX_ATTEMPTS {
         let loaded = repository.load(tenant, id).await.map_err(unavailable)?;
         if let Some(reply) = recorded_reply(&loaded, id, cause) {
             return Ok(reply);
         }
-        check_expected_version(A::KIND, id, &loaded, command.expected_version())?;
-        let events = loaded.state.decide(command)?;
+        check_expected_version(A::KIND, id, &loaded, expected_version)?;
+        let events = decide(&loaded.state)?;
         if events.is_empty() {
             return Ok(CommandReply::Accepted {
                 aggregate_id: id,

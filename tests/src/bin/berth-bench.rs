@@ -214,7 +214,21 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("… raw publish-ack round trips");
     let raw = percentiles(raw_publish_round_trips(&env.js, args.round_trips).await?);
 
-    let service = env.provisioner(fast_settings(), instant_sim()).await?;
+    // Room for every VM the round trips create.
+    let roomy = berth_provisioner::ProvisionerConfig {
+        servers: berth_provisioner::sim::SimServers {
+            count: 8,
+            vcpus: 1024,
+            memory_mb: 16 * 1024 * 1024,
+            disk_gb: 1024 * 1024,
+            ..Default::default()
+        }
+        .specs(),
+        ..Default::default()
+    };
+    let service = env
+        .provisioner_with(fast_settings(), instant_sim(), roomy)
+        .await?;
     let acme = tenant("acme");
     eprintln!("… command round trips");
     let mut command_samples = Vec::with_capacity(args.round_trips);

@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    berth_scheduler::cli::main()
+}
