@@ -3,6 +3,7 @@
 use schemars::{schema_for, Schema};
 
 use crate::command::CommandReply;
+use crate::demo::DemoEvent;
 use crate::event::DomainEvent;
 use crate::orphan::{OrphanEvent, Reconcile, ReconcileReport};
 use crate::schedule::{ScheduleEvent, ScheduleTarget, SetSchedule, SetTimer, TimerTarget};
@@ -53,6 +54,7 @@ pub fn all() -> Vec<(String, Schema)> {
             .chain(ServerEvent::json_schemas())
             .chain(OrphanEvent::json_schemas())
             .chain(ScheduleEvent::json_schemas())
+            .chain(DemoEvent::json_schemas())
             .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
     );
     files

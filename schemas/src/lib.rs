@@ -6,6 +6,7 @@
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
 //! - [`command`]: command metadata, replies and typed rejections.
 //! - [`vm`]: the VM commands and events.
+//! - [`demo`]: the public demo's daily reset (`evt.<tenant>.demo.<id>`).
 //! - [`orphan`]: reconciliation requests and reports, machines no VM owns.
 //! - [`schedule`]: schedules and one-shot timers (`cmd.<tenant>.schedule|timer.*`).
 //! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
@@ -17,6 +18,7 @@
 //! `ce-type` and back.
 
 pub mod command;
+pub mod demo;
 pub mod envelope;
 pub mod event;
 pub mod ids;

@@ -175,7 +175,10 @@ impl TestEnv {
         let shutdown = CancellationToken::new();
         let rt = Runtime::connect("scheduler", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_scheduler::run(rt));
+        let config = berth_scheduler::SchedulerConfig {
+            builtins: berth_scheduler::builtin_schedules(),
+        };
+        let task = tokio::spawn(berth_scheduler::run(rt, config));
         self.wait_for_service("berth-schedule").await?;
         self.wait_for_service("berth-timer").await?;
         Ok(RunningService { shutdown, task, db })

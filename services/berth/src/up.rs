@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_provisioner::cli::DefaultTier;
+use berth_provisioner::demo::DemoConfig;
 use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::client::send_command;
@@ -19,7 +20,7 @@ use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::usage::{LimitOverrides, SetQuota, TenantCommand, Tier};
-use berth_schemas::vm::{CreateVm, VmCommand};
+use berth_schemas::vm::{CreateVm, Plan, VmCommand};
 use berth_schemas::{Actor, TenantId};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -164,10 +165,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         default_limits: args.default_tier.limits(),
         servers: SimServers::default().specs(),
         reconcile_every: Some(Duration::from_secs(60)),
+        demo: (!args.no_demo).then(|| DemoConfig {
+            tenant: TenantId::parse("demo").expect("a valid tenant id"),
+            name: "public-demo".into(),
+            plan: Plan::Small,
+            image: "debian-12".into(),
+            timeout: Duration::from_secs(600),
+        }),
         ..ProvisionerConfig::default()
     };
     let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider, config));
-    let scheduler = tokio::spawn(berth_scheduler::run(rt.for_service("scheduler")));
+    let scheduler = tokio::spawn(berth_scheduler::run(
+        rt.for_service("scheduler"),
+        berth_scheduler::SchedulerConfig {
+            builtins: berth_scheduler::builtin_schedules(),
+        },
+    ));
 
     if !args.no_demo {
         seed_demo(&rt.nats).await?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::demo::DemoConfig;
 use crate::docker::{DockerConfig, DockerProvider};
 use crate::provider::VmProvider;
 use crate::reactor::Concurrency;
@@ -13,6 +14,8 @@ use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::server::RegisterServer;
 use berth_schemas::usage::{Limits, Tier};
+use berth_schemas::vm::Plan;
+use berth_schemas::TenantId;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -78,6 +81,16 @@ pub struct Cli {
     /// sim: operations that always fail for good, comma-separated (fault injection).
     #[arg(long, env = "BERTH_SIM_BROKEN", value_delimiter = ',')]
     sim_broken: Vec<String>,
+    /// The tenant of the public demo, reset on every fire of the `demo-reset` schedule
+    /// (07:00 UTC daily); no demo without it.
+    #[arg(long, env = "BERTH_DEMO_TENANT")]
+    demo_tenant: Option<TenantId>,
+    /// The demo VM's name.
+    #[arg(long, env = "BERTH_DEMO_NAME", default_value = "public-demo")]
+    demo_name: String,
+    /// The demo VM's image.
+    #[arg(long, env = "BERTH_DEMO_IMAGE", default_value = "debian-12")]
+    demo_image: String,
     /// Quota of tenants without one of their own: free, pro or unlimited.
     #[arg(long, env = "BERTH_DEFAULT_TIER", value_enum, default_value = "free")]
     default_tier: DefaultTier,
@@ -203,6 +216,13 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
             },
             reconcile_every: (cli.reconcile_every_secs > 0)
                 .then(|| Duration::from_secs(cli.reconcile_every_secs)),
+            demo: cli.demo_tenant.clone().map(|tenant| DemoConfig {
+                tenant,
+                name: cli.demo_name.clone(),
+                plan: Plan::Small,
+                image: cli.demo_image.clone(),
+                timeout: Duration::from_secs(600),
+            }),
         },
     )
     .await

@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod docker;
 pub mod placement;
 pub mod projection;
@@ -41,6 +42,7 @@ use berth_schemas::{Actor, TenantId};
 use uuid::Uuid;
 
 use crate::commands::{ServerCommands, TenantCommands, VmCommands};
+use crate::demo::{DemoConfig, DemoReset};
 use crate::projection::VmsProjection;
 use crate::provider::VmProvider;
 use crate::reactor::{Concurrency, Repositories, VmReactor};
@@ -61,6 +63,8 @@ pub struct ProvisionerConfig {
     pub concurrency: Concurrency,
     /// How often to compare the provider with the log; `None`: only when asked.
     pub reconcile_every: Option<Duration>,
+    /// The public demo, reset on every fire of the `demo-reset` schedule.
+    pub demo: Option<DemoConfig>,
 }
 
 /// Runs the provisioner until `rt.shutdown` is cancelled.
@@ -105,7 +109,17 @@ pub async fn run(
         provider.clone(),
         rt.db.clone(),
     );
+    let demo_reset = config
+        .demo
+        .clone()
+        .map(|demo| Arc::new(DemoReset::new(demo, repos.vms.clone(), rt.nats.clone())));
     let reactor = Arc::new(VmReactor::new(repos, provider, config.concurrency));
+    let resetting_demo = async {
+        match demo_reset {
+            Some(demo_reset) => reactors::run(&rt, demo_reset).await,
+            None => Ok(()),
+        }
+    };
     let reconciling = async {
         let serving = reconcile::serve(&rt, &reconciler);
         let periodic = async {
@@ -127,6 +141,7 @@ pub async fn run(
         projections::run(&rt, Arc::new(ServersProjection)),
         projections::run(&rt, Arc::new(AuditLog)),
         reconciling,
+        resetting_demo,
     )?;
     Ok(())
 }

@@ -26,6 +26,9 @@ pub fn main() -> anyhow::Result<()> {
         let rt = Runtime::connect("scheduler", &cli.connect, Settings::default(), shutdown)
             .await
             .context("starting the scheduler")?;
-        crate::run(rt).await
+        let config = crate::SchedulerConfig {
+            builtins: crate::builtin_schedules(),
+        };
+        crate::run(rt, config).await
     })
 }

@@ -17,18 +17,46 @@ pub mod timing;
 
 use std::sync::Arc;
 
-use berth_runtime::commands::{serve as serve_commands, CommandHandler};
-use berth_runtime::store::Repository;
+use berth_runtime::commands::{execute_with, serve as serve_commands, CommandHandler};
+use berth_runtime::store::{Cause, Repository};
 use berth_runtime::{projection as projections, reactor as reactors, Runtime};
+use berth_schemas::demo::RESET_SCHEDULE;
+use berth_schemas::schedule::{schedule_id, Action, CatchUp, SetSchedule, When};
+use berth_schemas::{Actor, TenantId};
+use chrono::Utc;
+use uuid::Uuid;
 
 use crate::actions::FiredCommands;
 use crate::commands::{ScheduleCommands, TimerCommands};
 use crate::projection::SchedulesProjection;
 use crate::schedule::Schedule;
 
+/// How the scheduler behaves beyond the runtime's settings.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerConfig {
+    /// Schedules of tenant `system` created at start (a repeat changes nothing).
+    pub builtins: Vec<SetSchedule>,
+}
+
+/// The schedules berth itself runs: the public demo's reset at 07:00 UTC daily.
+pub fn builtin_schedules() -> Vec<SetSchedule> {
+    vec![SetSchedule {
+        name: RESET_SCHEDULE.into(),
+        when: When::Cron {
+            expression: "0 7 * * *".into(),
+            timezone: "UTC".into(),
+        },
+        action: Action::Emit,
+        catch_up: CatchUp::FireOnce,
+        max_catch_up: 1,
+        payload: serde_json::json!({"purpose": "reset the public demo"}),
+    }]
+}
+
 /// Runs the scheduler until `rt.shutdown` is cancelled.
-pub async fn run(rt: Runtime) -> anyhow::Result<()> {
+pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
     let schedules = Arc::new(Repository::<Schedule>::new(rt.store.clone(), rt.service));
+    create_builtins(&schedules, &config.builtins).await;
     let max_bytes = rt.settings.max_command_bytes;
     let schedule_handler = Arc::new(CommandHandler::new(
         Arc::new(ScheduleCommands {
@@ -58,4 +86,26 @@ pub async fn run(rt: Runtime) -> anyhow::Result<()> {
         engine,
     )?;
     Ok(())
+}
+
+/// Creates the built-in schedules; one whose spec an operator changed is left alone.
+async fn create_builtins(schedules: &Repository<Schedule>, builtins: &[SetSchedule]) {
+    let system = TenantId::system();
+    for set in builtins {
+        let id = schedule_id(&system, &set.name);
+        let cause_id = Uuid::new_v5(&id, b"builtin");
+        let cause = Cause {
+            id: cause_id,
+            actor: Actor::service("scheduler"),
+            correlation_id: cause_id,
+            traceparent: None,
+        };
+        let created = execute_with(schedules, &system, id, &cause, None, |schedule| {
+            schedule.set(set, false, Utc::now())
+        })
+        .await;
+        if let Err(rejection) = created {
+            tracing::info!(schedule = %set.name, %rejection, "built-in schedule kept as it is");
+        }
+    }
 }
