@@ -19,10 +19,13 @@ use crate::error::{Error, Result};
 
 /// Stops the wrapped server when the starting process (`$BERTH_PARENT`) is gone, and
 /// stops it with SIGINT (graceful for nats-server, fast for Postgres) on SIGTERM.
+/// The server may run under `runuser`, which does not pass SIGINT on: the signal goes to
+/// the child's own children too (`pkill -P`).
 const WATCHDOG: &str = r#""$@" & child=$!
-trap 'kill -INT $child 2>/dev/null; wait $child; exit 0' TERM INT
+stop() { pkill -INT -P $child 2>/dev/null; kill -INT $child 2>/dev/null; wait $child; }
+trap 'stop; exit 0' TERM INT
 while kill -0 "$BERTH_PARENT" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done
-kill -INT $child 2>/dev/null; wait $child"#;
+stop"#;
 
 /// A server process started by this module.
 pub struct DevProcess {
