@@ -291,6 +291,21 @@ impl TestEnv {
     }
 }
 
+/// The local Docker engine as a server named `name` (each test its own, so tests sharing
+/// the engine see only their own containers), sized for many small test VMs.
+pub fn docker_server(name: &str) -> berth_schemas::server::RegisterServer {
+    berth_schemas::server::RegisterServer {
+        name: name.into(),
+        region: "local".into(),
+        provider: "docker".into(),
+        vcpus: 2,
+        memory_mb: 16_384,
+        disk_gb: 500,
+        cpu_overcommit: 16.0,
+        memory_overcommit: 4.0,
+    }
+}
+
 /// A quick sim: no latency, no failures.
 /// A provisioner config with the default simulated servers (plenty of room).
 pub fn sim_datacenter() -> ProvisionerConfig {

@@ -10,10 +10,11 @@ use std::time::Duration;
 use berth_provisioner::docker::{DockerConfig, DockerProvider, LABEL_MANAGED, LABEL_TENANT};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::EventStore;
-use berth_schemas::server::RegisterServer;
 use berth_schemas::vm::{CreateVm, ExecVm, Plan, ResizeVm, VmCommand, VmTarget};
 use berth_schemas::{CommandReply, TenantId};
-use berth_tests::{accepted_id, eventually, fast_settings, meta, tenant, ChildService, TestEnv};
+use berth_tests::{
+    accepted_id, docker_server, eventually, fast_settings, meta, tenant, ChildService, TestEnv,
+};
 use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use futures::future::join_all;
@@ -73,19 +74,6 @@ async fn remove_all(docker: &Docker, tenant: &TenantId) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn docker_server(name: &str) -> RegisterServer {
-    RegisterServer {
-        name: name.into(),
-        region: "local".into(),
-        provider: "docker".into(),
-        vcpus: 2,
-        memory_mb: 16_384,
-        disk_gb: 500,
-        cpu_overcommit: 8.0,
-        memory_overcommit: 1.0,
-    }
 }
 
 fn target(vm_id: Uuid) -> VmTarget {

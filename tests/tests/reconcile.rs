@@ -12,12 +12,12 @@ use berth_provisioner::sim::SimProvider;
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::store::{EventStore, StoredEvent};
 use berth_schemas::orphan::{orphan_id, ReconcileReport, RECONCILE_SUBJECT};
-use berth_schemas::server::RegisterServer;
 use berth_schemas::subjects::event_subject;
 use berth_schemas::vm::{CreateVm, Plan, VmCommand};
 use berth_schemas::TenantId;
 use berth_tests::{
-    accepted_id, eventually, fast_settings, instant_sim, meta, sim_datacenter, tenant, TestEnv,
+    accepted_id, docker_server, eventually, fast_settings, instant_sim, meta, sim_datacenter,
+    tenant, TestEnv,
 };
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
@@ -138,16 +138,7 @@ async fn on_docker_a_removed_container_comes_back_and_a_hand_made_one_is_reporte
     })
     .await?;
     let config = ProvisionerConfig {
-        servers: vec![RegisterServer {
-            name: server.clone(),
-            region: "local".into(),
-            provider: "docker".into(),
-            vcpus: 2,
-            memory_mb: 16_384,
-            disk_gb: 500,
-            cpu_overcommit: 8.0,
-            memory_overcommit: 1.0,
-        }],
+        servers: vec![docker_server(&server)],
         // The periodic loop, not a request, finds the drift here.
         reconcile_every: Some(Duration::from_millis(300)),
         ..ProvisionerConfig::default()

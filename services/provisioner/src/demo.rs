@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use berth_runtime::client::{send_command, status_of, wait_for_status};
 use berth_runtime::reactor::{ReactError, Reactor};
-use berth_runtime::store::{Aggregate, Cause, Repository, StoredEvent};
+use berth_runtime::store::{Aggregate, Cause, NoCommand, Repository, StoredEvent};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::demo::{
     demo_id, DemoEvent, DemoResetFailed, DemoResetStarted, DemoResetSucceeded, RESET_SCHEDULE,
@@ -45,10 +45,6 @@ pub struct DemoConfig {
 pub struct Demo {
     pub vm_id: Option<Uuid>,
 }
-
-/// Only the process manager appends demo events.
-#[derive(Debug, Clone)]
-pub enum NoCommand {}
 
 impl Aggregate for Demo {
     const KIND: &'static str = berth_schemas::demo::AGGREGATE;

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::store::{Aggregate, Cause, Loaded, Repository};
+use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository};
 use berth_runtime::Runtime;
 use berth_schemas::orphan::{
     orphan_id, LostVm, OrphanDetected, OrphanEvent, OrphanRemoved, Reconcile, ReconcileReport,
@@ -40,10 +40,6 @@ pub struct Orphan {
     /// Detected and not removed since.
     pub present: bool,
 }
-
-/// Orphans take no commands: only reconciliation appends them.
-#[derive(Debug, Clone)]
-pub enum NoCommand {}
 
 impl Aggregate for Orphan {
     const KIND: &'static str = berth_schemas::orphan::AGGREGATE;

@@ -458,6 +458,11 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Rejection>;
 }
 
+/// The command type of an aggregate that takes no commands (a process appends its
+/// events); its `decide` is `match *command {}`.
+#[derive(Debug, Clone)]
+pub enum NoCommand {}
+
 /// What one command did to an aggregate, as recorded in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedCommand {

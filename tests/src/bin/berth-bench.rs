@@ -440,7 +440,6 @@ async fn docker_trips(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
 
     use berth_provisioner::docker::{DockerConfig, DockerProvider};
     use berth_provisioner::ProvisionerConfig;
-    use berth_schemas::server::RegisterServer;
     use berth_schemas::vm::{CreateVm, Plan, VmCommand, VmTarget};
     use bollard::models::{ContainerCreateBody, HostConfig};
     use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
@@ -490,16 +489,7 @@ async fn docker_trips(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
     })
     .await?;
     let config = ProvisionerConfig {
-        servers: vec![RegisterServer {
-            name: server,
-            region: "local".into(),
-            provider: "docker".into(),
-            vcpus: 2,
-            memory_mb: 16_384,
-            disk_gb: 500,
-            cpu_overcommit: 16.0,
-            memory_overcommit: 4.0,
-        }],
+        servers: vec![berth_tests::docker_server(&server)],
         ..ProvisionerConfig::default()
     };
     let service = env
