@@ -202,6 +202,35 @@ mod tests {
     }
 
     #[test]
+    fn europe_paris_at_two_thirty_across_both_changes() {
+        // Paris, 2026: clocks jump 02:00 → 03:00 on 29 March and fall 03:00 → 02:00 on
+        // 25 October. A daily 02:30 fires once a day all year: at the jump in March, at
+        // the first 02:30 in October.
+        let daily = cron("30 2 * * *", "Europe/Paris");
+        let march = daily.due_between(utc("2026-03-27T12:00:00Z"), utc("2026-03-31T12:00:00Z"), 10);
+        assert_eq!(
+            march,
+            vec![
+                utc("2026-03-28T01:30:00Z"),
+                utc("2026-03-29T01:00:00Z"),
+                utc("2026-03-30T00:30:00Z"),
+                utc("2026-03-31T00:30:00Z"),
+            ]
+        );
+        let october =
+            daily.due_between(utc("2026-10-23T12:00:00Z"), utc("2026-10-27T12:00:00Z"), 10);
+        assert_eq!(
+            october,
+            vec![
+                utc("2026-10-24T00:30:00Z"),
+                utc("2026-10-25T00:30:00Z"),
+                utc("2026-10-26T01:30:00Z"),
+                utc("2026-10-27T01:30:00Z"),
+            ]
+        );
+    }
+
+    #[test]
     fn seconds_catch_up_bounds_and_one_shots() {
         let every_second = cron("* * * * * *", "UTC");
         let due =
