@@ -15,7 +15,7 @@
 //! and the exactly-once record per due time would still have to be built around them;
 //! the engine below is the whole mechanism in one place, and its guarantees are tested.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ pub async fn run(rt: &Runtime, schedules: Arc<Repository<Schedule>>) -> anyhow::
         .await?;
     let mut events = consumer.messages().await?;
     let mut known: BTreeSet<(TenantId, Uuid)> = BTreeSet::new();
+    // Schedules with events this replica has not folded yet: only these are read again.
+    let mut changed: HashSet<Uuid> = HashSet::new();
     // Per schedule, the latest due time this replica fired or skipped.
     let mut seen: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
     let mut wake = tokio::time::Instant::now();
@@ -67,6 +69,7 @@ pub async fn run(rt: &Runtime, schedules: Arc<Repository<Schedule>>) -> anyhow::
             event = events.next() => {
                 let message = event.ok_or_else(|| anyhow::anyhow!("the schedule event feed ended"))??;
                 if let Some(target) = EventSubject::parse(message.subject.as_str()) {
+                    changed.insert(target.id);
                     known.insert((target.tenant, target.id));
                 }
                 // Fold the news before firing; a burst of events wakes the loop once.
@@ -77,7 +80,7 @@ pub async fn run(rt: &Runtime, schedules: Arc<Repository<Schedule>>) -> anyhow::
             }
             _ = tokio::time::sleep_until(wake) => {}
         }
-        let next = fire_due(&schedules, &known, &mut seen, started).await;
+        let next = fire_due(&schedules, &known, &mut changed, &mut seen, started).await;
         let until_next = next
             .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
@@ -86,16 +89,26 @@ pub async fn run(rt: &Runtime, schedules: Arc<Repository<Schedule>>) -> anyhow::
     }
 }
 
-/// Fires whatever is due; returns the next due time of all schedules.
+/// Fires whatever is due; returns the next due time of all schedules. A schedule is
+/// read from the log only when it changed since (its cached fold includes this replica's
+/// own fires).
 async fn fire_due(
     schedules: &Repository<Schedule>,
     known: &BTreeSet<(TenantId, Uuid)>,
+    changed: &mut HashSet<Uuid>,
     seen: &mut HashMap<Uuid, DateTime<Utc>>,
     started: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let mut earliest: Option<DateTime<Utc>> = None;
     for (tenant, id) in known {
-        let loaded = match schedules.load(tenant, *id).await {
+        let cached = schedules
+            .cached_state(tenant, *id)
+            .filter(|_| !changed.contains(id));
+        let loaded = match cached {
+            Some(cached) => Ok(cached),
+            None => schedules.load(tenant, *id).await,
+        };
+        let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!(schedule = %id, error = %e, "could not load a schedule; trying again soon");
@@ -103,6 +116,7 @@ async fn fire_due(
                 continue;
             }
         };
+        changed.remove(id);
         let now = Utc::now();
         let (due, next) = loaded.state.due(now, seen.get(id).copied(), started);
         let mut all_fired = true;
