@@ -11,6 +11,9 @@ use crate::domain_events;
 /// The aggregate kind, as it appears in subjects.
 pub const AGGREGATE: &str = "orphan";
 
+/// The built-in schedule (tenant `system`, every minute) whose fires reconcile.
+pub const RECONCILE_SCHEDULE: &str = "reconcile";
+
 /// Where operators ask the provisioner to reconcile now.
 pub const RECONCILE_SUBJECT: &str = "cmd.system.provisioner.reconcile";
 

@@ -213,3 +213,48 @@ async fn on_docker_a_removed_container_comes_back_and_a_hand_made_one_is_reporte
     docker.remove_container(&name, Some(force)).await?;
     service.stop().await
 }
+
+#[tokio::test]
+async fn the_built_in_reconcile_schedule_drives_reconciliation() -> anyhow::Result<()> {
+    use berth_schemas::schedule::{ScheduleCommand, ScheduleTarget};
+    use berth_schemas::CommandSet;
+    let env = TestEnv::start().await?;
+    let scheduler = env.scheduler(fast_settings()).await?;
+    let sim = Arc::new(SimProvider::new(instant_sim()));
+    let service = env
+        .provisioner_on(fast_settings(), sim.clone(), sim_datacenter())
+        .await?;
+    let acme = tenant("acme");
+    let vm = env.create(&acme, "web").await?;
+    env.wait_vm_status(&acme, vm, "running").await?;
+    assert!(sim.lose(&format!("berth-vm-{vm}")));
+
+    // Fire the every-minute schedule now rather than wait for the minute.
+    let fire = ScheduleCommand::FireNow(ScheduleTarget {
+        name: berth_schemas::orphan::RECONCILE_SCHEDULE.into(),
+    });
+    let reply = berth_runtime::client::send_command(
+        &env.client,
+        &TenantId::system(),
+        "schedule",
+        fire.action(),
+        &meta(),
+        fire.body(),
+    )
+    .await?;
+    assert!(accepted_id(&reply).is_some(), "{reply:?}");
+    eventually(
+        "the fire to record the vm lost and make it again",
+        WAIT,
+        || async {
+            let history = events_of(&env, &event_subject(&acme, "vm", vm)).await?;
+            let lost = types(&history).contains(&"berth.vm.lost.v1");
+            let back = sim.inspect(&format!("berth-vm-{vm}")).await?.is_some();
+            Ok((lost && back).then_some(()))
+        },
+    )
+    .await?;
+    env.wait_vm_status(&acme, vm, "running").await?;
+    service.stop().await?;
+    scheduler.stop().await
+}

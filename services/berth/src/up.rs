@@ -164,7 +164,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = ProvisionerConfig {
         default_limits: args.default_tier.limits(),
         servers: SimServers::default().specs(),
-        reconcile_every: Some(Duration::from_secs(60)),
         demo: (!args.no_demo).then(|| DemoConfig {
             tenant: TenantId::parse("demo").expect("a valid tenant id"),
             name: "public-demo".into(),

@@ -72,8 +72,9 @@ pub struct Cli {
     /// Start, stop, restart, resize and destroy calls in flight at once in this process.
     #[arg(long, env = "BERTH_MAX_CONTROL_OPS", default_value_t = 5)]
     max_control_ops: usize,
-    /// Seconds between reconciliations of the provider with the log (0: only on request).
-    #[arg(long, env = "BERTH_RECONCILE_EVERY_SECS", default_value_t = 60)]
+    /// Seconds between reconciliations on the provisioner's own timer (0: none — the
+    /// scheduler's built-in `reconcile` schedule fires every minute, and operators can ask).
+    #[arg(long, env = "BERTH_RECONCILE_EVERY_SECS", default_value_t = 0)]
     reconcile_every_secs: u64,
     /// sim: probability in [0, 1] that a call acts but its reply is lost (a timeout).
     #[arg(long, env = "BERTH_SIM_LOST_REPLY_RATE", default_value_t = 0.0)]

@@ -46,7 +46,7 @@ use crate::demo::{DemoConfig, DemoReset};
 use crate::projection::VmsProjection;
 use crate::provider::VmProvider;
 use crate::reactor::{Concurrency, Repositories, VmReactor};
-use crate::reconcile::Reconciler;
+use crate::reconcile::{OnSchedule, Reconciler};
 use crate::server::Server;
 use crate::servers_projection::ServersProjection;
 use crate::usage::Usage;
@@ -61,7 +61,9 @@ pub struct ProvisionerConfig {
     /// before with another spec is left as it is, with a warning).
     pub servers: Vec<RegisterServer>,
     pub concurrency: Concurrency,
-    /// How often to compare the provider with the log; `None`: only when asked.
+    /// How often to compare the provider with the log on its own timer (for a provisioner
+    /// without a scheduler); it also reconciles on every fire of the `reconcile` schedule
+    /// and when asked.
     pub reconcile_every: Option<Duration>,
     /// The public demo, reset on every fire of the `demo-reset` schedule.
     pub demo: Option<DemoConfig>,
@@ -103,12 +105,15 @@ pub async fn run(
         usage,
         servers,
     };
-    let reconciler = Reconciler::new(
+    let reconciler = Arc::new(Reconciler::new(
         repos.vms.clone(),
         repos.servers.clone(),
         provider.clone(),
         rt.db.clone(),
-    );
+    ));
+    let on_schedule = Arc::new(OnSchedule {
+        reconciler: reconciler.clone(),
+    });
     let demo_reset = config
         .demo
         .clone()
@@ -128,7 +133,8 @@ pub async fn run(
                 None => Ok(()),
             }
         };
-        tokio::try_join!(serving, periodic)
+        let scheduled = async { Ok(reactors::run(&rt, on_schedule).await?) };
+        tokio::try_join!(serving, periodic, scheduled)
             .map(|_| ())
             .map_err(|e| berth_runtime::Error::Other(format!("reconciliation: {e:#}")))
     };

@@ -10,18 +10,23 @@
 //! The `vms` projection only nominates suspects; every verdict is checked against the
 //! aggregate and the provider right before it is appended with the aggregate's expected
 //! version, so a VM that moved meanwhile (a create finishing, a destroy in flight) is
-//! left alone. Runs every `every` and on `cmd.system.provisioner.reconcile`.
+//! left alone. Runs on every fire of the built-in `reconcile` schedule (every minute),
+//! on `cmd.system.provisioner.reconcile`, and every `--reconcile-every-secs` when set
+//! (for a provisioner without a scheduler).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository};
+use berth_runtime::reactor::{ReactError, Reactor};
+use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository, StoredEvent};
 use berth_runtime::Runtime;
 use berth_schemas::orphan::{
     orphan_id, LostVm, OrphanDetected, OrphanEvent, OrphanRemoved, Reconcile, ReconcileReport,
-    RECONCILE_SUBJECT,
+    RECONCILE_SCHEDULE, RECONCILE_SUBJECT,
 };
+use berth_schemas::schedule::{schedule_id, ScheduleEvent};
+use berth_schemas::subjects::event_subject;
 use berth_schemas::vm::{VmEvent, VmLost, VmStatus};
 use berth_schemas::{Actor, Rejection, TenantId};
 use futures::StreamExt;
@@ -331,6 +336,39 @@ pub async fn every(rt: &Runtime, reconciler: &Reconciler, every: Duration) -> an
                 }
             }
         }
+    }
+}
+
+/// Reconciles on every fire of the built-in `reconcile` schedule: the durable consumer
+/// hands each fire to one replica. A fire delivered long after it happened (the
+/// provisioner was down) is skipped: the next one is due within a minute.
+pub struct OnSchedule {
+    pub reconciler: Arc<Reconciler>,
+}
+
+#[async_trait::async_trait]
+impl Reactor for OnSchedule {
+    fn name(&self) -> String {
+        "provisioner-reconcile".into()
+    }
+
+    fn filter_subjects(&self) -> Vec<String> {
+        let schedule = schedule_id(&TenantId::system(), RECONCILE_SCHEDULE);
+        vec![event_subject(&TenantId::system(), "schedule", schedule)]
+    }
+
+    async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
+        let Ok(ScheduleEvent::Fired(fired)) = event.decode::<ScheduleEvent>() else {
+            return Ok(());
+        };
+        if chrono::Utc::now() - fired.fired_at > chrono::Duration::minutes(2) {
+            return Ok(());
+        }
+        self.reconciler
+            .run(false)
+            .await
+            .map(|_| ())
+            .map_err(|e| ReactError::Transient(format!("{e:#}")))
     }
 }
 

@@ -21,6 +21,7 @@ use berth_runtime::commands::{execute_with, serve as serve_commands, CommandHand
 use berth_runtime::store::{Cause, Repository};
 use berth_runtime::{projection as projections, reactor as reactors, Runtime};
 use berth_schemas::demo::RESET_SCHEDULE;
+use berth_schemas::orphan::RECONCILE_SCHEDULE;
 use berth_schemas::schedule::{schedule_id, Action, CatchUp, SetSchedule, When};
 use berth_schemas::{Actor, TenantId};
 use chrono::Utc;
@@ -38,9 +39,21 @@ pub struct SchedulerConfig {
     pub builtins: Vec<SetSchedule>,
 }
 
-/// The schedules berth itself runs: the public demo's reset at 07:00 UTC daily.
+/// The schedules berth itself runs: reconciliation every minute and the public demo's
+/// reset at 07:00 UTC daily.
 pub fn builtin_schedules() -> Vec<SetSchedule> {
-    vec![SetSchedule {
+    let reconcile = SetSchedule {
+        name: RECONCILE_SCHEDULE.into(),
+        when: When::Cron {
+            expression: "* * * * *".into(),
+            timezone: "UTC".into(),
+        },
+        action: Action::Emit,
+        catch_up: CatchUp::Skip,
+        max_catch_up: 1,
+        payload: serde_json::json!({"purpose": "compare providers with the log"}),
+    };
+    let demo_reset = SetSchedule {
         name: RESET_SCHEDULE.into(),
         when: When::Cron {
             expression: "0 7 * * *".into(),
@@ -50,7 +63,8 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
         catch_up: CatchUp::FireOnce,
         max_catch_up: 1,
         payload: serde_json::json!({"purpose": "reset the public demo"}),
-    }]
+    };
+    vec![reconcile, demo_reset]
 }
 
 /// Runs the scheduler until `rt.shutdown` is cancelled.
