@@ -172,12 +172,19 @@ impl TestEnv {
 
     /// The scheduler in this process.
     pub async fn scheduler(&self, settings: Settings) -> anyhow::Result<RunningService> {
+        self.scheduler_with(settings, berth_scheduler::SchedulerConfig::default())
+            .await
+    }
+
+    /// The scheduler in this process with its own config (a manual clock, say).
+    pub async fn scheduler_with(
+        &self,
+        settings: Settings,
+        config: berth_scheduler::SchedulerConfig,
+    ) -> anyhow::Result<RunningService> {
         let shutdown = CancellationToken::new();
         let rt = Runtime::connect("scheduler", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
-        let config = berth_scheduler::SchedulerConfig {
-            builtins: berth_scheduler::builtin_schedules(),
-        };
         let task = tokio::spawn(berth_scheduler::run(rt, config));
         self.wait_for_service("berth-schedule").await?;
         self.wait_for_service("berth-timer").await?;

@@ -356,3 +356,124 @@ async fn a_fire_sends_its_command_once_with_the_fire_as_command_id() -> anyhow::
     assert_eq!(command_id, fired.meta.id.to_string());
     scheduler.stop().await
 }
+
+mod simulated_time {
+    use super::*;
+    use berth_scheduler::clock::ManualClock;
+    use berth_scheduler::SchedulerConfig;
+    use std::sync::Arc;
+
+    fn every_ten_seconds(name: &str, catch_up: CatchUp) -> SetSchedule {
+        SetSchedule {
+            when: When::Cron {
+                expression: "*/10 * * * * *".into(),
+                timezone: "UTC".into(),
+            },
+            ..every_second(name, catch_up)
+        }
+    }
+
+    fn config(clock: &Arc<ManualClock>) -> SchedulerConfig {
+        SchedulerConfig {
+            builtins: Vec::new(),
+            clock: clock.clone(),
+        }
+    }
+
+    /// Half a second past a due time, so each step lands just after one.
+    fn start() -> DateTime<Utc> {
+        "2026-01-01T00:00:00.5Z".parse().expect("a time")
+    }
+
+    #[tokio::test]
+    async fn a_simulated_hour_fires_360_times_each_once_with_two_replicas() -> anyhow::Result<()> {
+        let env = TestEnv::start().await?;
+        let clock = Arc::new(ManualClock::starting_at(start()));
+        let first = env.scheduler_with(fast_settings(), config(&clock)).await?;
+        let second = env.scheduler_with(fast_settings(), config(&clock)).await?;
+        let acme = tenant("acme");
+        let set = ScheduleCommand::Create(every_ten_seconds("tenth", CatchUp::Skip));
+        assert!(accepted_id(&schedule(&env, &acme, set).await?).is_some());
+        for step in 1..=360 {
+            clock.advance(chrono::Duration::seconds(10));
+            wait_for_fires(&env, &acme, "tenth", step).await?;
+        }
+        let fired = fires(&env, &acme, "tenth").await?;
+        assert_eq!(fired.len(), 360, "one simulated hour of */10");
+        let due: Vec<_> = fired.iter().map(|f| f.due_at).collect();
+        let unique: BTreeSet<_> = due.iter().collect();
+        assert_eq!(unique.len(), 360, "no due time fired twice");
+        for pair in due.windows(2) {
+            assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(10));
+        }
+        assert_eq!(due[0], "2026-01-01T00:00:10Z".parse::<DateTime<Utc>>()?);
+        assert_eq!(due[359], "2026-01-01T01:00:00Z".parse::<DateTime<Utc>>()?);
+        second.stop().await?;
+        first.stop().await
+    }
+
+    #[tokio::test]
+    async fn five_simulated_minutes_down_catch_up_none_one_or_thirty() -> anyhow::Result<()> {
+        let env = TestEnv::start().await?;
+        let clock = Arc::new(ManualClock::starting_at(start()));
+        let acme = tenant("acme");
+        let scheduler = env.scheduler_with(fast_settings(), config(&clock)).await?;
+        let policies = [
+            ("skip", CatchUp::Skip),
+            ("once", CatchUp::FireOnce),
+            ("all", CatchUp::FireAll),
+        ];
+        for (name, policy) in policies {
+            let set = ScheduleCommand::Create(every_ten_seconds(name, policy));
+            assert!(accepted_id(&schedule(&env, &acme, set).await?).is_some());
+        }
+        for step in 1..=2 {
+            clock.advance(chrono::Duration::seconds(10));
+            for (name, _) in policies {
+                wait_for_fires(&env, &acme, name, step).await?;
+            }
+        }
+        scheduler.stop().await?;
+        // Down from 00:00:20.5 to 00:05:20.5: the 30 due times 00:00:30 … 00:05:20 pass.
+        clock.advance(chrono::Duration::minutes(5));
+        let scheduler = env.scheduler_with(fast_settings(), config(&clock)).await?;
+        wait_for_fires(&env, &acme, "once", 3).await?;
+        wait_for_fires(&env, &acme, "all", 32).await?;
+        // One more on-time fire each proves the restarted engine has made its decisions.
+        clock.advance(chrono::Duration::seconds(10));
+        let on_time: DateTime<Utc> = "2026-01-01T00:05:30Z".parse()?;
+        for (name, _) in policies {
+            eventually(&format!("{name} to fire at 00:05:30"), WAIT, || async {
+                let fired = fires(&env, &acme, name).await?;
+                Ok(fired
+                    .iter()
+                    .any(|f| f.due_at == on_time && !f.caught_up)
+                    .then_some(()))
+            })
+            .await?;
+        }
+        let down_from: DateTime<Utc> = "2026-01-01T00:00:20Z".parse()?;
+        let caught_up = |fired: &[ScheduleFired]| {
+            fired
+                .iter()
+                .filter(|f| f.due_at > down_from && f.due_at < on_time)
+                .inspect(|f| assert!(f.caught_up, "{f:?}"))
+                .count()
+        };
+        assert_eq!(
+            caught_up(&fires(&env, &acme, "skip").await?),
+            0,
+            "skip: none"
+        );
+        assert_eq!(
+            caught_up(&fires(&env, &acme, "once").await?),
+            1,
+            "fire_once: one"
+        );
+        let all = fires(&env, &acme, "all").await?;
+        assert_eq!(caught_up(&all), 30, "fire_all: thirty");
+        let due: BTreeSet<_> = all.iter().map(|f| f.due_at).collect();
+        assert_eq!(due.len(), all.len(), "no due time fired twice");
+        scheduler.stop().await
+    }
+}

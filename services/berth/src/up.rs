@@ -176,9 +176,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider, config));
     let scheduler = tokio::spawn(berth_scheduler::run(
         rt.for_service("scheduler"),
-        berth_scheduler::SchedulerConfig {
-            builtins: berth_scheduler::builtin_schedules(),
-        },
+        berth_scheduler::SchedulerConfig::default(),
     ));
 
     if !args.no_demo {

@@ -26,9 +26,6 @@ pub fn main() -> anyhow::Result<()> {
         let rt = Runtime::connect("scheduler", &cli.connect, Settings::default(), shutdown)
             .await
             .context("starting the scheduler")?;
-        let config = crate::SchedulerConfig {
-            builtins: crate::builtin_schedules(),
-        };
-        crate::run(rt, config).await
+        crate::run(rt, crate::SchedulerConfig::default()).await
     })
 }

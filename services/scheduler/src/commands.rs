@@ -9,13 +9,14 @@ use berth_schemas::schedule::{
     schedule_id, timer_name, ScheduleCommand, SetSchedule, TimerCommand, When,
 };
 use berth_schemas::{CommandReply, Rejection, TenantId};
-use chrono::Utc;
 
+use crate::clock::Clock;
 use crate::schedule::Schedule;
 
 /// Schedule commands.
 pub struct ScheduleCommands {
     pub schedules: Arc<Repository<Schedule>>,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -34,7 +35,7 @@ impl CommandService for ScheduleCommands {
     ) -> Result<CommandReply, Rejection> {
         let id = schedule_id(tenant, command.name());
         execute_with(&self.schedules, tenant, id, cause, None, |schedule| {
-            let now = Utc::now();
+            let now = self.clock.now();
             match command {
                 ScheduleCommand::Create(set) => schedule.set(set, false, now),
                 ScheduleCommand::Update(set) => schedule.set(set, true, now),
@@ -49,6 +50,7 @@ impl CommandService for ScheduleCommands {
 /// One-shot timers: a schedule named `timer-<key>` that fires once.
 pub struct TimerCommands {
     pub schedules: Arc<Repository<Schedule>>,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -68,7 +70,7 @@ impl CommandService for TimerCommands {
         let name = timer_name(command.key());
         let id = schedule_id(tenant, &name);
         execute_with(&self.schedules, tenant, id, cause, None, |schedule| {
-            let now = Utc::now();
+            let now = self.clock.now();
             match command {
                 TimerCommand::Set(set) => {
                     let at = match (set.at, set.after_secs) {

@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::schedule::Schedule;
 
 /// The longest the engine sleeps without looking again (a safety net; events and due
@@ -46,7 +47,11 @@ pub fn fire_cause(id: Uuid, due_at: DateTime<Utc>) -> Cause {
 }
 
 /// Fires schedules until shutdown.
-pub async fn run(rt: &Runtime, schedules: Arc<Repository<Schedule>>) -> anyhow::Result<()> {
+pub async fn run(
+    rt: &Runtime,
+    schedules: Arc<Repository<Schedule>>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
     let stream = rt.js.get_stream(EVENTS_STREAM).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
@@ -61,9 +66,18 @@ pub async fn run(rt: &Runtime, schedules: Arc<Repository<Schedule>>) -> anyhow::
     let mut changed: HashSet<Uuid> = HashSet::new();
     // Per schedule, the latest due time this replica fired or skipped.
     let mut seen: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
-    let mut wake = tokio::time::Instant::now();
-    let started = Utc::now();
+    let started = clock.now();
+    // Two alarms: the next due time on the scheduler's clock, and a real-time one — for
+    // news from the event feed (a burst wakes the loop once) and as a safety net.
+    let mut due_at: Option<DateTime<Utc>> = None;
+    let mut look_again = tokio::time::Instant::now();
     loop {
+        let due = async {
+            match due_at {
+                Some(at) => clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = rt.shutdown.cancelled() => return Ok(()),
             event = events.next() => {
@@ -72,20 +86,23 @@ pub async fn run(rt: &Runtime, schedules: Arc<Repository<Schedule>>) -> anyhow::
                     changed.insert(target.id);
                     known.insert((target.tenant, target.id));
                 }
-                // Fold the news before firing; a burst of events wakes the loop once.
-                if wake > tokio::time::Instant::now() + Duration::from_millis(20) {
-                    wake = tokio::time::Instant::now() + Duration::from_millis(20);
-                }
+                let soon = tokio::time::Instant::now() + Duration::from_millis(20);
+                look_again = look_again.min(soon);
                 continue;
             }
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = due => {}
+            _ = tokio::time::sleep_until(look_again) => {}
         }
-        let next = fire_due(&schedules, &known, &mut changed, &mut seen, started).await;
-        let until_next = next
-            .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
-        wake = tokio::time::Instant::now() + until_next;
+        due_at = fire_due(
+            &schedules,
+            &known,
+            &mut changed,
+            &mut seen,
+            started,
+            clock.as_ref(),
+        )
+        .await;
+        look_again = tokio::time::Instant::now() + MAX_SLEEP;
     }
 }
 
@@ -98,6 +115,7 @@ async fn fire_due(
     changed: &mut HashSet<Uuid>,
     seen: &mut HashMap<Uuid, DateTime<Utc>>,
     started: DateTime<Utc>,
+    clock: &dyn Clock,
 ) -> Option<DateTime<Utc>> {
     let mut earliest: Option<DateTime<Utc>> = None;
     for (tenant, id) in known {
@@ -112,16 +130,16 @@ async fn fire_due(
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!(schedule = %id, error = %e, "could not load a schedule; trying again soon");
-                earliest = Some(Utc::now() + chrono::Duration::seconds(1));
+                earliest = Some(clock.now() + chrono::Duration::seconds(1));
                 continue;
             }
         };
         changed.remove(id);
-        let now = Utc::now();
+        let now = clock.now();
         let (due, next) = loaded.state.due(now, seen.get(id).copied(), started);
         let mut all_fired = true;
         for (due_at, caught_up) in due {
-            match fire(schedules, tenant, *id, due_at, caught_up).await {
+            match fire(schedules, tenant, *id, due_at, caught_up, clock.now()).await {
                 Ok(()) => {
                     seen.insert(*id, due_at);
                 }
@@ -137,7 +155,7 @@ async fn fire_due(
             let dealt = seen.entry(*id).or_insert(now);
             *dealt = (*dealt).max(now);
         }
-        let retry = (!all_fired).then(|| Utc::now() + chrono::Duration::milliseconds(500));
+        let retry = (!all_fired).then(|| clock.now() + chrono::Duration::milliseconds(500));
         earliest = [earliest, next, retry].into_iter().flatten().min();
     }
     earliest
@@ -151,11 +169,12 @@ async fn fire(
     id: Uuid,
     due_at: DateTime<Utc>,
     caught_up: bool,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let cause = fire_cause(id, due_at);
     for _ in 0..5 {
         let loaded = schedules.load(tenant, id).await?;
-        let Ok(events) = loaded.state.fire(due_at, Utc::now(), caught_up, false) else {
+        let Ok(events) = loaded.state.fire(due_at, now, caught_up, false) else {
             return Ok(()); // fired already, paused or deleted meanwhile
         };
         match schedules.append(tenant, id, &loaded, &cause, events).await {

@@ -9,6 +9,7 @@
 
 pub mod actions;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod engine;
 pub mod projection;
@@ -24,19 +25,30 @@ use berth_schemas::demo::RESET_SCHEDULE;
 use berth_schemas::orphan::RECONCILE_SCHEDULE;
 use berth_schemas::schedule::{schedule_id, Action, CatchUp, SetSchedule, When};
 use berth_schemas::{Actor, TenantId};
-use chrono::Utc;
 use uuid::Uuid;
 
 use crate::actions::FiredCommands;
+use crate::clock::{Clock, SystemClock};
 use crate::commands::{ScheduleCommands, TimerCommands};
 use crate::projection::SchedulesProjection;
 use crate::schedule::Schedule;
 
 /// How the scheduler behaves beyond the runtime's settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct SchedulerConfig {
     /// Schedules of tenant `system` created at start (a repeat changes nothing).
     pub builtins: Vec<SetSchedule>,
+    /// The system clock, or a manual one for simulated time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            builtins: builtin_schedules(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 /// The schedules berth itself runs: reconciliation every minute and the public demo's
@@ -70,17 +82,20 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
 /// Runs the scheduler until `rt.shutdown` is cancelled.
 pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
     let schedules = Arc::new(Repository::<Schedule>::new(rt.store.clone(), rt.service));
-    create_builtins(&schedules, &config.builtins).await;
+    let clock = config.clock.clone();
+    create_builtins(&schedules, &config.builtins, clock.as_ref()).await;
     let max_bytes = rt.settings.max_command_bytes;
     let schedule_handler = Arc::new(CommandHandler::new(
         Arc::new(ScheduleCommands {
             schedules: schedules.clone(),
+            clock: clock.clone(),
         }),
         max_bytes,
     ));
     let timer_handler = Arc::new(CommandHandler::new(
         Arc::new(TimerCommands {
             schedules: schedules.clone(),
+            clock: clock.clone(),
         }),
         max_bytes,
     ));
@@ -88,7 +103,7 @@ pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
         nats: rt.nats.clone(),
     });
     let engine = async {
-        engine::run(&rt, schedules)
+        engine::run(&rt, schedules, clock)
             .await
             .map_err(|e| berth_runtime::Error::Other(format!("the firing engine: {e:#}")))
     };
@@ -103,7 +118,11 @@ pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
 }
 
 /// Creates the built-in schedules; one whose spec an operator changed is left alone.
-async fn create_builtins(schedules: &Repository<Schedule>, builtins: &[SetSchedule]) {
+async fn create_builtins(
+    schedules: &Repository<Schedule>,
+    builtins: &[SetSchedule],
+    clock: &dyn Clock,
+) {
     let system = TenantId::system();
     for set in builtins {
         let id = schedule_id(&system, &set.name);
@@ -115,7 +134,7 @@ async fn create_builtins(schedules: &Repository<Schedule>, builtins: &[SetSchedu
             traceparent: None,
         };
         let created = execute_with(schedules, &system, id, &cause, None, |schedule| {
-            schedule.set(set, false, Utc::now())
+            schedule.set(set, false, clock.now())
         })
         .await;
         if let Err(rejection) = created {
