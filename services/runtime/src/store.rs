@@ -249,7 +249,7 @@ impl EventStore {
             events,
         };
         let mut sequences = self.append_all(vec![append]).await?;
-        Ok(sequences.pop().unwrap_or_default())
+        sequences.pop().ok_or_else(|| missing_sequences(subject))
     }
 
     /// Appends to several subjects at once, all or nothing: one atomic batch in which
@@ -700,6 +700,14 @@ impl<A: Aggregate> Repository<A> {
     }
 }
 
+/// The writer answered an append with fewer sequence lists than it was given: the
+/// events may be in the log, but what was recorded cannot be folded, so say so.
+fn missing_sequences(what: &str) -> AppendError {
+    AppendError::Store(Error::Other(format!(
+        "the event writer returned no sequences for {what}"
+    )))
+}
+
 type Finish<'a> = Box<dyn FnOnce(&[u64]) -> Result<Appended> + Send + 'a>;
 
 /// Events of one cause on several aggregates (of any kinds), appended all or nothing:
@@ -753,7 +761,12 @@ impl<'a> AtomicAppend<'a> {
         let mut recorded = Vec::with_capacity(self.finish.len());
         for finish in self.finish {
             recorded.push(match finish {
-                Some(finish) => Some(finish(&sequences.next().unwrap_or_default())?),
+                Some(finish) => {
+                    let appended = sequences
+                        .next()
+                        .ok_or_else(|| missing_sequences("an atomic append"))?;
+                    Some(finish(&appended)?)
+                }
                 None => None,
             });
         }
