@@ -6,6 +6,10 @@ use crate::command::CommandReply;
 use crate::demo::DemoEvent;
 use crate::event::DomainEvent;
 use crate::orphan::{OrphanEvent, Reconcile, ReconcileReport};
+use crate::pod::{
+    CreatePod, DebugPods, DeletePod, EndPod, PodEvent, PodLogs, PodTarget, PodsReport, PurgePod,
+    ResetPod, ScalePod, UpdatePodConfig,
+};
 use crate::schedule::{ScheduleEvent, ScheduleTarget, SetSchedule, SetTimer, TimerTarget};
 use crate::server::{RegisterServer, ServerEvent, ServerTarget};
 use crate::usage::{SetQuota, UsageEvent};
@@ -31,6 +35,20 @@ pub fn all() -> Vec<(String, Schema)> {
             schema_for!(ServerTarget),
         ),
         ("command-reply.json".to_owned(), schema_for!(CommandReply)),
+        ("cmd.pod.create.json".to_owned(), schema_for!(CreatePod)),
+        ("cmd.pod.target.json".to_owned(), schema_for!(PodTarget)),
+        ("cmd.pod.reset.json".to_owned(), schema_for!(ResetPod)),
+        ("cmd.pod.scale.json".to_owned(), schema_for!(ScalePod)),
+        ("cmd.pod.delete.json".to_owned(), schema_for!(DeletePod)),
+        (
+            "cmd.pod.update_config.json".to_owned(),
+            schema_for!(UpdatePodConfig),
+        ),
+        ("cmd.pod.end.json".to_owned(), schema_for!(EndPod)),
+        ("cmd.pod.purge.json".to_owned(), schema_for!(PurgePod)),
+        ("cmd.pod.logs.json".to_owned(), schema_for!(PodLogs)),
+        ("cmd.pods.debug.json".to_owned(), schema_for!(DebugPods)),
+        ("reply.pods.debug.json".to_owned(), schema_for!(PodsReport)),
         ("cmd.schedule.set.json".to_owned(), schema_for!(SetSchedule)),
         (
             "cmd.schedule.target.json".to_owned(),
@@ -55,6 +73,7 @@ pub fn all() -> Vec<(String, Schema)> {
             .chain(OrphanEvent::json_schemas())
             .chain(ScheduleEvent::json_schemas())
             .chain(DemoEvent::json_schemas())
+            .chain(PodEvent::json_schemas())
             .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
     );
     files

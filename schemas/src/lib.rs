@@ -8,6 +8,7 @@
 //! - [`vm`]: the VM commands and events.
 //! - [`demo`]: the public demo's daily reset (`evt.<tenant>.demo.<id>`).
 //! - [`orphan`]: reconciliation requests and reports, machines no VM owns.
+//! - [`pod`]: app pods from the catalog with their volumes (`cmd.<tenant>.pod.*`).
 //! - [`schedule`]: schedules and one-shot timers (`cmd.<tenant>.schedule|timer.*`).
 //! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
 //! - [`usage`]: per-tenant quotas (the `usage` aggregate, `tenant.set_quota`).
@@ -24,6 +25,7 @@ pub mod event;
 pub mod ids;
 pub mod json_schema;
 pub mod orphan;
+pub mod pod;
 pub mod schedule;
 pub mod server;
 pub mod subjects;

@@ -406,7 +406,7 @@ fn saturating_u32(value: i64) -> u32 {
 }
 
 /// Maps an engine error about the machine `name` onto [`ProviderError`].
-fn classify(name: &str, error: DockerError) -> ProviderError {
+pub fn classify(name: &str, error: DockerError) -> ProviderError {
     match error {
         // A create names a missing image with a 404 too, but the machine is not the
         // missing thing and retrying will not bring the image.

@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod devservers;

@@ -9,12 +9,13 @@
 
 pub mod actions;
 pub mod cli;
-pub mod clock;
 pub mod commands;
 pub mod engine;
 pub mod projection;
 pub mod schedule;
 pub mod timing;
+
+pub use berth_runtime::clock;
 
 use std::sync::Arc;
 

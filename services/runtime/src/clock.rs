@@ -1,5 +1,5 @@
-//! The scheduler's clock: the system clock in production; a manual one for simulated
-//! time (tests run an hour of a schedule in seconds, and still fire against real NATS).
+//! The clock services decide with: the system clock in production; a manual one for simulated
+//! time (tests run an hour of a schedule, or a 60-day grace period, in seconds against real NATS).
 
 use std::sync::Mutex;
 

@@ -1,0 +1,190 @@
+//! The pod command service: `cmd.<tenant>.pod.<action>`.
+//!
+//! A tenant acts on its own pods only: a pod id of another tenant is `forbidden`.
+//! Operators send the same commands to `cmd.system.pod.<action>` and act on any tenant's
+//! pod (the event records the operator as its actor; the audit log keeps it). A create
+//! resolves the catalog entry first, so an unknown service or variant is refused before
+//! anything is written.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use berth_runtime::clock::Clock;
+use berth_runtime::commands::{execute_with, recorded_reply, unavailable, CommandService};
+use berth_runtime::store::{Cause, Repository};
+use berth_schemas::pod::{PodCommand, PodLogs};
+use berth_schemas::vm::ExecOutput;
+use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
+use uuid::Uuid;
+
+use crate::pod::{Decision, Pod};
+use crate::runtime::{PodRuntime, RuntimeError};
+use crate::specs::Specs;
+
+/// Serves pod commands.
+pub struct PodCommands {
+    pub pods: Arc<Repository<Pod>>,
+    pub specs: Arc<Specs>,
+    /// Answers `pod.logs`.
+    pub runtime: Arc<dyn PodRuntime>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[async_trait]
+impl CommandService for PodCommands {
+    type Command = PodCommand;
+
+    fn kind(&self) -> &'static str {
+        berth_schemas::pod::AGGREGATE
+    }
+
+    async fn execute(
+        &self,
+        tenant: &TenantId,
+        cause: &Cause,
+        command: &PodCommand,
+    ) -> Result<CommandReply, Rejection> {
+        let id = command.aggregate_id(cause.id);
+        let requested = match command {
+            PodCommand::Create(_) if tenant.as_str() == berth_schemas::ids::SYSTEM_TENANT => {
+                return Err(Rejection::invalid(
+                    "pods belong to a tenant: send pod.create to cmd.<tenant>.pod.create",
+                ))
+            }
+            PodCommand::Create(create) => {
+                Some(self.specs.catalog.resolve(create, &self.specs.overrides)?)
+            }
+            _ => None,
+        };
+        let owner = if let PodCommand::Create(create) = command {
+            if create.pod_id.is_some() {
+                self.refuse_foreign_id(tenant, id).await?;
+            }
+            tenant.clone()
+        } else {
+            self.owner(tenant, id).await?
+        };
+        if let PodCommand::Logs(logs) = command {
+            return self.logs(&owner, cause, command, logs).await;
+        }
+        execute_with(
+            &self.pods,
+            &owner,
+            id,
+            cause,
+            command.expected_version(),
+            |pod| {
+                pod.decide_with(
+                    command,
+                    &Decision {
+                        now: self.clock.now(),
+                        requested: requested.clone(),
+                    },
+                )
+            },
+        )
+        .await
+    }
+}
+
+impl PodCommands {
+    /// The tenant whose pod `id` is: the sender's own, or any for an operator; a pod of
+    /// another tenant is `forbidden`, no pod at all `not_found`.
+    async fn owner(&self, tenant: &TenantId, id: Uuid) -> Result<TenantId, Rejection> {
+        let found = self
+            .pods
+            .store()
+            .tenant_of(berth_schemas::pod::AGGREGATE, id)
+            .await
+            .map_err(unavailable)?;
+        match found {
+            None => Err(Rejection::new(
+                RejectionCode::NotFound,
+                format!("no pod {id}"),
+            )),
+            Some(owner)
+                if owner == *tenant || tenant.as_str() == berth_schemas::ids::SYSTEM_TENANT =>
+            {
+                Ok(owner)
+            }
+            Some(_) => Err(Rejection::new(
+                RejectionCode::Forbidden,
+                format!("pod {id} belongs to another tenant"),
+            )),
+        }
+    }
+
+    /// A create that names the id of another tenant's pod is a conflict.
+    async fn refuse_foreign_id(&self, tenant: &TenantId, id: Uuid) -> Result<(), Rejection> {
+        let found = self
+            .pods
+            .store()
+            .tenant_of(berth_schemas::pod::AGGREGATE, id)
+            .await
+            .map_err(unavailable)?;
+        match found {
+            Some(owner) if owner != *tenant => Err(Rejection::new(
+                RejectionCode::Conflict,
+                format!("pod id {id} is taken"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the workload's output; nothing is recorded.
+    async fn logs(
+        &self,
+        tenant: &TenantId,
+        cause: &Cause,
+        command: &PodCommand,
+        logs: &PodLogs,
+    ) -> Result<CommandReply, Rejection> {
+        let loaded = self
+            .pods
+            .load(tenant, logs.pod_id)
+            .await
+            .map_err(unavailable)?;
+        if let Some(reply) = recorded_reply(&loaded, logs.pod_id, cause) {
+            return Ok(reply);
+        }
+        loaded.state.decide_with(
+            command,
+            &Decision {
+                now: self.clock.now(),
+                requested: None,
+            },
+        )?;
+        let text = self
+            .runtime
+            .logs(tenant.as_str(), logs.pod_id, logs.tail, logs.since)
+            .await
+            .map_err(|e| match e {
+                RuntimeError::Transient(reason) => {
+                    Rejection::new(RejectionCode::Unavailable, reason)
+                }
+                other => Rejection::invalid_state(other.to_string()),
+            })?;
+        Ok(CommandReply::Accepted {
+            aggregate_id: logs.pod_id,
+            version: loaded.version,
+            events: Vec::new(),
+            output: Some(ExecOutput {
+                exit_code: 0,
+                stdout: last_bytes(text, 256 * 1024),
+                stderr: String::new(),
+            }),
+        })
+    }
+}
+
+/// The end of `text`, at most `max` bytes, cut at a character boundary.
+fn last_bytes(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text.split_off(start)
+}

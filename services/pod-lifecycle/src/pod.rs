@@ -1,0 +1,673 @@
+//! The `pod` aggregate: pure `decide` and `apply`, and [`Step`], the runtime step a
+//! pod's state calls for.
+
+use std::collections::BTreeMap;
+
+use berth_runtime::store::Aggregate;
+use berth_schemas::pod::{
+    PodCommand, PodConfigUpdated, PodDeleteRequested, PodEvent, PodExpired, PodFailed, PodReplicas,
+    PodRequested, PodRestartRequested, PodStatus, PodStep, GRACE_DAYS,
+};
+use berth_schemas::{Rejection, RejectionCode};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Automatic restarts remembered for the per-hour limit.
+const REMEMBERED_RESTARTS: usize = 32;
+
+/// A pod as folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pod {
+    /// `None` until the pod is requested.
+    pub status: Option<PodStatus>,
+    pub spec: Option<PodRequested>,
+    /// The environment overrides in force.
+    pub env: BTreeMap<String, String>,
+    /// 1 to run, 0 to keep only the volume.
+    pub desired_replicas: u32,
+    /// The runtime holds the pod's volume and workload.
+    pub deployed: bool,
+    pub runtime: Option<String>,
+    pub workload: Option<String>,
+    pub volume: Option<String>,
+    /// Set while the subscription has ended and the grace period runs.
+    pub expired: Option<PodExpired>,
+    /// For a pending or done delete.
+    pub keep_volume: bool,
+    /// Healthy at least once (the notifier's "service ready").
+    pub ever_healthy: bool,
+    /// When health monitoring restarted the pod, newest last.
+    pub automatic_restarts: Vec<DateTime<Utc>>,
+    /// Why the pod is not where it was asked to be.
+    pub reason: Option<String>,
+}
+
+/// What a decision needs besides the pod and the command.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub now: DateTime<Utc>,
+    /// A create's catalog entry, resolved by the command service.
+    pub requested: Option<PodRequested>,
+}
+
+impl Pod {
+    /// The status a pod at rest with 0 replicas has.
+    fn at_rest(&self) -> PodStatus {
+        if self.expired.is_some() {
+            PodStatus::Expired
+        } else {
+            PodStatus::Stopped
+        }
+    }
+
+    /// After a step that leaves the workload at the desired replicas.
+    fn settled(&self) -> PodStatus {
+        if self.desired_replicas == 1 {
+            PodStatus::Starting
+        } else {
+            self.at_rest()
+        }
+    }
+
+    /// Automatic restarts within the hour before `now`.
+    pub fn restarts_in_hour(&self, now: DateTime<Utc>) -> usize {
+        self.automatic_restarts
+            .iter()
+            .filter(|at| now - **at < Duration::hours(1))
+            .count()
+    }
+
+    pub fn decide_with(
+        &self,
+        command: &PodCommand,
+        decision: &Decision,
+    ) -> Result<Vec<PodEvent>, Rejection> {
+        use PodStatus::*;
+        let Some(status) = self.status else {
+            return match (command, &decision.requested) {
+                (PodCommand::Create(_), Some(requested)) => {
+                    Ok(vec![PodEvent::Requested(requested.clone())])
+                }
+                (PodCommand::Create(_), None) => Err(Rejection::invalid(
+                    "a create needs its catalog entry resolved",
+                )),
+                _ => Err(Rejection::new(RejectionCode::NotFound, "no such pod")),
+            };
+        };
+        let refuse = |hint: &str| {
+            Err(Rejection::invalid_state(format!(
+                "cannot {} a pod that is {status}{hint}",
+                command_action(command)
+            )))
+        };
+        let live = matches!(status, Running | Unhealthy | Starting | Stopped | Failed);
+        match command {
+            PodCommand::Create(_) => Err(Rejection::new(
+                RejectionCode::Conflict,
+                "a pod with this id already exists",
+            )),
+            PodCommand::Restart(_) => match status {
+                Running | Unhealthy | Starting | Failed if self.deployed => {
+                    Ok(vec![PodEvent::RestartRequested(PodRestartRequested {
+                        automatic: false,
+                        at: decision.now,
+                        reason: None,
+                    })])
+                }
+                Stopped => refuse("; scale it to 1 to run it"),
+                Expired => refuse("; renew its subscription first"),
+                _ => refuse(""),
+            },
+            PodCommand::Reset(reset) => {
+                if !reset.confirm {
+                    return Err(Rejection::invalid(
+                        "a reset deletes all of the pod's data; send it again with \"confirm\": true",
+                    ));
+                }
+                match status {
+                    _ if live && self.deployed => Ok(vec![PodEvent::ResetRequested(PodStep {})]),
+                    Expired => refuse("; renew its subscription first"),
+                    _ => refuse(""),
+                }
+            }
+            PodCommand::Scale(scale) => match status {
+                Expired => refuse("; renew its subscription first"),
+                Running | Unhealthy | Starting | Failed if scale.replicas == 1 => Ok(Vec::new()),
+                Stopped if scale.replicas == 0 => Ok(Vec::new()),
+                _ if live => Ok(vec![PodEvent::ScaleRequested(PodReplicas {
+                    replicas: scale.replicas,
+                })]),
+                _ => refuse(""),
+            },
+            PodCommand::UpdateConfig(update) => match status {
+                _ if update.env == self.env => Ok(Vec::new()),
+                _ if live || status == Expired => {
+                    Ok(vec![PodEvent::ConfigUpdated(PodConfigUpdated {
+                        env: update.env.clone(),
+                    })])
+                }
+                _ => refuse(""),
+            },
+            PodCommand::Expire(end) | PodCommand::Cancel(end) => match status {
+                _ if self.expired.is_some() => Ok(Vec::new()),
+                Deleting | Deleted => refuse(""),
+                _ => {
+                    let expired_at = end.at.unwrap_or(decision.now);
+                    Ok(vec![PodEvent::Expired(PodExpired {
+                        why: if matches!(command, PodCommand::Cancel(_)) {
+                            "cancelled".into()
+                        } else {
+                            "expired".into()
+                        },
+                        expired_at,
+                        purge_after: expired_at + Duration::days(GRACE_DAYS),
+                    })])
+                }
+            },
+            PodCommand::Renew(_) => match status {
+                Deleting | Deleted => refuse("; its data is gone"),
+                _ if self.expired.is_none() => Ok(Vec::new()),
+                _ => Ok(vec![PodEvent::Renewed(PodStep {})]),
+            },
+            PodCommand::Purge(purge) => match &self.expired {
+                Some(expired)
+                    if status == Expired
+                        && expired.expired_at == purge.expired_at
+                        && decision.now >= expired.purge_after =>
+                {
+                    Ok(vec![PodEvent::DeleteRequested(PodDeleteRequested {
+                        keep_volume: false,
+                        reason: Some(format!(
+                            "the grace period of {GRACE_DAYS} days after the subscription {} is over",
+                            expired.why
+                        )),
+                    })])
+                }
+                // Renewed, expired again later, or not due: nothing to purge.
+                _ => Ok(Vec::new()),
+            },
+            PodCommand::Delete(delete) => match status {
+                Deleting | Deleted => refuse(""),
+                _ => Ok(vec![PodEvent::DeleteRequested(PodDeleteRequested {
+                    keep_volume: delete.keep_volume,
+                    reason: None,
+                })]),
+            },
+            PodCommand::Logs(_) => match status {
+                Deleted | Requested => refuse(""),
+                _ => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// What health monitoring records for what it saw; `None` when nothing changed.
+    /// An unhealthy pod is restarted automatically at most `max_per_hour` times an hour,
+    /// each after `backoff(n)` since the previous automatic restart; then it has failed.
+    pub fn on_health(
+        &self,
+        healthy: Result<(), String>,
+        now: DateTime<Utc>,
+        max_per_hour: usize,
+        backoff: impl Fn(usize) -> Duration,
+    ) -> Vec<PodEvent> {
+        use PodStatus::*;
+        match (self.status, healthy) {
+            (Some(Starting | Unhealthy), Ok(())) => vec![PodEvent::Healthy(PodStep {})],
+            (Some(Starting | Running), Err(reason)) => {
+                vec![PodEvent::Unhealthy(berth_schemas::pod::PodReason {
+                    reason: Some(reason),
+                })]
+            }
+            (Some(Unhealthy), Err(reason)) => {
+                let recent = self.restarts_in_hour(now);
+                if recent >= max_per_hour {
+                    return vec![PodEvent::Failed(PodFailed {
+                        operation: "health".into(),
+                        reason: format!(
+                            "still unhealthy after {recent} automatic restarts within an hour: {reason}"
+                        ),
+                    })];
+                }
+                let waited_enough = self
+                    .automatic_restarts
+                    .last()
+                    .is_none_or(|last| now - *last >= backoff(recent));
+                if !waited_enough {
+                    return Vec::new();
+                }
+                vec![PodEvent::RestartRequested(PodRestartRequested {
+                    automatic: true,
+                    at: now,
+                    reason: Some(reason),
+                })]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn command_action(command: &PodCommand) -> &'static str {
+    use berth_schemas::CommandSet;
+    command.action()
+}
+
+impl Aggregate for Pod {
+    const KIND: &'static str = berth_schemas::pod::AGGREGATE;
+    type Command = PodCommand;
+    type Event = PodEvent;
+
+    fn apply(&mut self, event: &PodEvent) {
+        use PodStatus::*;
+        match event {
+            PodEvent::Requested(spec) => {
+                self.status = Some(Requested);
+                self.env = spec.env.clone();
+                self.spec = Some(spec.clone());
+                self.desired_replicas = 1;
+            }
+            PodEvent::Deployed(deployed) => {
+                self.deployed = true;
+                self.runtime = Some(deployed.runtime.clone());
+                self.workload = Some(deployed.workload.clone());
+                self.volume = Some(deployed.volume.clone());
+                self.status = Some(self.settled());
+            }
+            PodEvent::Healthy(_) => {
+                self.status = Some(Running);
+                self.ever_healthy = true;
+                self.reason = None;
+            }
+            PodEvent::Unhealthy(unhealthy) => {
+                self.status = Some(Unhealthy);
+                self.reason.clone_from(&unhealthy.reason);
+            }
+            PodEvent::RestartRequested(restart) => {
+                self.status = Some(Restarting);
+                if restart.automatic {
+                    self.automatic_restarts.push(restart.at);
+                    let excess = self
+                        .automatic_restarts
+                        .len()
+                        .saturating_sub(REMEMBERED_RESTARTS);
+                    self.automatic_restarts.drain(..excess);
+                }
+            }
+            PodEvent::ResetRequested(_) => self.status = Some(Resetting),
+            PodEvent::ScaleRequested(scale) => {
+                self.desired_replicas = scale.replicas;
+                self.status = Some(Scaling);
+            }
+            PodEvent::ConfigUpdated(update) => {
+                self.env = update.env.clone();
+                self.status = Some(Reconfiguring);
+            }
+            PodEvent::Restarted(_) | PodEvent::Reset(_) | PodEvent::Reconfigured(_) => {
+                self.status = Some(self.settled());
+                self.reason = None;
+            }
+            PodEvent::Scaled(scaled) => {
+                self.desired_replicas = scaled.replicas;
+                self.status = Some(self.settled());
+                self.reason = None;
+            }
+            PodEvent::Expired(expired) => {
+                self.expired = Some(expired.clone());
+                self.desired_replicas = 0;
+                self.status = Some(match self.status {
+                    Some(Requested) => Requested,
+                    Some(Stopped) => Expired,
+                    _ => Scaling,
+                });
+            }
+            PodEvent::Renewed(_) => {
+                self.expired = None;
+                self.desired_replicas = 1;
+                self.status = Some(if self.deployed { Scaling } else { Requested });
+            }
+            PodEvent::DeleteRequested(delete) => {
+                self.keep_volume = delete.keep_volume;
+                self.status = Some(Deleting);
+            }
+            PodEvent::Deleted(deleted) => {
+                self.keep_volume = deleted.volume_kept;
+                self.deployed = false;
+                self.status = Some(Deleted);
+                self.reason = None;
+            }
+            PodEvent::Failed(failed) => {
+                self.status = Some(Failed);
+                self.reason = Some(format!("{} failed: {}", failed.operation, failed.reason));
+            }
+        }
+    }
+
+    fn decide(&self, command: &PodCommand) -> Result<Vec<PodEvent>, Rejection> {
+        self.decide_with(
+            command,
+            &Decision {
+                now: Utc::now(),
+                requested: None,
+            },
+        )
+    }
+}
+
+/// The runtime step a pod needs next to get where it was asked to be, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Make the volume and the workload.
+    Deploy,
+    Restart,
+    /// Delete the workload and the volume, make both again.
+    Reset,
+    Scale,
+    /// Redeploy the workload with the new environment; the volume stays.
+    Reconfigure,
+    Delete,
+}
+
+impl Step {
+    pub fn next(pod: &Pod) -> Option<Self> {
+        use PodStatus::*;
+        match pod.status? {
+            Requested => Some(Self::Deploy),
+            Restarting => Some(Self::Restart),
+            Resetting => Some(Self::Reset),
+            Scaling => Some(Self::Scale),
+            Reconfiguring => Some(Self::Reconfigure),
+            Deleting => Some(Self::Delete),
+            Starting | Running | Unhealthy | Stopped | Expired | Deleted | Failed => None,
+        }
+    }
+
+    pub fn operation(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Restart => "restart",
+            Self::Reset => "reset",
+            Self::Scale => "scale",
+            Self::Reconfigure => "reconfigure",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// The event recording that a runtime step failed for good.
+pub fn failed(step: Step, reason: &str) -> PodEvent {
+    PodEvent::Failed(PodFailed {
+        operation: step.operation().to_owned(),
+        reason: reason.chars().take(500).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_schemas::pod::{
+        DeletePod, EndPod, PodDeployed, PodResources, PodTarget, PodVolume, PurgePod, ResetPod,
+        ScalePod,
+    };
+    use uuid::Uuid;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-23T12:00:00Z".parse().unwrap()
+    }
+
+    fn decision(now: DateTime<Utc>) -> Decision {
+        Decision {
+            now,
+            requested: None,
+        }
+    }
+
+    fn requested() -> PodRequested {
+        PodRequested {
+            name: "flows".into(),
+            service: "n8n".into(),
+            variant: "basic".into(),
+            subscription_id: None,
+            image: "n8n".into(),
+            port: 5678,
+            resources: PodResources {
+                cpu_request_millis: 250,
+                cpu_limit_millis: 500,
+                memory_request_mb: 256,
+                memory_limit_mb: 512,
+            },
+            volume: PodVolume {
+                size_mb: 250,
+                mount_path: "/home/node/.n8n".into(),
+                storage_class: None,
+                access_mode: "ReadWriteOnce".into(),
+            },
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn given(events: &[PodEvent]) -> Pod {
+        let mut pod = Pod::default();
+        for event in events {
+            pod.apply(event);
+        }
+        pod
+    }
+
+    fn running() -> Vec<PodEvent> {
+        vec![
+            PodEvent::Requested(requested()),
+            PodEvent::Deployed(PodDeployed {
+                runtime: "sim".into(),
+                workload: "w".into(),
+                volume: "v".into(),
+                replicas: 1,
+            }),
+            PodEvent::Healthy(PodStep {}),
+        ]
+    }
+
+    fn pod_id() -> Uuid {
+        Uuid::nil()
+    }
+
+    fn decide(events: &[PodEvent], command: PodCommand) -> Result<Vec<PodEvent>, Rejection> {
+        given(events).decide_with(&command, &decision(now()))
+    }
+
+    #[test]
+    fn a_pod_walks_from_requested_to_running() {
+        let pod = given(&running()[..1]);
+        assert_eq!(Step::next(&pod), Some(Step::Deploy));
+        let pod = given(&running()[..2]);
+        assert_eq!(
+            (pod.status, Step::next(&pod)),
+            (Some(PodStatus::Starting), None)
+        );
+        let pod = given(&running());
+        assert_eq!(pod.status, Some(PodStatus::Running));
+        assert!(pod.ever_healthy);
+    }
+
+    #[test]
+    fn reset_needs_confirmation() {
+        let unconfirmed = decide(
+            &running(),
+            PodCommand::Reset(ResetPod {
+                pod_id: pod_id(),
+                confirm: false,
+                expected_version: None,
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(unconfirmed.code, RejectionCode::Invalid);
+        assert!(
+            unconfirmed.message.contains("confirm"),
+            "{}",
+            unconfirmed.message
+        );
+        let confirmed = decide(
+            &running(),
+            PodCommand::Reset(ResetPod {
+                pod_id: pod_id(),
+                confirm: true,
+                expected_version: None,
+            }),
+        )
+        .unwrap();
+        assert_eq!(confirmed, vec![PodEvent::ResetRequested(PodStep {})]);
+    }
+
+    #[test]
+    fn expiry_scales_to_zero_and_purge_waits_for_the_grace_period() {
+        let mut events = running();
+        let expire = PodCommand::Expire(EndPod {
+            pod_id: pod_id(),
+            at: None,
+        });
+        events.extend(decide(&events, expire.clone()).unwrap());
+        let pod = given(&events);
+        assert_eq!(
+            (pod.status, Step::next(&pod)),
+            (Some(PodStatus::Scaling), Some(Step::Scale))
+        );
+        assert!(
+            decide(&events, expire).unwrap().is_empty(),
+            "a second expiry changes nothing"
+        );
+        events.push(PodEvent::Scaled(PodReplicas { replicas: 0 }));
+        assert_eq!(given(&events).status, Some(PodStatus::Expired));
+        let purge = PodCommand::Purge(PurgePod {
+            pod_id: pod_id(),
+            expired_at: now(),
+        });
+        let early = given(&events).decide_with(&purge, &decision(now() + Duration::days(59)));
+        assert!(early.unwrap().is_empty());
+        let due = given(&events)
+            .decide_with(&purge, &decision(now() + Duration::days(60)))
+            .unwrap();
+        assert!(matches!(
+            due.as_slice(),
+            [PodEvent::DeleteRequested(PodDeleteRequested {
+                keep_volume: false,
+                ..
+            })]
+        ));
+    }
+
+    #[test]
+    fn renewal_inside_the_grace_period_brings_the_pod_back_and_disarms_the_purge() {
+        let mut events = running();
+        events.extend(
+            decide(
+                &events,
+                PodCommand::Cancel(EndPod {
+                    pod_id: pod_id(),
+                    at: None,
+                }),
+            )
+            .unwrap(),
+        );
+        events.push(PodEvent::Scaled(PodReplicas { replicas: 0 }));
+        let renew = PodCommand::Renew(PodTarget {
+            pod_id: pod_id(),
+            expected_version: None,
+        });
+        events.extend(decide(&events, renew).unwrap());
+        let pod = given(&events);
+        assert_eq!(
+            (pod.status, pod.desired_replicas),
+            (Some(PodStatus::Scaling), 1)
+        );
+        events.push(PodEvent::Scaled(PodReplicas { replicas: 1 }));
+        let purge = PodCommand::Purge(PurgePod {
+            pod_id: pod_id(),
+            expired_at: now(),
+        });
+        let late = given(&events).decide_with(&purge, &decision(now() + Duration::days(61)));
+        assert!(late.unwrap().is_empty());
+    }
+
+    #[test]
+    fn stopped_and_expired_pods_refuse_what_needs_them_running() {
+        let mut events = running();
+        events.push(PodEvent::ScaleRequested(PodReplicas { replicas: 0 }));
+        events.push(PodEvent::Scaled(PodReplicas { replicas: 0 }));
+        let restart = PodCommand::Restart(PodTarget {
+            pod_id: pod_id(),
+            expected_version: None,
+        });
+        let rejection = decide(&events, restart).unwrap_err();
+        assert_eq!(rejection.code, RejectionCode::InvalidState);
+        assert!(
+            rejection.message.contains("scale it to 1"),
+            "{}",
+            rejection.message
+        );
+        let scale_up = PodCommand::Scale(ScalePod {
+            pod_id: pod_id(),
+            replicas: 1,
+            expected_version: None,
+        });
+        assert_eq!(decide(&events, scale_up).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn health_monitoring_restarts_with_backoff_then_gives_up() {
+        let backoff = |n: usize| Duration::seconds(10 << n);
+        let mut events = running();
+        let pod = given(&events);
+        let unhealthy = pod.on_health(Err("no answer".into()), now(), 3, backoff);
+        assert!(matches!(unhealthy.as_slice(), [PodEvent::Unhealthy(_)]));
+        events.extend(unhealthy);
+        let mut at = now();
+        for _ in 0..3 {
+            let pod = given(&events);
+            let decided = pod.on_health(Err("no answer".into()), at, 3, backoff);
+            assert!(matches!(decided.as_slice(), [PodEvent::RestartRequested(r)] if r.automatic));
+            events.extend(decided);
+            events.push(PodEvent::Restarted(PodStep {}));
+            events.push(PodEvent::Unhealthy(Default::default()));
+            let too_soon = given(&events).on_health(Err("no".into()), at, 3, backoff);
+            assert!(
+                !too_soon
+                    .iter()
+                    .any(|e| matches!(e, PodEvent::RestartRequested(_))),
+                "restarted again before the back-off"
+            );
+            at += Duration::minutes(5);
+        }
+        let given_up = given(&events).on_health(Err("no answer".into()), at, 3, backoff);
+        assert!(matches!(given_up.as_slice(), [PodEvent::Failed(f)] if f.operation == "health"));
+        let recovered = given(&events).on_health(Ok(()), at, 3, backoff);
+        assert!(matches!(recovered.as_slice(), [PodEvent::Healthy(_)]));
+    }
+
+    #[test]
+    fn deleted_pods_refuse_everything_but_remember_the_volume() {
+        let mut events = running();
+        events.extend(
+            decide(
+                &events,
+                PodCommand::Delete(DeletePod {
+                    pod_id: pod_id(),
+                    keep_volume: true,
+                    expected_version: None,
+                }),
+            )
+            .unwrap(),
+        );
+        events.push(PodEvent::Deleted(berth_schemas::pod::PodDeleted {
+            volume_kept: true,
+        }));
+        let pod = given(&events);
+        assert!(pod.keep_volume);
+        let again = PodCommand::Delete(DeletePod {
+            pod_id: pod_id(),
+            keep_volume: false,
+            expected_version: None,
+        });
+        assert_eq!(
+            decide(&events, again).unwrap_err().code,
+            RejectionCode::InvalidState
+        );
+    }
+}

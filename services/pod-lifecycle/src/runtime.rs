@@ -1,0 +1,244 @@
+//! The pod runtime trait: what pod-lifecycle needs from a container platform.
+//!
+//! A pod is one workload (`berth-pod-<id>`: a container, or a Kubernetes Deployment with
+//! its Service) and one volume (`berth-vol-<id>`: a named Docker volume or a PVC). Every
+//! call is idempotent: names are deterministic, `ensure_volume` and `deploy` find what
+//! exists, deletes of missing things succeed. Runtimes never log a spec's `env`: it holds
+//! the pod's generated secrets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Label (Docker) and Kubernetes label key every berth object carries, value `true`.
+pub const LABEL_MANAGED: &str = "berth.managed";
+/// Label holding the owning tenant.
+pub const LABEL_TENANT: &str = "berth.tenant";
+/// Label holding the pod id.
+pub const LABEL_POD: &str = "berth.pod";
+/// Label holding a hash of the workload's spec: a different hash means redeploy.
+pub const LABEL_SPEC_HASH: &str = "berth.spec-hash";
+
+/// The workload's name: the container, or the Deployment and Service.
+pub fn workload_name(pod_id: Uuid) -> String {
+    format!("berth-pod-{pod_id}")
+}
+
+/// The volume's name: the Docker volume, or the PVC.
+pub fn volume_name(pod_id: Uuid) -> String {
+    format!("berth-vol-{pod_id}")
+}
+
+/// The Kubernetes namespace of a tenant.
+pub fn namespace(tenant: &str) -> String {
+    format!("berth-{tenant}")
+}
+
+/// CPU and memory, requested and limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Resources {
+    pub cpu_request_millis: u32,
+    pub cpu_limit_millis: u32,
+    pub memory_request_mb: u32,
+    pub memory_limit_mb: u32,
+}
+
+/// How the runtime tells a pod is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HealthProbe {
+    /// An HTTP GET on the pod's port answers 2xx/3xx.
+    Http { path: String },
+    /// A command run in the container exits 0.
+    Command { command: Vec<String> },
+}
+
+/// A health check with its timing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    /// Consecutive failures before the pod counts as unhealthy.
+    pub failure_threshold: u32,
+    /// Seconds after start during which failures do not count.
+    pub start_period_secs: u32,
+}
+
+/// Kubernetes' volume access modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessMode {
+    ReadWriteOnce,
+    ReadWriteMany,
+}
+
+impl AccessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadWriteOnce => "ReadWriteOnce",
+            Self::ReadWriteMany => "ReadWriteMany",
+        }
+    }
+}
+
+/// A pod's persistent volume.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VolumeSpec {
+    pub size_mb: u32,
+    pub mount_path: String,
+    /// `None`: the platform's default class.
+    pub storage_class: Option<String>,
+    pub access_mode: AccessMode,
+}
+
+/// Everything a runtime needs to run one pod.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct WorkloadSpec {
+    pub pod_id: Uuid,
+    pub tenant: String,
+    pub service: String,
+    pub variant: String,
+    pub image: String,
+    /// Replaces the image's command when set.
+    pub command: Option<Vec<String>>,
+    pub port: u16,
+    /// Rendered environment, secrets included: never log it.
+    pub env: BTreeMap<String, String>,
+    pub resources: Resources,
+    pub health: HealthCheck,
+    pub volume: VolumeSpec,
+}
+
+impl fmt::Debug for WorkloadSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkloadSpec")
+            .field("pod_id", &self.pod_id)
+            .field("tenant", &self.tenant)
+            .field("service", &self.service)
+            .field("variant", &self.variant)
+            .field("image", &self.image)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkloadSpec {
+    pub fn workload_name(&self) -> String {
+        workload_name(self.pod_id)
+    }
+
+    pub fn volume_name(&self) -> String {
+        volume_name(self.pod_id)
+    }
+
+    /// A stable hash of everything that shapes the workload (not the replicas): a
+    /// deployed workload with another hash is replaced.
+    pub fn spec_hash(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        // FNV-1a: stable across processes and Rust versions, unlike `DefaultHasher`.
+        struct Fnv(u64);
+        impl Hasher for Fnv {
+            fn finish(&self) -> u64 {
+                self.0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                for byte in bytes {
+                    self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3);
+                }
+            }
+        }
+        let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+        self.hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+}
+
+/// What the runtime sees of a pod's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Running and passing its health check.
+    Healthy,
+    /// Running, health not known yet.
+    Starting,
+    /// Running and failing its health check, or crashing.
+    Unhealthy(String),
+    /// Scaled to zero or stopped.
+    Stopped,
+    /// No workload.
+    Missing,
+}
+
+/// A thing a runtime holds for berth.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuntimeObject {
+    pub kind: ObjectKind,
+    /// The runtime's name for it (`berth-pod-<id>`, `berth-vol-<id>`).
+    pub name: String,
+    pub tenant: Option<String>,
+    pub pod_id: Option<Uuid>,
+}
+
+/// Workloads and volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectKind {
+    Workload,
+    Volume,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workload => "workload",
+            Self::Volume => "volume",
+        }
+    }
+}
+
+/// Why a runtime call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// Worth retrying: timeouts, a lost connection, a 5xx.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help: a missing image, a refused spec.
+    #[error("{0}")]
+    Permanent(String),
+    /// The workload or volume is not there.
+    #[error("{0} does not exist")]
+    NotFound(String),
+}
+
+/// A platform that runs pods.
+#[async_trait]
+pub trait PodRuntime: Send + Sync + 'static {
+    /// `sim`, `docker`, `kubernetes`.
+    fn name(&self) -> &'static str;
+    /// Makes the pod's volume unless it exists; returns its name.
+    async fn ensure_volume(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError>;
+    /// Removes the pod's volume and its data; a missing volume is not an error.
+    async fn delete_volume(&self, tenant: &str, pod_id: Uuid) -> Result<(), RuntimeError>;
+    /// Makes or updates the workload (the volume must exist) with `replicas` (0 or 1);
+    /// an existing workload with the same spec is only scaled. Returns its name.
+    async fn deploy(&self, spec: &WorkloadSpec, replicas: u32) -> Result<String, RuntimeError>;
+    /// Restarts the running workload; the volume and its data stay.
+    async fn restart(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError>;
+    /// Sets the workload's replicas (0 or 1); the volume stays.
+    async fn scale(&self, spec: &WorkloadSpec, replicas: u32) -> Result<(), RuntimeError>;
+    /// Removes the workload; the volume stays. A missing workload is not an error.
+    async fn delete_workload(&self, tenant: &str, pod_id: Uuid) -> Result<(), RuntimeError>;
+    async fn health(&self, spec: &WorkloadSpec) -> Result<Health, RuntimeError>;
+    /// The workload's recent output, oldest first.
+    async fn logs(
+        &self,
+        tenant: &str,
+        pod_id: Uuid,
+        tail: Option<u32>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<String, RuntimeError>;
+    /// Every workload and volume berth manages on this runtime.
+    async fn inventory(&self) -> Result<Vec<RuntimeObject>, RuntimeError>;
+    /// Removes one object found by `inventory` (orphan clean-up).
+    async fn remove(&self, object: &RuntimeObject) -> Result<(), RuntimeError>;
+}

@@ -1,0 +1,136 @@
+//! Pods in tests: pod-lifecycle in this process on any runtime, with a test catalog
+//! configuration (the busybox image for Docker, a fast health check).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_pod_lifecycle::catalog::{Catalog, Overrides, Probe, Rendering};
+use berth_pod_lifecycle::health::HealthPolicy;
+use berth_pod_lifecycle::runtime::PodRuntime;
+use berth_pod_lifecycle::specs::Specs;
+use berth_pod_lifecycle::PodLifecycleConfig;
+use berth_runtime::{Runtime, Settings};
+use berth_schemas::pod::{CreatePod, PodCommand};
+use berth_schemas::{CommandReply, CommandSet, TenantId};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{meta, RunningService, TestEnv};
+
+/// The image the Docker runtime tests run (`infra/build-test-image.sh`).
+pub const TEST_IMAGE: &str = "berth/busybox:test";
+
+/// Catalog overrides that run every service as the busybox test image, healthy while
+/// its volume is mounted.
+pub fn busybox_overrides() -> Overrides {
+    let catalog = Catalog::builtin().expect("the builtin catalog");
+    let mut overrides = Overrides {
+        health_interval_secs: Some(1),
+        ..Overrides::default()
+    };
+    for (name, service) in &catalog.services {
+        overrides.images.insert(name.clone(), TEST_IMAGE.into());
+        overrides.probes.insert(
+            name.clone(),
+            Probe::Command(vec![
+                "test".into(),
+                "-d".into(),
+                service.volume.mount_path.clone(),
+            ]),
+        );
+    }
+    overrides
+}
+
+/// A pod-lifecycle configuration for tests: quick health checks and back-off.
+pub fn pod_config(overrides: Overrides) -> PodLifecycleConfig {
+    let specs = Specs {
+        catalog: Catalog::builtin().expect("the builtin catalog"),
+        overrides,
+        rendering: Rendering {
+            base_domain: "pods.test".into(),
+            secret_key: b"a test key of enough bytes".to_vec(),
+        },
+    };
+    let mut config = PodLifecycleConfig::new(specs);
+    config.health = HealthPolicy {
+        interval: Duration::from_millis(200),
+        max_restarts_per_hour: 3,
+        backoff_base: Duration::from_millis(100),
+    };
+    config
+}
+
+impl TestEnv {
+    /// pod-lifecycle in this process.
+    pub async fn pod_lifecycle(
+        &self,
+        settings: Settings,
+        runtime: Arc<dyn PodRuntime>,
+        config: PodLifecycleConfig,
+    ) -> anyhow::Result<RunningService> {
+        let shutdown = CancellationToken::new();
+        let rt =
+            Runtime::connect("pod-lifecycle", &self.connect, settings, shutdown.clone()).await?;
+        let db = rt.db.clone();
+        let task = tokio::spawn(berth_pod_lifecycle::run(rt, runtime, config));
+        self.wait_for_service("berth-pod").await?;
+        Ok(RunningService { shutdown, task, db })
+    }
+
+    /// Sends a pod command as `user:test`.
+    pub async fn send_pod(
+        &self,
+        tenant: &TenantId,
+        command: &PodCommand,
+    ) -> anyhow::Result<CommandReply> {
+        Ok(berth_runtime::client::send_command(
+            &self.client,
+            tenant,
+            "pod",
+            command.action(),
+            &meta(),
+            command.body(),
+        )
+        .await?)
+    }
+
+    /// Creates a pod of `service`/`variant`; fails if the create is rejected.
+    pub async fn create_pod(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        service: &str,
+        variant: &str,
+    ) -> anyhow::Result<Uuid> {
+        let command = PodCommand::Create(CreatePod {
+            pod_id: None,
+            name: name.into(),
+            service: service.into(),
+            variant: variant.into(),
+            subscription_id: None,
+            env: Default::default(),
+        });
+        let reply = self.send_pod(tenant, &command).await?;
+        crate::accepted_id(&reply).with_context(|| format!("create {name} was rejected: {reply:?}"))
+    }
+
+    /// Waits until `status.<tenant>.pod.<id>` reports `wanted`; returns that status.
+    pub async fn wait_pod_status(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        wanted: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let subject = berth_schemas::subjects::status_subject(tenant, "pod", &id.to_string())?;
+        berth_runtime::client::wait_for_status(
+            &self.client,
+            &subject,
+            Duration::from_secs(60),
+            |s| berth_runtime::client::status_of(s) == Some(wanted),
+        )
+        .await
+        .with_context(|| format!("pod {id} never became {wanted}"))
+    }
+}

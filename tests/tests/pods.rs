@@ -1,0 +1,431 @@
+//! Pods end to end on the sim runtime: restart keeps data, reset wipes it only when
+//! confirmed, scale and delete keep or remove the volume as asked, tenants act only on
+//! their own pods, health monitoring restarts then gives up, the 60-day grace period on a
+//! manual clock deletes what was not renewed, and orphans are found and cleaned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_pod_lifecycle::sim::SimRuntime;
+use berth_runtime::clock::{Clock, ManualClock};
+use berth_schemas::pod::{
+    DebugPods, DeletePod, EndPod, PodCommand, PodLogs, PodTarget, PodsReport, ResetPod, ScalePod,
+    DEBUG_SUBJECT, GRACE_DAYS,
+};
+use berth_schemas::schedule::{schedule_id, timer_name};
+use berth_schemas::{CommandReply, RejectionCode};
+use berth_tests::pods::pod_config;
+use berth_tests::{accepted_id, eventually, fast_settings, tenant, TestEnv};
+use chrono::{SubsecRound, Utc};
+use uuid::Uuid;
+
+const DATA: &str = "/home/node/.n8n/workflows.json";
+
+fn target(pod_id: Uuid) -> PodTarget {
+    PodTarget {
+        pod_id,
+        expected_version: None,
+    }
+}
+
+fn reset(pod_id: Uuid, confirm: bool) -> PodCommand {
+    PodCommand::Reset(ResetPod {
+        pod_id,
+        confirm,
+        expected_version: None,
+    })
+}
+
+fn delete(pod_id: Uuid, keep_volume: bool) -> PodCommand {
+    PodCommand::Delete(DeletePod {
+        pod_id,
+        keep_volume,
+        expected_version: None,
+    })
+}
+
+fn rejection_code(reply: &CommandReply) -> Option<RejectionCode> {
+    reply.rejection().map(|r| r.code)
+}
+
+#[tokio::test]
+async fn restart_keeps_the_data_reset_wipes_it_only_when_confirmed() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let sim = Arc::new(SimRuntime::default());
+    let pods = env
+        .pod_lifecycle(fast_settings(), sim.clone(), pod_config(Default::default()))
+        .await?;
+    let acme = tenant("acme");
+    let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
+    let running = env.wait_pod_status(&acme, id, "running").await?;
+    assert_eq!(running["state"]["volume_mb"], 250);
+    sim.write_file(id, DATA, "[1, 2, 3]")?;
+
+    let starts = sim.starts(id);
+    assert!(accepted_id(
+        &env.send_pod(&acme, &PodCommand::Restart(target(id)))
+            .await?
+    )
+    .is_some());
+    env.wait_pod_status(&acme, id, "running").await?;
+    assert_eq!(sim.starts(id), starts + 1, "the workload restarted");
+    assert_eq!(sim.read_file(id, DATA).as_deref(), Some("[1, 2, 3]"));
+
+    let unconfirmed = env.send_pod(&acme, &reset(id, false)).await?;
+    assert_eq!(rejection_code(&unconfirmed), Some(RejectionCode::Invalid));
+    assert_eq!(
+        sim.read_file(id, DATA).as_deref(),
+        Some("[1, 2, 3]"),
+        "nothing was wiped"
+    );
+
+    assert!(accepted_id(&env.send_pod(&acme, &reset(id, true)).await?).is_some());
+    env.wait_pod_status(&acme, id, "running").await?;
+    assert!(sim.has_volume(id), "a fresh volume");
+    assert_eq!(sim.read_file(id, DATA), None, "the data is gone");
+
+    let logs = env
+        .send_pod(
+            &acme,
+            &PodCommand::Logs(PodLogs {
+                pod_id: id,
+                tail: Some(1),
+                since: None,
+            }),
+        )
+        .await?;
+    let CommandReply::Accepted {
+        output: Some(output),
+        events,
+        ..
+    } = logs
+    else {
+        panic!("logs were refused: {logs:?}");
+    };
+    assert!(events.is_empty(), "reading logs records nothing");
+    assert_eq!(output.stdout.lines().count(), 1);
+    pods.stop().await
+}
+
+#[tokio::test]
+async fn scale_to_zero_and_delete_keep_or_remove_the_volume_as_asked() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let sim = Arc::new(SimRuntime::default());
+    let pods = env
+        .pod_lifecycle(fast_settings(), sim.clone(), pod_config(Default::default()))
+        .await?;
+    let acme = tenant("acme");
+    let kept = env.create_pod(&acme, "blog", "ghost", "basic").await?;
+    let dropped = env.create_pod(&acme, "shop", "wordpress", "free").await?;
+    env.wait_pod_status(&acme, kept, "running").await?;
+    env.wait_pod_status(&acme, dropped, "running").await?;
+    sim.write_file(kept, "/var/lib/ghost/content/post", "hello")?;
+
+    let scale = |pod_id, replicas| {
+        PodCommand::Scale(ScalePod {
+            pod_id,
+            replicas,
+            expected_version: None,
+        })
+    };
+    env.send_pod(&acme, &scale(kept, 0)).await?;
+    env.wait_pod_status(&acme, kept, "stopped").await?;
+    assert_eq!(sim.replicas(kept), Some(0));
+    env.send_pod(&acme, &scale(kept, 1)).await?;
+    env.wait_pod_status(&acme, kept, "running").await?;
+    assert_eq!(
+        sim.read_file(kept, "/var/lib/ghost/content/post")
+            .as_deref(),
+        Some("hello")
+    );
+
+    env.send_pod(&acme, &delete(kept, true)).await?;
+    env.send_pod(&acme, &delete(dropped, false)).await?;
+    env.wait_pod_status(&acme, kept, "deleted").await?;
+    env.wait_pod_status(&acme, dropped, "deleted").await?;
+    assert_eq!(sim.replicas(kept), None, "no workload left");
+    assert!(sim.has_volume(kept), "keep_volume=true keeps it");
+    assert!(!sim.has_volume(dropped), "keep_volume=false removes it");
+
+    let volumes = berth_pod_lifecycle::projection::volumes(&pods.db, Some(&acme)).await?;
+    let status_of = |id| {
+        volumes
+            .iter()
+            .find(|v| v.pod_id == id)
+            .map(|v| v.status.clone())
+    };
+    assert_eq!(status_of(kept).as_deref(), Some("kept"));
+    assert_eq!(status_of(dropped).as_deref(), Some("deleted"));
+    pods.stop().await
+}
+
+#[tokio::test]
+async fn tenants_act_only_on_their_own_pods_and_operators_on_any() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let sim = Arc::new(SimRuntime::default());
+    let pods = env
+        .pod_lifecycle(fast_settings(), sim.clone(), pod_config(Default::default()))
+        .await?;
+    let acme = tenant("acme");
+    let id = env.create_pod(&acme, "flows", "n8n", "plus").await?;
+    env.wait_pod_status(&acme, id, "running").await?;
+    let version = env.last_sequence_of(&format!("evt.*.pod.{id}")).await?;
+
+    let intruder = env
+        .send_pod(&tenant("globex"), &PodCommand::Restart(target(id)))
+        .await?;
+    assert_eq!(rejection_code(&intruder), Some(RejectionCode::Forbidden));
+    let wipe = env.send_pod(&tenant("globex"), &reset(id, true)).await?;
+    assert_eq!(rejection_code(&wipe), Some(RejectionCode::Forbidden));
+    assert_eq!(
+        env.last_sequence_of(&format!("evt.*.pod.{id}")).await?,
+        version,
+        "a refused command writes nothing"
+    );
+
+    let unknown = env
+        .send_pod(&acme, &PodCommand::Restart(target(Uuid::now_v7())))
+        .await?;
+    assert_eq!(rejection_code(&unknown), Some(RejectionCode::NotFound));
+
+    let operator = env
+        .send_pod(&tenant("system"), &PodCommand::Restart(target(id)))
+        .await?;
+    assert!(accepted_id(&operator).is_some(), "{operator:?}");
+    env.wait_pod_status(&acme, id, "running").await?;
+    let events = berth_runtime::EventStore::new(env.js.clone(), "EVENTS")
+        .read(&format!("evt.acme.pod.{id}"), 0)
+        .await?;
+    let restart = events
+        .iter()
+        .find(|e| e.meta.event_type == "berth.pod.restart_requested.v1")
+        .expect("the operator's restart is recorded on the tenant's pod");
+    assert_eq!(restart.meta.actor.as_str(), "user:test");
+    assert_eq!(restart.meta.tenant.as_str(), "acme");
+    pods.stop().await
+}
+
+#[tokio::test]
+async fn bad_pod_commands_are_refused_with_a_reason() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let pods = env
+        .pod_lifecycle(
+            fast_settings(),
+            Arc::new(SimRuntime::default()),
+            pod_config(Default::default()),
+        )
+        .await?;
+    let acme = tenant("acme");
+    let meta = berth_tests::meta();
+    let cases: [(&str, &[u8], RejectionCode); 4] = [
+        (
+            "cmd.acme.pod.create",
+            br#"{"name":"x","service":"joomla","variant":"basic"}"#,
+            RejectionCode::NotFound,
+        ),
+        (
+            "cmd.acme.pod.create",
+            br#"{"name":"x","service":"ghost","variant":"basic","replicas":3}"#,
+            RejectionCode::Invalid,
+        ),
+        ("cmd.acme.pod.create", b"{", RejectionCode::Invalid),
+        (
+            "cmd.system.pod.create",
+            br#"{"name":"x","service":"ghost","variant":"basic"}"#,
+            RejectionCode::Invalid,
+        ),
+    ];
+    for (subject, body, code) in cases {
+        let reply = env
+            .send_raw(subject, meta.to_headers(), body.to_vec())
+            .await?;
+        assert_eq!(
+            rejection_code(&reply),
+            Some(code),
+            "{subject} {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(
+        env.last_sequence_of("evt.>").await?,
+        0,
+        "nothing was written"
+    );
+    let _ = acme;
+    pods.stop().await
+}
+
+#[tokio::test]
+async fn an_unhealthy_pod_is_restarted_with_backoff_then_marked_failed() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let sim = Arc::new(SimRuntime::default());
+    let pods = env
+        .pod_lifecycle(fast_settings(), sim.clone(), pod_config(Default::default()))
+        .await?;
+    let acme = tenant("acme");
+    let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
+    env.wait_pod_status(&acme, id, "running").await?;
+    let starts = sim.starts(id);
+    sim.set_unhealthy(id, Some("HTTP 502 on /healthz"));
+    let failed = env.wait_pod_status(&acme, id, "failed").await?;
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("3 automatic restarts") && reason.contains("HTTP 502"),
+        "{reason}"
+    );
+    assert_eq!(
+        sim.starts(id),
+        starts + 3,
+        "exactly three automatic restarts"
+    );
+
+    sim.set_unhealthy(id, None);
+    env.send_pod(&acme, &PodCommand::Restart(target(id)))
+        .await?;
+    env.wait_pod_status(&acme, id, "running").await?;
+    pods.stop().await
+}
+
+#[tokio::test]
+async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() -> anyhow::Result<()>
+{
+    let env = TestEnv::start().await?;
+    let clock = Arc::new(ManualClock::starting_at(Utc::now().trunc_subsecs(0)));
+    let scheduler = env
+        .scheduler_with(
+            fast_settings(),
+            berth_scheduler::SchedulerConfig {
+                builtins: Vec::new(),
+                clock: clock.clone(),
+            },
+        )
+        .await?;
+    let sim = Arc::new(SimRuntime::default());
+    let mut config = pod_config(Default::default());
+    config.clock = clock.clone();
+    let pods = env
+        .pod_lifecycle(fast_settings(), sim.clone(), config)
+        .await?;
+    let acme = tenant("acme");
+    let expiring = env.create_pod(&acme, "flows", "n8n", "basic").await?;
+    let renewed = env.create_pod(&acme, "blog", "ghost", "basic").await?;
+    for id in [expiring, renewed] {
+        env.wait_pod_status(&acme, id, "running").await?;
+        sim.write_file(id, "/data", "precious")?;
+        let end = PodCommand::Expire(EndPod {
+            pod_id: id,
+            at: None,
+        });
+        assert!(accepted_id(&env.send_pod(&acme, &end).await?).is_some());
+    }
+    let expired = env.wait_pod_status(&acme, expiring, "expired").await?;
+    env.wait_pod_status(&acme, renewed, "expired").await?;
+    assert_eq!(sim.replicas(expiring), Some(0), "scaled to zero");
+    assert!(sim.has_volume(expiring), "the volume stays");
+
+    // The grace timer is armed for exactly sixty days after the expiry.
+    let purge_after: chrono::DateTime<Utc> =
+        serde_json::from_value(expired["state"]["purge_after"].clone())?;
+    let timer = schedule_id(
+        &acme,
+        &timer_name(&berth_schemas::pod::grace_timer_key(expiring)),
+    );
+    let next_due = eventually("the grace timer", Duration::from_secs(30), || async {
+        let rows = berth_scheduler::projection::list(&scheduler.db, Some(&acme)).await?;
+        Ok(rows
+            .into_iter()
+            .find(|r| r.id == timer)
+            .and_then(|r| r.next_due))
+    })
+    .await?;
+    assert_eq!(next_due, purge_after);
+    assert_eq!(
+        purge_after - clock.now(),
+        chrono::Duration::days(GRACE_DAYS)
+    );
+
+    // Renewed on day 30: back with its data, its timer cancelled.
+    clock.advance(chrono::Duration::days(30));
+    env.send_pod(&acme, &PodCommand::Renew(target(renewed)))
+        .await?;
+    env.wait_pod_status(&acme, renewed, "running").await?;
+    assert_eq!(sim.read_file(renewed, "/data").as_deref(), Some("precious"));
+    let renewed_timer = schedule_id(
+        &acme,
+        &timer_name(&berth_schemas::pod::grace_timer_key(renewed)),
+    );
+    eventually(
+        "the renewed pod's timer to be cancelled",
+        Duration::from_secs(30),
+        || async {
+            let rows = berth_scheduler::projection::list(&scheduler.db, Some(&acme)).await?;
+            Ok(rows
+                .into_iter()
+                .find(|r| r.id == renewed_timer && r.status == "deleted")
+                .map(|_| ()))
+        },
+    )
+    .await?;
+
+    // Day 60: the timer fires and the expired pod goes, volume and all.
+    clock.advance(chrono::Duration::days(30));
+    env.wait_pod_status(&acme, expiring, "deleted").await?;
+    assert!(
+        !sim.has_volume(expiring),
+        "the volume is deleted with the pod"
+    );
+    assert_eq!(
+        berth_pod_lifecycle::projection::get(&pods.db, renewed)
+            .await?
+            .map(|r| r.status),
+        Some("running".to_owned())
+    );
+    pods.stop().await?;
+    scheduler.stop().await
+}
+
+#[tokio::test]
+async fn pods_debug_finds_what_no_pod_owns_and_cleans_it() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let sim = Arc::new(SimRuntime::default());
+    let pods = env
+        .pod_lifecycle(fast_settings(), sim.clone(), pod_config(Default::default()))
+        .await?;
+    let acme = tenant("acme");
+    let live = env.create_pod(&acme, "flows", "n8n", "basic").await?;
+    env.wait_pod_status(&acme, live, "running").await?;
+    let stray = format!("berth-vol-{}", Uuid::now_v7());
+    sim.add_stray_volume(&stray, "acme");
+    sim.add_stray_volume("berth-vol-handmade", "acme");
+
+    let client = env.client.clone();
+    let ask = |clean_orphans| {
+        let client = client.clone();
+        async move {
+            let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
+            let reply = client.request(DEBUG_SUBJECT, body.into()).await?;
+            anyhow::Ok(serde_json::from_slice::<PodsReport>(&reply.payload)?)
+        }
+    };
+    let report = ask(false).await?;
+    let mut orphans: Vec<_> = report.orphans.iter().map(|o| o.name.clone()).collect();
+    orphans.sort();
+    let mut expected = vec![stray.clone(), "berth-vol-handmade".to_owned()];
+    expected.sort();
+    assert_eq!(orphans, expected);
+    let side = report
+        .pods
+        .iter()
+        .find(|p| p.pod_id == live)
+        .expect("the live pod");
+    assert_eq!(
+        (side.runtime_status.as_str(), side.volume_present),
+        ("healthy", true)
+    );
+
+    let cleaned = ask(true).await?;
+    assert_eq!(cleaned.removed.len(), 2);
+    assert!(ask(false).await?.orphans.is_empty());
+    assert!(sim.has_volume(live), "the live pod's volume is untouched");
+    pods.stop().await
+}
