@@ -123,12 +123,47 @@ impl TestEnv {
         id: Uuid,
         wanted: &str,
     ) -> anyhow::Result<serde_json::Value> {
+        self.wait_pod_status_after(tenant, id, wanted, 0).await
+    }
+
+    /// Sends a pod command that must be accepted and waits until the pod is `wanted` at
+    /// a version after the command's events (not a status from before it).
+    pub async fn pod_command_until(
+        &self,
+        tenant: &TenantId,
+        command: &PodCommand,
+        wanted: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let reply = self.send_pod(tenant, command).await?;
+        let CommandReply::Accepted {
+            aggregate_id,
+            version,
+            ..
+        } = reply
+        else {
+            anyhow::bail!("{} was rejected: {reply:?}", command.action());
+        };
+        self.wait_pod_status_after(tenant, aggregate_id, wanted, version + 1)
+            .await
+    }
+
+    /// Waits until the pod reports `wanted` at `min_version` or later.
+    pub async fn wait_pod_status_after(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        wanted: &str,
+        min_version: u64,
+    ) -> anyhow::Result<serde_json::Value> {
         let subject = berth_schemas::subjects::status_subject(tenant, "pod", &id.to_string())?;
         berth_runtime::client::wait_for_status(
             &self.client,
             &subject,
             Duration::from_secs(60),
-            |s| berth_runtime::client::status_of(s) == Some(wanted),
+            |s| {
+                berth_runtime::client::status_of(s) == Some(wanted)
+                    && s["version"].as_u64().unwrap_or(0) >= min_version
+            },
         )
         .await
         .with_context(|| format!("pod {id} never became {wanted}"))

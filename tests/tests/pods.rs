@@ -62,12 +62,8 @@ async fn restart_keeps_the_data_reset_wipes_it_only_when_confirmed() -> anyhow::
     sim.write_file(id, DATA, "[1, 2, 3]")?;
 
     let starts = sim.starts(id);
-    assert!(accepted_id(
-        &env.send_pod(&acme, &PodCommand::Restart(target(id)))
-            .await?
-    )
-    .is_some());
-    env.wait_pod_status(&acme, id, "running").await?;
+    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), "running")
+        .await?;
     assert_eq!(sim.starts(id), starts + 1, "the workload restarted");
     assert_eq!(sim.read_file(id, DATA).as_deref(), Some("[1, 2, 3]"));
 
@@ -79,8 +75,8 @@ async fn restart_keeps_the_data_reset_wipes_it_only_when_confirmed() -> anyhow::
         "nothing was wiped"
     );
 
-    assert!(accepted_id(&env.send_pod(&acme, &reset(id, true)).await?).is_some());
-    env.wait_pod_status(&acme, id, "running").await?;
+    env.pod_command_until(&acme, &reset(id, true), "running")
+        .await?;
     assert!(sim.has_volume(id), "a fresh volume");
     assert_eq!(sim.read_file(id, DATA), None, "the data is gone");
 
@@ -128,11 +124,11 @@ async fn scale_to_zero_and_delete_keep_or_remove_the_volume_as_asked() -> anyhow
             expected_version: None,
         })
     };
-    env.send_pod(&acme, &scale(kept, 0)).await?;
-    env.wait_pod_status(&acme, kept, "stopped").await?;
+    env.pod_command_until(&acme, &scale(kept, 0), "stopped")
+        .await?;
     assert_eq!(sim.replicas(kept), Some(0));
-    env.send_pod(&acme, &scale(kept, 1)).await?;
-    env.wait_pod_status(&acme, kept, "running").await?;
+    env.pod_command_until(&acme, &scale(kept, 1), "running")
+        .await?;
     assert_eq!(
         sim.read_file(kept, "/var/lib/ghost/content/post")
             .as_deref(),
@@ -191,8 +187,11 @@ async fn tenants_act_only_on_their_own_pods_and_operators_on_any() -> anyhow::Re
     let operator = env
         .send_pod(&tenant("system"), &PodCommand::Restart(target(id)))
         .await?;
-    assert!(accepted_id(&operator).is_some(), "{operator:?}");
-    env.wait_pod_status(&acme, id, "running").await?;
+    let CommandReply::Accepted { version, .. } = operator else {
+        panic!("the operator's restart was refused: {operator:?}");
+    };
+    env.wait_pod_status_after(&acme, id, "running", version + 1)
+        .await?;
     let events = berth_runtime::EventStore::new(env.js.clone(), "EVENTS")
         .read(&format!("evt.acme.pod.{id}"), 0)
         .await?;
@@ -280,9 +279,8 @@ async fn an_unhealthy_pod_is_restarted_with_backoff_then_marked_failed() -> anyh
     );
 
     sim.set_unhealthy(id, None);
-    env.send_pod(&acme, &PodCommand::Restart(target(id)))
+    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), "running")
         .await?;
-    env.wait_pod_status(&acme, id, "running").await?;
     pods.stop().await
 }
 
@@ -346,9 +344,8 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
 
     // Renewed on day 30: back with its data, its timer cancelled.
     clock.advance(chrono::Duration::days(30));
-    env.send_pod(&acme, &PodCommand::Renew(target(renewed)))
+    env.pod_command_until(&acme, &PodCommand::Renew(target(renewed)), "running")
         .await?;
-    env.wait_pod_status(&acme, renewed, "running").await?;
     assert_eq!(sim.read_file(renewed, "/data").as_deref(), Some("precious"));
     let renewed_timer = schedule_id(
         &acme,
