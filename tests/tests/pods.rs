@@ -426,3 +426,77 @@ async fn pods_debug_finds_what_no_pod_owns_and_cleans_it() -> anyhow::Result<()>
     assert!(sim.has_volume(live), "the live pod's volume is untouched");
     pods.stop().await
 }
+
+#[tokio::test]
+async fn the_daily_grace_sweep_purges_a_pod_whose_timer_was_lost() -> anyhow::Result<()> {
+    use berth_schemas::schedule::{TimerCommand, TimerTarget};
+    let env = TestEnv::start().await?;
+    let clock = Arc::new(ManualClock::starting_at(Utc::now().trunc_subsecs(0)));
+    let sweep_only = berth_scheduler::builtin_schedules()
+        .into_iter()
+        .filter(|s| s.name == berth_schemas::pod::GRACE_SWEEP_SCHEDULE)
+        .collect();
+    let scheduler = env
+        .scheduler_with(
+            fast_settings(),
+            berth_scheduler::SchedulerConfig {
+                builtins: sweep_only,
+                clock: clock.clone(),
+            },
+        )
+        .await?;
+    let sim = Arc::new(SimRuntime::default());
+    let mut config = pod_config(Default::default());
+    config.clock = clock.clone();
+    let pods = env
+        .pod_lifecycle(fast_settings(), sim.clone(), config)
+        .await?;
+    let acme = tenant("acme");
+    let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
+    env.wait_pod_status(&acme, id, "running").await?;
+    env.pod_command_until(
+        &acme,
+        &PodCommand::Cancel(EndPod {
+            pod_id: id,
+            at: None,
+        }),
+        "expired",
+    )
+    .await?;
+    let timer = schedule_id(&acme, &timer_name(&berth_schemas::pod::grace_timer_key(id)));
+    eventually("the grace timer", Duration::from_secs(30), || async {
+        let rows = berth_scheduler::projection::list(&scheduler.db, Some(&acme)).await?;
+        Ok(rows
+            .into_iter()
+            .find(|r| r.id == timer && r.status == "active")
+            .map(|_| ()))
+    })
+    .await?;
+    let lose_it = TimerCommand::Cancel(TimerTarget {
+        key: berth_schemas::pod::grace_timer_key(id),
+    });
+    let reply = berth_runtime::client::send_command(
+        &env.client,
+        &acme,
+        "timer",
+        "cancel",
+        &berth_tests::meta(),
+        lose_it.body(),
+    )
+    .await?;
+    assert!(accepted_id(&reply).is_some(), "{reply:?}");
+
+    clock.advance(chrono::Duration::days(GRACE_DAYS + 1));
+    env.wait_pod_status(&acme, id, "deleted").await?;
+    assert!(!sim.has_volume(id));
+    let events = berth_runtime::EventStore::new(env.js.clone(), "EVENTS")
+        .read(&format!("evt.acme.pod.{id}"), 0)
+        .await?;
+    let purge = events
+        .iter()
+        .find(|e| e.meta.event_type == "berth.pod.delete_requested.v1")
+        .expect("the sweep's delete");
+    assert_eq!(purge.meta.actor.as_str(), "service:pod-lifecycle");
+    pods.stop().await?;
+    scheduler.stop().await
+}

@@ -3,6 +3,8 @@
 //! - `up`: the whole control plane in one process (own nats-server and Postgres under
 //!   `.berth/` unless `BERTH_NATS_URL` / `BERTH_DATABASE_URL` are set).
 //! - `vm`: VM commands over NATS, reads from the `vms` projection.
+//! - `pod`, `pods`, `catalog`: app pods over NATS, reads from the `pods` projection;
+//!   pods beside their runtime and orphans; the service catalog.
 //! - `tenant`: operator commands (quotas); `server`: hosts and their capacity.
 //! - `reconcile`, `orphans`: compare the provider with the log; clean up orphans.
 //! - `audit`: who did what and when.
@@ -13,6 +15,7 @@
 mod audit;
 mod events;
 mod output;
+mod pod;
 mod reconcile;
 mod replay;
 mod schedules;
@@ -38,6 +41,15 @@ enum Command {
     /// Create, start, stop, restart, destroy, list and show VMs.
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// Create, restart, reset, scale, delete, list and show app pods; their logs.
+    #[command(subcommand)]
+    Pod(pod::PodCommand),
+    /// Operators: pods beside their runtime, orphaned workloads and volumes.
+    #[command(subcommand)]
+    Pods(pod::PodsCommand),
+    /// The service catalog: what pods can be made of.
+    #[command(subcommand)]
+    Catalog(pod::CatalogCommand),
     /// Operator commands on tenants (quotas).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
@@ -72,6 +84,9 @@ async fn main() {
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Vm(command) => vm::run(command).await,
+        Command::Pod(command) => pod::run(command).await,
+        Command::Pods(command) => pod::pods(command).await,
+        Command::Catalog(command) => pod::catalog(command),
         Command::Tenant(command) => tenant::run(command).await,
         Command::Server(command) => server::run(command).await,
         Command::Reconcile(args) => reconcile::run(args).await,

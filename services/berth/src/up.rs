@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use berth_pod_lifecycle::cli::PodArgs;
 use berth_provisioner::cli::DefaultTier;
 use berth_provisioner::demo::DemoConfig;
 use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
@@ -19,6 +20,7 @@ use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, Postgre
 use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::command::CommandMeta;
+use berth_schemas::pod::{CreatePod, PodCommand};
 use berth_schemas::usage::{LimitOverrides, SetQuota, TenantCommand, Tier};
 use berth_schemas::vm::{CreateVm, Plan, VmCommand};
 use berth_schemas::{Actor, TenantId};
@@ -63,6 +65,8 @@ pub struct UpArgs {
     /// Quota of tenants without one of their own.
     #[arg(long, env = "BERTH_DEFAULT_TIER", value_enum, default_value = "free")]
     default_tier: DefaultTier,
+    #[command(flatten)]
+    pods: PodArgs,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -178,9 +182,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         rt.for_service("scheduler"),
         berth_scheduler::SchedulerConfig::default(),
     ));
+    let mut pod_args = args.pods.clone();
+    if pod_args.secret_key_file.is_none() {
+        pod_args.secret_key_file = Some(ensure_secret_key(&dir.join("pod-secret.key"))?);
+    }
+    let (pod_runtime, pod_config) = pod_args.build().await?;
+    let pods = tokio::spawn(berth_pod_lifecycle::run(
+        rt.for_service("pod-lifecycle"),
+        pod_runtime,
+        pod_config,
+    ));
 
     if !args.no_demo {
         seed_demo(&rt.nats).await?;
+        seed_demo_pods(&rt.nats).await?;
     }
     println!();
     println!("berth is up");
@@ -207,31 +222,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  services    provisioner (vm, server, tenant commands; placement, provider reactor, reconciliation; vms, servers, audit_log projections)");
     println!("              scheduler (schedule and timer commands, the firing engine, schedules projection)");
+    println!("              pod-lifecycle (pod commands on the {:?} runtime, health monitoring, grace timers; pods projection)", args.pods.runtime);
     println!(
         "  quotas      tenants without their own get the {:?} tier (--default-tier); `berth tenant set-quota`",
         args.default_tier
     );
     if !args.no_demo {
         println!("  demo        tenant `demo` (pro, up to 10 VMs): {} VMs — `berth vm list`, `berth events tail --tenant demo`", DEMO.len());
+        println!(
+            "              and {} pods — `berth pod list`, `berth catalog list`",
+            DEMO_PODS.len()
+        );
     }
-    println!("  status      status.<tenant>.vm.<id> on NATS (stream STATUS)");
+    println!(
+        "  status      status.<tenant>.vm.<id>, status.<tenant>.pod.<id> on NATS (stream STATUS)"
+    );
     println!("Ctrl-C stops everything.");
 
-    // Either service ending (Ctrl-C, or an error) stops the other.
-    let (mut provisioner, mut scheduler) = (provisioner, scheduler);
-    let (first, second) = tokio::select! {
-        done = &mut provisioner => {
-            shutdown.cancel();
-            (done, scheduler.await)
-        }
-        done = &mut scheduler => {
-            shutdown.cancel();
-            (done, provisioner.await)
-        }
-    };
-    let outcome = first
-        .context("a service task panicked")?
-        .and(second.context("a service task panicked")?);
+    // Any service ending (Ctrl-C, or an error) stops the others.
+    let services = vec![provisioner, scheduler, pods];
+    let (first, _, rest) = futures::future::select_all(services).await;
+    shutdown.cancel();
+    let mut outcome = first.context("a service task panicked")?;
+    for other in futures::future::join_all(rest).await {
+        outcome = outcome.and(other.context("a service task panicked")?);
+    }
     rt.tasks.close();
     rt.tasks.wait().await;
     if let Some(mut server) = postgres {
@@ -241,6 +256,53 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         server.process.stop().await?;
     }
     outcome
+}
+
+/// The demo tenant's pods: `(name, service, variant)`.
+const DEMO_PODS: [(&str, &str, &str); 2] = [("flows", "n8n", "basic"), ("blog", "ghost", "basic")];
+
+/// The key pods' secrets derive from: made once (random, mode 0600) and kept, so a
+/// restart of `berth up` gives every pod the same secrets.
+fn ensure_secret_key(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
+        let key: [u8; 32] = rand::random();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.write_all(hex::encode(key).as_bytes())?;
+    }
+    Ok(path.to_path_buf())
+}
+
+/// The demo tenant's pods, once (fixed command ids).
+async fn seed_demo_pods(nats: &async_nats::Client) -> anyhow::Result<()> {
+    let tenant = TenantId::parse("demo")?;
+    let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://berth.dev/demo/pods");
+    for (name, service, variant) in DEMO_PODS {
+        let command = PodCommand::Create(CreatePod {
+            pod_id: None,
+            name: name.into(),
+            service: service.into(),
+            variant: variant.into(),
+            subscription_id: None,
+            env: Default::default(),
+        });
+        seed(
+            nats,
+            &tenant,
+            "pod",
+            "create",
+            Uuid::new_v5(&namespace, name.as_bytes()),
+            command.body(),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Sends one seeding command with a fixed id, retrying while the endpoint starts.

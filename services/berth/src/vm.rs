@@ -18,22 +18,34 @@ use crate::output::{print, print_json, Output};
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     #[command(flatten)]
-    connect: ConnectArgs,
+    pub connect: ConnectArgs,
     /// The tenant to act for.
     #[arg(long, env = "BERTH_TENANT", default_value = "demo")]
-    tenant: TenantId,
+    pub tenant: TenantId,
     /// Who is acting, as `user:<id>`.
     #[arg(long, env = "BERTH_ACTOR", default_value = "user:operator")]
     actor: Actor,
     /// Wait until the VM shows the outcome on its status subject.
     #[arg(long)]
-    wait: bool,
+    pub wait: bool,
     /// How long --wait waits, in seconds.
     #[arg(long, default_value_t = 120)]
-    timeout: u64,
+    pub timeout: u64,
     /// The command id (idempotency key); a new UUID v7 by default.
     #[arg(long)]
     command_id: Option<Uuid>,
+}
+
+impl Common {
+    /// The command's metadata: the given command id, or a new one.
+    pub fn meta(&self) -> CommandMeta {
+        let mut meta = CommandMeta::new(self.actor.clone());
+        if let Some(id) = self.command_id {
+            meta.id = id;
+            meta.correlation_id = id;
+        }
+        meta
+    }
 }
 
 #[derive(Args, Debug)]
@@ -228,11 +240,7 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         }
     };
     let nats = connect_nats("cli", &common.connect).await?;
-    let mut meta = CommandMeta::new(common.actor.clone());
-    if let Some(id) = common.command_id {
-        meta.id = id;
-        meta.correlation_id = id;
-    }
+    let meta = common.meta();
     let vm_id = command.vm_id(meta.id);
     let reply = send_command(
         &nats,

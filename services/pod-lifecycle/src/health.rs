@@ -53,7 +53,9 @@ pub struct HealthMonitor {
 
 impl HealthMonitor {
     pub async fn run(&self, rt: &Runtime) -> anyhow::Result<()> {
-        let mut ticks = tokio::time::interval(self.policy.interval);
+        // The first check after one interval: the projection is ready by then.
+        let first = tokio::time::Instant::now() + self.policy.interval;
+        let mut ticks = tokio::time::interval_at(first, self.policy.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -24,6 +24,7 @@ use berth_runtime::store::{Cause, Repository};
 use berth_runtime::{projection as projections, reactor as reactors, Runtime};
 use berth_schemas::demo::RESET_SCHEDULE;
 use berth_schemas::orphan::RECONCILE_SCHEDULE;
+use berth_schemas::pod::GRACE_SWEEP_SCHEDULE;
 use berth_schemas::schedule::{schedule_id, Action, CatchUp, SetSchedule, When};
 use berth_schemas::{Actor, TenantId};
 use uuid::Uuid;
@@ -52,8 +53,8 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// The schedules berth itself runs: reconciliation every minute and the public demo's
-/// reset at 07:00 UTC daily.
+/// The schedules berth itself runs: reconciliation every minute, the public demo's reset
+/// at 07:00 UTC daily and the pods' grace sweep at 03:00 UTC daily.
 pub fn builtin_schedules() -> Vec<SetSchedule> {
     let reconcile = SetSchedule {
         name: RECONCILE_SCHEDULE.into(),
@@ -77,7 +78,18 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
         max_catch_up: 1,
         payload: serde_json::json!({"purpose": "reset the public demo"}),
     };
-    vec![reconcile, demo_reset]
+    let grace_sweep = SetSchedule {
+        name: GRACE_SWEEP_SCHEDULE.into(),
+        when: When::Cron {
+            expression: "0 3 * * *".into(),
+            timezone: "UTC".into(),
+        },
+        action: Action::Emit,
+        catch_up: CatchUp::FireOnce,
+        max_catch_up: 1,
+        payload: serde_json::json!({"purpose": "delete pods whose 60-day grace period is over"}),
+    };
+    vec![reconcile, demo_reset, grace_sweep]
 }
 
 /// Runs the scheduler until `rt.shutdown` is cancelled.
