@@ -9,7 +9,12 @@
 //! 4. placement: N creates (64 in flight) on S simulated servers until every VM runs —
 //!    creates/s and command latency vs raw publish-acks with the same number in flight;
 //! 5. Docker: `vm.create` until running vs a bare `docker create` + `docker start` of
-//!    the same image through the same engine API (skipped when no engine answers).
+//!    the same image through the same engine API (skipped when no engine answers);
+//! 6. pods ([`pods`]): N sim pods created, restarted and reset vs raw publish-acks in
+//!    flight; Docker `pod.create` until healthy vs a bare volume + container of the same
+//!    image and health check until the engine says healthy.
+
+mod pods;
 
 use std::time::{Duration, Instant};
 
@@ -35,10 +40,11 @@ struct Args {
     placements: usize,
     servers: usize,
     docker_trips: usize,
+    pods: usize,
 }
 
 /// Commands (and raw publishes) in flight at once in the placement run.
-const IN_FLIGHT: usize = 64;
+pub(crate) const IN_FLIGHT: usize = 64;
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
@@ -48,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
         placements: 10_000,
         servers: 100,
         docker_trips: 10,
+        pods: 1000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,8 +66,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--placements" => args.placements = value,
             "--servers" => args.servers = value,
             "--docker-trips" => args.docker_trips = value,
+            "--pods" => args.pods = value,
             other => anyhow::bail!(
-                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N"
+                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N"
             ),
         }
     }
@@ -68,7 +76,7 @@ fn parse_args() -> anyhow::Result<Args> {
 }
 
 /// p50 and p99 of a set of durations, in microseconds.
-fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+pub(crate) fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let at =
         |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
@@ -206,8 +214,8 @@ async fn main() -> anyhow::Result<()> {
         env.client.server_info().version
     );
     println!(
-        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {}",
-        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips
+        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {}",
+        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods
     );
     println!();
 
@@ -324,6 +332,13 @@ async fn main() -> anyhow::Result<()> {
         Ok((berth, bare)) => row("docker create → running", berth, bare),
         Err(e) => println!("{:<28} skipped: {e:#}", "docker create → running"),
     }
+
+    pods::sim_pods(&env.js, args.pods).await?;
+    eprintln!("… docker pod create-to-healthy");
+    match pods::docker_pods(args.docker_trips).await {
+        Ok((berth, bare)) => row("docker pod create → healthy", berth, bare),
+        Err(e) => println!("{:<28} skipped: {e:#}", "docker pod create → healthy"),
+    }
     Ok(())
 }
 
@@ -404,7 +419,7 @@ async fn placement(args: &Args) -> anyhow::Result<PlacementRun> {
 }
 
 /// Raw JetStream publish-acks with IN_FLIGHT at once: (publishes/s, (p50, p99) µs).
-async fn raw_publishes_in_flight(
+pub(crate) async fn raw_publishes_in_flight(
     js: &jetstream::Context,
     n: usize,
 ) -> anyhow::Result<(f64, (f64, f64))> {
