@@ -67,6 +67,28 @@ async fn restart_keeps_the_data_reset_wipes_it_only_when_confirmed() -> anyhow::
     assert_eq!(sim.starts(id), starts + 1, "the workload restarted");
     assert_eq!(sim.read_file(id, DATA).as_deref(), Some("[1, 2, 3]"));
 
+    let update = PodCommand::UpdateConfig(berth_schemas::pod::UpdatePodConfig {
+        pod_id: id,
+        env: [("GENERIC_TIMEZONE".to_owned(), "Europe/Berlin".to_owned())].into(),
+        expected_version: None,
+    });
+    env.pod_command_until(&acme, &update, "running").await?;
+    let deployed = sim.env(id).expect("a workload");
+    assert_eq!(
+        deployed["GENERIC_TIMEZONE"], "Europe/Berlin",
+        "the override is deployed"
+    );
+    assert_eq!(
+        deployed["N8N_HOST"], "flows.acme.pods.test",
+        "the catalog's env stays"
+    );
+    assert_eq!(
+        sim.starts(id),
+        starts + 2,
+        "a new config restarts the workload"
+    );
+    assert_eq!(sim.read_file(id, DATA).as_deref(), Some("[1, 2, 3]"));
+
     let unconfirmed = env.send_pod(&acme, &reset(id, false)).await?;
     assert_eq!(rejection_code(&unconfirmed), Some(RejectionCode::Invalid));
     assert_eq!(

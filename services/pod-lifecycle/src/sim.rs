@@ -23,6 +23,7 @@ struct SimWorkload {
     pod_id: Uuid,
     replicas: u32,
     spec_hash: String,
+    env: BTreeMap<String, String>,
     starts: u32,
     log: Vec<String>,
 }
@@ -107,6 +108,14 @@ impl SimRuntime {
             .map_or(0, |w| w.starts)
     }
 
+    /// The environment the workload was last deployed with.
+    pub fn env(&self, pod_id: Uuid) -> Option<BTreeMap<String, String>> {
+        self.world()
+            .workloads
+            .get(&workload_name(pod_id))
+            .map(|w| w.env.clone())
+    }
+
     /// Makes the pod's health check fail (`Some(reason)`) or pass (`None`).
     pub fn set_unhealthy(&self, pod_id: Uuid, reason: Option<&str>) {
         let mut world = self.world();
@@ -189,11 +198,13 @@ impl PodRuntime for SimRuntime {
                 pod_id: spec.pod_id,
                 replicas: 0,
                 spec_hash: hash.clone(),
+                env: BTreeMap::new(),
                 starts: 0,
                 log: Vec::new(),
             });
         let changed = workload.spec_hash != hash;
         workload.spec_hash = hash;
+        workload.env = spec.env.clone();
         if replicas == 1 && (workload.replicas == 0 || changed) {
             started(workload, "deployed");
         }
