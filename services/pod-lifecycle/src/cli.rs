@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, Overrides, Rendering};
 use crate::docker::{DockerRuntime, DockerRuntimeConfig};
 use crate::health::HealthPolicy;
+use crate::kubernetes::KubernetesRuntime;
 use crate::runtime::PodRuntime;
 use crate::sim::SimRuntime;
 use crate::specs::Specs;
@@ -93,6 +94,9 @@ pub enum RuntimeKind {
     Sim,
     /// Containers and named volumes on the engine at `DOCKER_HOST` (or the default socket).
     Docker,
+    /// Namespaces, PVCs, Deployments and Services on the cluster of the in-cluster
+    /// config or `KUBECONFIG`.
+    Kubernetes,
 }
 
 impl PodArgs {
@@ -109,6 +113,11 @@ impl PodArgs {
                 .context(
                     "connecting to the Docker engine (is DOCKER_HOST right, is dockerd running?)",
                 )?,
+            ),
+            RuntimeKind::Kubernetes => Arc::new(
+                KubernetesRuntime::connect()
+                    .await
+                    .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?,
             ),
         };
         let secret_key = match (&self.secret_key_file, self.runtime) {

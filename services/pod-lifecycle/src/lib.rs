@@ -19,7 +19,7 @@ pub mod commands;
 pub mod debug;
 pub mod docker;
 pub mod health;
-
+pub mod kubernetes;
 pub mod pod;
 pub mod projection;
 pub mod reactor;

@@ -32,9 +32,22 @@ pub fn volume_name(pod_id: Uuid) -> String {
     format!("berth-vol-{pod_id}")
 }
 
-/// The Kubernetes namespace of a tenant.
+/// The Kubernetes namespace of a tenant: `berth-<tenant>`, or for a tenant id too long
+/// for a 63-character DNS label, its first 48 characters and a hash of the whole id.
 pub fn namespace(tenant: &str) -> String {
-    format!("berth-{tenant}")
+    const MAX: usize = 63;
+    let plain = format!("berth-{tenant}");
+    if plain.len() <= MAX {
+        return plain;
+    }
+    let hash = Uuid::new_v5(&Uuid::NAMESPACE_OID, tenant.as_bytes())
+        .simple()
+        .to_string();
+    format!(
+        "berth-{}-{}",
+        tenant[..48].trim_end_matches('-'),
+        &hash[..8]
+    )
 }
 
 /// CPU and memory, requested and limited.
@@ -241,4 +254,18 @@ pub trait PodRuntime: Send + Sync + 'static {
     async fn inventory(&self) -> Result<Vec<RuntimeObject>, RuntimeError>;
     /// Removes one object found by `inventory` (orphan clean-up).
     async fn remove(&self, object: &RuntimeObject) -> Result<(), RuntimeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_fit_a_dns_label_and_stay_distinct() {
+        assert_eq!(namespace("acme"), "berth-acme");
+        let long = "a".repeat(63);
+        let other = format!("{}b", "a".repeat(62));
+        assert!(namespace(&long).len() <= 63);
+        assert_ne!(namespace(&long), namespace(&other));
+    }
 }

@@ -18,11 +18,12 @@ use tokio::process::{Child, Command};
 use crate::error::{Error, Result};
 
 /// Stops the wrapped server when the starting process (`$BERTH_PARENT`) is gone, and
-/// stops it with SIGINT (graceful for nats-server, fast for Postgres) on SIGTERM.
+/// stops it with SIGINT (graceful for nats-server, fast for Postgres) on SIGTERM; then
+/// removes `$BERTH_REMOVE_AFTER` if set (the data of a throw-away server).
 /// The server may run under `runuser`, which does not pass SIGINT on: the signal goes to
 /// the child's own children too (`pkill -P`).
 const WATCHDOG: &str = r#""$@" & child=$!
-stop() { pkill -INT -P $child 2>/dev/null; kill -INT $child 2>/dev/null; wait $child; }
+stop() { pkill -INT -P $child 2>/dev/null; kill -INT $child 2>/dev/null; wait $child; [ -n "$BERTH_REMOVE_AFTER" ] && rm -rf "$BERTH_REMOVE_AFTER"; }
 trap 'stop; exit 0' TERM INT
 while kill -0 "$BERTH_PARENT" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.2; done
 stop"#;
@@ -40,6 +41,7 @@ impl DevProcess {
         args: &[String],
         log: &Path,
         run_as: Option<&str>,
+        remove_after: Option<&Path>,
     ) -> Result<Self> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -55,6 +57,12 @@ impl DevProcess {
             .arg(program)
             .args(args)
             .env("BERTH_PARENT", std::process::id().to_string())
+            .env(
+                "BERTH_REMOVE_AFTER",
+                remove_after
+                    .map(|dir| dir.display().to_string())
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(
                 log_file
@@ -190,6 +198,7 @@ impl NatsServer {
             &["-c".into(), config_path.display().to_string()],
             &log,
             None,
+            None,
         )?;
         wait_for_port("nats-server", options.port, &mut process, &log).await?;
         Ok(Self {
@@ -208,6 +217,7 @@ pub struct PostgresOptions {
     /// The directory holding `initdb` and `postgres`.
     pub bin_dir: PathBuf,
     /// Trade durability for speed (tests): no fsync, no synchronous commit.
+    /// (Also: the directory is removed once the server stops.)
     pub ephemeral: bool,
 }
 
@@ -332,6 +342,7 @@ impl Postgres {
             &args,
             &log,
             run_as,
+            options.ephemeral.then_some(dir),
         )?;
         wait_for_port("postgres", options.port, &mut process, &log).await?;
         let server = Self {
