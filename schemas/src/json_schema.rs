@@ -48,6 +48,50 @@ pub fn all() -> Vec<(String, Schema)> {
         ("cmd.pod.purge.json".to_owned(), schema_for!(PurgePod)),
         ("cmd.pod.logs.json".to_owned(), schema_for!(PodLogs)),
         ("cmd.pods.debug.json".to_owned(), schema_for!(DebugPods)),
+        (
+            "cmd.account.open.json".to_owned(),
+            schema_for!(crate::billing::OpenAccount),
+        ),
+        (
+            "cmd.account.update_contact.json".to_owned(),
+            schema_for!(crate::billing::UpdateContact),
+        ),
+        (
+            "cmd.account.set_tier.json".to_owned(),
+            schema_for!(crate::billing::SetTier),
+        ),
+        (
+            "cmd.account.close.json".to_owned(),
+            schema_for!(crate::billing::CloseAccount),
+        ),
+        (
+            "cmd.payment.record.json".to_owned(),
+            schema_for!(crate::billing::RecordPayment),
+        ),
+        (
+            "cmd.subscription.create.json".to_owned(),
+            schema_for!(crate::billing::CreateSubscription),
+        ),
+        (
+            "cmd.subscription.target.json".to_owned(),
+            schema_for!(crate::billing::SubscriptionTarget),
+        ),
+        (
+            "cmd.subscription.cancel.json".to_owned(),
+            schema_for!(crate::billing::CancelSubscription),
+        ),
+        (
+            "cmd.billing.run_invoices.json".to_owned(),
+            schema_for!(crate::billing::RunInvoices),
+        ),
+        (
+            "cmd.billing.meter.json".to_owned(),
+            schema_for!(crate::billing::RunMeter),
+        ),
+        (
+            "cmd.billing.check_overdue.json".to_owned(),
+            schema_for!(crate::billing::CheckOverdue),
+        ),
         ("reply.pods.debug.json".to_owned(), schema_for!(PodsReport)),
         ("cmd.schedule.set.json".to_owned(), schema_for!(SetSchedule)),
         (
@@ -74,6 +118,11 @@ pub fn all() -> Vec<(String, Schema)> {
             .chain(ScheduleEvent::json_schemas())
             .chain(DemoEvent::json_schemas())
             .chain(PodEvent::json_schemas())
+            .chain(crate::billing::AccountEvent::json_schemas())
+            .chain(crate::billing::MeterEvent::json_schemas())
+            .chain(crate::billing::SubscriptionEvent::json_schemas())
+            .chain(crate::billing::InvoiceEvent::json_schemas())
+            .chain(crate::suspension::SuspensionEvent::json_schemas())
             .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
     );
     files

@@ -6,6 +6,8 @@
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
 //! - [`command`]: command metadata, replies and typed rejections.
 //! - [`vm`]: the VM commands and events.
+//! - [`suspension`]: what the provisioner and pod-lifecycle stopped for a suspended account.
+//! - [`billing`]: accounts, subscriptions, payments, metered usage and invoices.
 //! - [`demo`]: the public demo's daily reset (`evt.<tenant>.demo.<id>`).
 //! - [`orphan`]: reconciliation requests and reports, machines no VM owns.
 //! - [`pod`]: app pods from the catalog with their volumes (`cmd.<tenant>.pod.*`).
@@ -18,6 +20,7 @@
 //! `deny_unknown_fields` and bounds checks; `vm::VmEvent` maps every event to its
 //! `ce-type` and back.
 
+pub mod billing;
 pub mod command;
 pub mod demo;
 pub mod envelope;
@@ -29,6 +32,7 @@ pub mod pod;
 pub mod schedule;
 pub mod server;
 pub mod subjects;
+pub mod suspension;
 pub mod usage;
 pub mod vm;
 

@@ -10,6 +10,7 @@
 //!
 //! Worked example: `tests/vm_lifecycle.rs`.
 
+pub mod billing;
 pub mod pods;
 pub mod wait;
 

@@ -5,6 +5,8 @@
 //! - `vm`: VM commands over NATS, reads from the `vms` projection.
 //! - `pod`, `pods`, `catalog`: app pods over NATS, reads from the `pods` projection;
 //!   pods beside their runtime and orphans; the service catalog.
+//! - `billing`: accounts, subscriptions, payments; usage and invoices from the `billing`
+//!   projection; the operators' runs.
 //! - `tenant`: operator commands (quotas); `server`: hosts and their capacity.
 //! - `reconcile`, `orphans`: compare the provider with the log; clean up orphans.
 //! - `audit`: who did what and when.
@@ -13,6 +15,7 @@
 //! - `status`: projection positions and faults.
 
 mod audit;
+mod billing;
 mod events;
 mod output;
 mod pod;
@@ -50,6 +53,9 @@ enum Command {
     /// The service catalog: what pods can be made of.
     #[command(subcommand)]
     Catalog(pod::CatalogCommand),
+    /// Accounts, subscriptions, payments, usage and invoices; operators' billing runs.
+    #[command(subcommand)]
+    Billing(billing::BillingCommandLine),
     /// Operator commands on tenants (quotas).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
@@ -87,6 +93,7 @@ async fn main() {
         Command::Pod(command) => pod::run(command).await,
         Command::Pods(command) => pod::pods(command).await,
         Command::Catalog(command) => pod::catalog(command),
+        Command::Billing(command) => billing::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,
         Command::Server(command) => server::run(command).await,
         Command::Reconcile(args) => reconcile::run(args).await,

@@ -222,6 +222,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  services    provisioner (vm, server, tenant commands; placement, provider reactor, reconciliation; vms, servers, audit_log projections)");
     println!("              scheduler (schedule and timer commands, the firing engine, schedules projection)");
+    println!("              billing (accounts, subscriptions, payments; hourly metering, monthly invoices, overdue suspension; billing projection)");
     println!("              pod-lifecycle (pod commands on the {:?} runtime, health monitoring, grace timers; pods projection)", args.pods.runtime);
     println!(
         "  quotas      tenants without their own get the {:?} tier (--default-tier); `berth tenant set-quota`",
@@ -240,7 +241,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Ctrl-C stops everything.");
 
     // Any service ending (Ctrl-C, or an error) stops the others.
-    let services = vec![provisioner, scheduler, pods];
+    let billing = tokio::spawn(berth_billing::run(
+        rt.for_service("billing"),
+        berth_billing::BillingConfig::new(
+            berth_billing::prices::PriceList::builtin().context("loading the price list")?,
+        ),
+    ));
+    let services = vec![provisioner, scheduler, pods, billing];
     let (first, _, rest) = futures::future::select_all(services).await;
     shutdown.cancel();
     let mut outcome = first.context("a service task panicked")?;

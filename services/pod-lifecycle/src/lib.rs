@@ -8,7 +8,9 @@
 //!   [`kubernetes`] implement it.
 //! - [`reactor`]: drives the runtime and keeps each pod's grace timer at the scheduler;
 //!   [`health`]: health monitoring with automatic restarts; [`sweep`]: the daily grace
-//!   sweep; [`debug`]: pods beside the runtime, orphans.
+//!   sweep; [`debug`]: pods beside the runtime, orphans; [`suspension`]: a suspended
+//!   account's pods scaled to 0 and back; [`subscriptions`]: pods follow their
+//!   subscription (expired, cancelled, renewed).
 //! - [`commands`]: `cmd.<tenant>.pod.*`; [`projection`]: `pods` and `volumes`.
 //!
 //! [`run`] serves all of it until shutdown.
@@ -26,6 +28,8 @@ pub mod reactor;
 pub mod runtime;
 pub mod sim;
 pub mod specs;
+pub mod subscriptions;
+pub mod suspension;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -104,6 +108,15 @@ pub async fn run(
         specs,
         db: rt.db.clone(),
     };
+    let on_account = Arc::new(suspension::OnAccount {
+        pods: pods.clone(),
+        suspensions: Repository::new(rt.store.clone(), rt.service),
+        clock: config.clock.clone(),
+    });
+    let on_subscription = Arc::new(subscriptions::OnSubscription {
+        pods: pods.clone(),
+        clock: config.clock.clone(),
+    });
     let sweep = Arc::new(GraceSweep {
         pods,
         db: rt.db.clone(),
@@ -118,6 +131,8 @@ pub async fn run(
         serve_commands(&rt, commands),
         reactors::run(&rt, reactor),
         reactors::run(&rt, sweep),
+        reactors::run(&rt, on_account),
+        reactors::run(&rt, on_subscription),
         projections::run(&rt, Arc::new(PodsProjection)),
         side_tasks,
     )?;

@@ -11,6 +11,9 @@
 //! - [`server`]: hosts and their capacity; [`placement`]: best fit, allocated in the
 //!   same atomic append as the VM's `placed`; [`servers_projection`]: `servers`.
 //!
+//! - [`suspension`]: stops a suspended tenant's VMs and starts them on resumption; an
+//!   account's tier sets the tenant's quota.
+//!
 //! [`run`] serves `cmd.*.vm.*`, `cmd.system.tenant.*` and `cmd.system.server.*`, runs
 //! the reactor and the `vms`, `servers` and `audit_log` projections until shutdown.
 
@@ -26,6 +29,7 @@ pub mod reconcile;
 pub mod server;
 pub mod servers_projection;
 pub mod sim;
+pub mod suspension;
 pub mod usage;
 pub mod vm;
 
@@ -118,6 +122,11 @@ pub async fn run(
         .demo
         .clone()
         .map(|demo| Arc::new(DemoReset::new(demo, repos.vms.clone(), rt.nats.clone())));
+    let on_account = Arc::new(suspension::OnAccount {
+        vms: repos.vms.clone(),
+        usage: repos.usage.clone(),
+        suspensions: Repository::new(rt.store.clone(), rt.service),
+    });
     let reactor = Arc::new(VmReactor::new(repos, provider, config.concurrency));
     let resetting_demo = async {
         match demo_reset {
@@ -143,6 +152,7 @@ pub async fn run(
         serve_commands(&rt, tenant_handler),
         serve_commands(&rt, server_handler),
         reactors::run(&rt, reactor),
+        reactors::run(&rt, on_account),
         projections::run(&rt, Arc::new(VmsProjection)),
         projections::run(&rt, Arc::new(ServersProjection)),
         projections::run(&rt, Arc::new(AuditLog)),

@@ -204,6 +204,22 @@ impl EventStore {
         Ok(ids)
     }
 
+    /// Every aggregate of `kind` of every tenant, by tenant and id, from the subject index.
+    pub async fn all_aggregates(&self, kind: &str) -> Result<Vec<(TenantId, Uuid)>> {
+        let subjects = self.subjects(&format!("evt.*.{kind}.*")).await?;
+        let mut found: Vec<(TenantId, Uuid)> = subjects
+            .iter()
+            .filter_map(|subject| {
+                let mut tokens = subject.split('.').skip(1);
+                let tenant = TenantId::parse(tokens.next()?).ok()?;
+                let id = Uuid::parse_str(tokens.nth(1)?).ok()?;
+                Some((tenant, id))
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     /// The tenant an aggregate belongs to, if it exists (from the subject index).
     pub async fn tenant_of(&self, kind: &str, id: Uuid) -> Result<Option<TenantId>> {
         let subjects = self

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use berth_runtime::commands::{execute_with, serve as serve_commands, CommandHandler};
 use berth_runtime::store::{Cause, Repository};
 use berth_runtime::{projection as projections, reactor as reactors, Runtime};
+use berth_schemas::billing::{INVOICING_SCHEDULE, METERING_SCHEDULE, OVERDUE_SCHEDULE};
 use berth_schemas::demo::RESET_SCHEDULE;
 use berth_schemas::orphan::RECONCILE_SCHEDULE;
 use berth_schemas::pod::GRACE_SWEEP_SCHEDULE;
@@ -54,7 +55,9 @@ impl Default for SchedulerConfig {
 }
 
 /// The schedules berth itself runs: reconciliation every minute, the public demo's reset
-/// at 07:00 UTC daily and the pods' grace sweep at 03:00 UTC daily.
+/// at 07:00 UTC daily, the pods' grace sweep at 03:00 UTC daily, and billing's metering
+/// (hourly, five minutes past: the hour before is settled), invoicing (00:00 UTC on the
+/// 1st) and overdue check (06:00 UTC daily).
 pub fn builtin_schedules() -> Vec<SetSchedule> {
     let reconcile = SetSchedule {
         name: RECONCILE_SCHEDULE.into(),
@@ -89,7 +92,40 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
         max_catch_up: 1,
         payload: serde_json::json!({"purpose": "delete pods whose 60-day grace period is over"}),
     };
-    vec![reconcile, demo_reset, grace_sweep]
+    let billing = [
+        (
+            METERING_SCHEDULE,
+            "5 * * * *",
+            CatchUp::FireOnce,
+            "meter the VMs' last hour",
+        ),
+        (
+            INVOICING_SCHEDULE,
+            "0 0 1 * *",
+            CatchUp::FireOnce,
+            "issue last month's invoices",
+        ),
+        (
+            OVERDUE_SCHEDULE,
+            "0 6 * * *",
+            CatchUp::FireOnce,
+            "mark overdue invoices, suspend accounts past the grace",
+        ),
+    ]
+    .map(|(name, expression, catch_up, purpose)| SetSchedule {
+        name: name.into(),
+        when: When::Cron {
+            expression: expression.into(),
+            timezone: "UTC".into(),
+        },
+        action: Action::Emit,
+        catch_up,
+        max_catch_up: 1,
+        payload: serde_json::json!({ "purpose": purpose }),
+    });
+    let mut all = vec![reconcile, demo_reset, grace_sweep];
+    all.extend(billing);
+    all
 }
 
 /// Runs the scheduler until `rt.shutdown` is cancelled.

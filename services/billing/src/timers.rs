@@ -1,0 +1,95 @@
+//! Keeps each subscription's period-end timer at the scheduler: set on `created` and
+//! `renewed` (the same key replaces it), cancelled on `expired`. The timer sends
+//! `cmd.<tenant>.subscription.expire`, which the subscription decides on: after a
+//! renewal its period end has moved and a stale fire ends nothing.
+
+use async_trait::async_trait;
+use berth_runtime::client::send_command;
+use berth_runtime::reactor::{ReactError, Reactor};
+use berth_runtime::store::StoredEvent;
+use berth_schemas::billing::{subscription_timer_key, SubscriptionEvent, SubscriptionTarget};
+use berth_schemas::command::CommandMeta;
+use berth_schemas::schedule::{Action, SetTimer, TimerCommand, TimerTarget, TIMER_COMMANDS};
+use berth_schemas::subjects::event_filter;
+use berth_schemas::{Actor, CommandReply, CommandSet, RejectionCode};
+use uuid::Uuid;
+
+/// Sets and cancels subscription timers.
+pub struct SubscriptionTimers {
+    pub nats: async_nats::Client,
+}
+
+#[async_trait]
+impl Reactor for SubscriptionTimers {
+    fn name(&self) -> String {
+        "billing-subscription-timers".into()
+    }
+
+    fn filter_subjects(&self) -> Vec<String> {
+        vec![event_filter(berth_schemas::billing::SUBSCRIPTION)]
+    }
+
+    async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
+        let decoded: SubscriptionEvent = event
+            .decode()
+            .map_err(|e| ReactError::Permanent(e.to_string()))?;
+        let subscription_id = event.meta.subject;
+        let key = subscription_timer_key(subscription_id);
+        let period_end = match &decoded {
+            SubscriptionEvent::Created(created) => Some(created.period_end),
+            SubscriptionEvent::Renewed(renewed) => Some(renewed.period_end),
+            SubscriptionEvent::Expired(_) => None,
+            SubscriptionEvent::Cancelled(_) => return Ok(()),
+        };
+        let command = match period_end {
+            Some(at) => TimerCommand::Set(SetTimer {
+                key,
+                at: Some(at),
+                after_secs: None,
+                action: Action::Command {
+                    tenant: event.meta.tenant.clone(),
+                    aggregate: berth_schemas::billing::SUBSCRIPTION.into(),
+                    action: "expire".into(),
+                    body: serde_json::to_value(SubscriptionTarget { subscription_id })
+                        .expect("commands are plain data"),
+                },
+                payload: serde_json::json!({"subscription_id": subscription_id}),
+            }),
+            None => TimerCommand::Cancel(TimerTarget { key }),
+        };
+        let meta = CommandMeta {
+            id: Uuid::new_v5(&event.meta.id, b"timer"),
+            actor: Actor::service("billing"),
+            correlation_id: event.meta.correlation_id,
+            traceparent: event.meta.traceparent.clone(),
+        };
+        let reply = send_command(
+            &self.nats,
+            &event.meta.tenant,
+            TIMER_COMMANDS,
+            command.action(),
+            &meta,
+            command.body(),
+        )
+        .await
+        .map_err(|e| ReactError::Transient(e.to_string()))?;
+        match reply {
+            CommandReply::Accepted { .. } => Ok(()),
+            CommandReply::Rejected(rejection)
+                if matches!(command, TimerCommand::Cancel(_))
+                    && matches!(
+                        rejection.code,
+                        RejectionCode::NotFound | RejectionCode::InvalidState
+                    ) =>
+            {
+                Ok(())
+            }
+            CommandReply::Rejected(rejection) if rejection.code == RejectionCode::Unavailable => {
+                Err(ReactError::Transient(rejection.to_string()))
+            }
+            CommandReply::Rejected(rejection) => Err(ReactError::Permanent(format!(
+                "the scheduler refused the subscription timer: {rejection}"
+            ))),
+        }
+    }
+}
