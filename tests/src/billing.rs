@@ -95,7 +95,11 @@ impl TestEnv {
     /// Sends an operator run to `cmd.system.billing.<action>` and returns its JSON report.
     pub async fn billing_run(&self, command: &BillingCommand) -> anyhow::Result<serde_json::Value> {
         let subject = format!("cmd.system.billing.{}", command.action());
-        let reply = self.client.request(subject, command.body().into()).await?;
+        // Metering a month of many VMs takes longer than the client's default timeout.
+        let request = async_nats::Request::new()
+            .payload(command.body().into())
+            .timeout(Some(std::time::Duration::from_secs(900)));
+        let reply = self.client.send_request(subject, request).await?;
         let value: serde_json::Value = serde_json::from_slice(&reply.payload)?;
         if value.get("code").is_some() && value.get("message").is_some() {
             anyhow::bail!("billing refused: {value}");

@@ -19,11 +19,14 @@ use berth_schemas::subjects::event_subject;
 use berth_schemas::vm::{Plan, VmEvent};
 use berth_schemas::{Actor, Rejection, TenantId};
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use futures::StreamExt;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 /// At most this many records per append (one atomic batch).
 const RECORDS_PER_APPEND: usize = 500;
+/// VMs metered at once.
+const VMS_AT_ONCE: usize = 32;
 
 /// The hours of a VM that are recorded.
 #[derive(Debug, Clone, Default)]
@@ -194,14 +197,18 @@ impl Metering {
     pub async fn meter_until(&self, until: DateTime<Utc>) -> anyhow::Result<MeteringReport> {
         let store = self.meters.store();
         let vms = store.all_aggregates(berth_schemas::vm::AGGREGATE).await?;
-        let mut report = MeteringReport {
-            vms: vms.len(),
-            records: 0,
-        };
-        for (tenant, vm_id) in vms {
-            report.records += self.meter_vm(&tenant, vm_id, until).await?;
-        }
-        Ok(report)
+        let count = vms.len();
+        let recorded: Vec<usize> = futures::stream::iter(vms)
+            .map(|(tenant, vm_id)| async move { self.meter_vm(&tenant, vm_id, until).await })
+            .buffer_unordered(VMS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
+        Ok(MeteringReport {
+            vms: count,
+            records: recorded.into_iter().sum(),
+        })
     }
 
     async fn meter_vm(

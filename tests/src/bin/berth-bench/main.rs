@@ -12,8 +12,11 @@
 //!    the same image through the same engine API (skipped when no engine answers);
 //! 6. pods ([`pods`]): N sim pods created, restarted and reset vs raw publish-acks in
 //!    flight; Docker `pod.create` until healthy vs a bare volume + container of the same
-//!    image and health check until the engine says healthy.
+//!    image and health check until the engine says healthy;
+//! 7. billing ([`billing`]): N VMs over a simulated month metered and invoiced, next to
+//!    raw publish-acks in flight.
 
+mod billing;
 mod pods;
 
 use std::time::{Duration, Instant};
@@ -41,6 +44,7 @@ struct Args {
     servers: usize,
     docker_trips: usize,
     pods: usize,
+    billing_vms: usize,
 }
 
 /// Commands (and raw publishes) in flight at once in the placement run.
@@ -55,6 +59,7 @@ fn parse_args() -> anyhow::Result<Args> {
         servers: 100,
         docker_trips: 10,
         pods: 1000,
+        billing_vms: 2_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,8 +72,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--servers" => args.servers = value,
             "--docker-trips" => args.docker_trips = value,
             "--pods" => args.pods = value,
+            "--billing-vms" => args.billing_vms = value,
             other => anyhow::bail!(
-                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N"
+                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N"
             ),
         }
     }
@@ -182,7 +188,7 @@ async fn generate(store: &EventStore, vms: usize) -> anyhow::Result<()> {
 }
 
 /// Reads every VM event with a raw ordered consumer; returns (events, events/s).
-async fn raw_read_rate(js: &jetstream::Context) -> anyhow::Result<(u64, f64)> {
+pub(crate) async fn raw_read_rate(js: &jetstream::Context) -> anyhow::Result<(u64, f64)> {
     let stream = js.get_stream("EVENTS").await?;
     let mut consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
@@ -214,8 +220,8 @@ async fn main() -> anyhow::Result<()> {
         env.client.server_info().version
     );
     println!(
-        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {}",
-        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods
+        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {}",
+        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms
     );
     println!();
 
@@ -339,6 +345,8 @@ async fn main() -> anyhow::Result<()> {
         Ok((berth, bare)) => row("docker pod create → healthy", berth, bare),
         Err(e) => println!("{:<28} skipped: {e:#}", "docker pod create → healthy"),
     }
+    eprintln!("… billing");
+    billing::billing(&env.js, args.billing_vms).await?;
     Ok(())
 }
 
