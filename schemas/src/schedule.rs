@@ -94,6 +94,15 @@ pub struct SetSchedule {
     /// Carried into every `schedule.fired`.
     #[serde(default)]
     pub payload: serde_json::Value,
+    /// Spread fires over up to this many seconds after each due time (0 to 3600,
+    /// default 0): many schedules due at the same minute do not all fire at once. Each
+    /// due time's delay is fixed (derived from the name and the due time).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_secs: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 fn emit() -> Action {
@@ -171,6 +180,9 @@ impl ScheduleCommand {
         validate_slug("schedule name", self.name(), 63)
             .map_err(|e| Rejection::invalid(e.to_string()))?;
         if let Self::Create(set) | Self::Update(set) = self {
+            if set.jitter_secs > 3600 {
+                return Err(Rejection::invalid("jitter_secs is at most 3600"));
+            }
             if set.max_catch_up == 0 || set.max_catch_up > 10_000 {
                 return Err(Rejection::invalid(
                     "max_catch_up must be between 1 and 10000",
@@ -301,6 +313,8 @@ pub struct ScheduleSet {
     pub catch_up: CatchUp,
     pub max_catch_up: u32,
     pub payload: serde_json::Value,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_secs: u32,
     /// Due times are counted from here.
     pub since: DateTime<Utc>,
 }

@@ -61,6 +61,7 @@ fn every_second(name: &str, catch_up: CatchUp) -> SetSchedule {
         action: Action::Emit,
         catch_up,
         max_catch_up: 100,
+        jitter_secs: 0,
         payload: serde_json::json!({"job": name}),
     }
 }

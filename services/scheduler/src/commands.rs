@@ -84,6 +84,7 @@ impl CommandService for TimerCommands {
                         action: set.action.clone(),
                         catch_up: berth_schemas::schedule::CatchUp::FireOnce,
                         max_catch_up: 1,
+                        jitter_secs: 0,
                         payload: set.payload.clone(),
                     };
                     schedule

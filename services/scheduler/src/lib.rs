@@ -68,6 +68,7 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
         action: Action::Emit,
         catch_up: CatchUp::Skip,
         max_catch_up: 1,
+        jitter_secs: 0,
         payload: serde_json::json!({"purpose": "compare providers with the log"}),
     };
     let demo_reset = SetSchedule {
@@ -79,6 +80,7 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
         action: Action::Emit,
         catch_up: CatchUp::FireOnce,
         max_catch_up: 1,
+        jitter_secs: 0,
         payload: serde_json::json!({"purpose": "reset the public demo"}),
     };
     let grace_sweep = SetSchedule {
@@ -90,6 +92,7 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
         action: Action::Emit,
         catch_up: CatchUp::FireOnce,
         max_catch_up: 1,
+        jitter_secs: 0,
         payload: serde_json::json!({"purpose": "delete pods whose 60-day grace period is over"}),
     };
     let billing = [
@@ -121,6 +124,7 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
         action: Action::Emit,
         catch_up,
         max_catch_up: 1,
+        jitter_secs: 0,
         payload: serde_json::json!({ "purpose": purpose }),
     });
     let mut all = vec![reconcile, demo_reset, grace_sweep];

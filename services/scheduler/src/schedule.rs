@@ -123,6 +123,7 @@ impl Schedule {
                     && spec.catch_up == set.catch_up
                     && spec.max_catch_up == set.max_catch_up
                     && spec.payload == set.payload
+                    && spec.jitter_secs == set.jitter_secs
             });
             return if same {
                 Ok(Vec::new())
@@ -146,6 +147,7 @@ impl Schedule {
             catch_up: set.catch_up,
             max_catch_up: set.max_catch_up,
             payload: set.payload.clone(),
+            jitter_secs: set.jitter_secs,
             since: now,
         })])
     }
@@ -206,11 +208,22 @@ impl Schedule {
             .flatten()
             .max()
             .unwrap_or(spec.since - chrono::Duration::milliseconds(1));
-        let late = |at: DateTime<Utc>| at < started || now - at > ON_TIME;
+        let jitter = |at: DateTime<Utc>| jitter_of(spec, at);
+        let late = |at: DateTime<Utc>| {
+            let fires_at = at + jitter(at);
+            fires_at < started || now - fires_at > ON_TIME
+        };
         // Bounded: a long downtime of a frequent schedule has more missed times than
         // any policy keeps.
         let recent = timing.due_between(from, now, spec.max_catch_up as usize + 16);
-        let (missed, on_time): (Vec<_>, Vec<_>) = recent.into_iter().partition(|at| late(*at));
+        // A due time whose jitter has not passed yet waits (and so do the ones after it).
+        let ready = recent
+            .iter()
+            .take_while(|at| **at + jitter(**at) <= now)
+            .count();
+        let waiting = recent.get(ready).map(|at| *at + jitter(*at));
+        let (missed, on_time): (Vec<_>, Vec<_>) =
+            recent[..ready].iter().copied().partition(|at| late(*at));
         let keep_missed = match spec.catch_up {
             CatchUp::Skip => 0,
             CatchUp::FireOnce => 1,
@@ -222,8 +235,22 @@ impl Schedule {
             .map(|at| (*at, true))
             .collect();
         due.extend(on_time.into_iter().map(|at| (at, false)));
-        (due, timing.next_after(now))
+        let next = timing.next_after(now).map(|at| at + jitter(at));
+        (due, [waiting, next].into_iter().flatten().min())
     }
+}
+
+/// How long after `due_at` a schedule with jitter fires: fixed per name and due time.
+pub fn jitter_of(spec: &ScheduleSet, due_at: DateTime<Utc>) -> chrono::Duration {
+    if spec.jitter_secs == 0 {
+        return chrono::Duration::zero();
+    }
+    let seed = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{}@{}", spec.name, due_at.to_rfc3339()).as_bytes(),
+    );
+    let millis = seed.as_u128() % (u128::from(spec.jitter_secs) * 1000);
+    chrono::Duration::milliseconds(millis as i64)
 }
 
 /// The due times to fire now (each with whether it is a catch-up fire) and the next
@@ -253,6 +280,7 @@ mod tests {
             catch_up,
             max_catch_up: 3,
             payload: serde_json::Value::Null,
+            jitter_secs: 0,
         };
         let mut schedule = Schedule::default();
         for event in schedule
@@ -273,6 +301,30 @@ mod tests {
             schedule.apply(&event);
         }
         schedule
+    }
+
+    #[test]
+    fn jitter_delays_each_fire_by_a_fixed_share_of_its_bound() {
+        let mut schedule = every_second(CatchUp::Skip);
+        if let Some(spec) = &mut schedule.spec {
+            spec.jitter_secs = 1;
+        }
+        let spec = schedule.spec.clone().unwrap();
+        let due_at = utc("2026-01-01T00:00:05Z");
+        let delay = jitter_of(&spec, due_at);
+        assert!(delay < chrono::Duration::seconds(1));
+        assert_eq!(delay, jitter_of(&spec, due_at), "the same on every replica");
+        let started = utc("2026-01-01T00:00:00Z");
+        let before = due_at + delay - chrono::Duration::milliseconds(1);
+        let (due, next) = schedule.due(before, Some(utc("2026-01-01T00:00:04.999Z")), started);
+        assert!(due.is_empty(), "not before its jitter: {due:?}");
+        assert_eq!(next, Some(due_at + delay));
+        let (due, _) = schedule.due(
+            due_at + delay,
+            Some(utc("2026-01-01T00:00:04.999Z")),
+            started,
+        );
+        assert_eq!(due, vec![(due_at, false)]);
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //!    flight; Docker `pod.create` until healthy vs a bare volume + container of the same
 //!    image and health check until the engine says healthy;
 //! 7. billing ([`billing`]): N VMs over a simulated month metered and invoiced, next to
-//!    raw publish-acks in flight.
+//!    raw publish-acks in flight;
+//! 8. timers ([`timers`]): N one-shot timers due within a minute: lateness and fires/s.
 
 mod billing;
 mod pods;
+mod timers;
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,7 @@ struct Args {
     docker_trips: usize,
     pods: usize,
     billing_vms: usize,
+    timers: usize,
 }
 
 /// Commands (and raw publishes) in flight at once in the placement run.
@@ -60,6 +63,7 @@ fn parse_args() -> anyhow::Result<Args> {
         docker_trips: 10,
         pods: 1000,
         billing_vms: 2_000,
+        timers: 100_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,8 +77,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--docker-trips" => args.docker_trips = value,
             "--pods" => args.pods = value,
             "--billing-vms" => args.billing_vms = value,
+            "--timers" => args.timers = value,
             other => anyhow::bail!(
-                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N"
+                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N --timers N"
             ),
         }
     }
@@ -220,8 +225,8 @@ async fn main() -> anyhow::Result<()> {
         env.client.server_info().version
     );
     println!(
-        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {}",
-        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms
+        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {} --timers {}",
+        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms, args.timers
     );
     println!();
 
@@ -347,6 +352,8 @@ async fn main() -> anyhow::Result<()> {
     }
     eprintln!("… billing");
     billing::billing(&env.js, args.billing_vms).await?;
+    eprintln!("… timers");
+    timers::timers(args.timers).await?;
     Ok(())
 }
 
