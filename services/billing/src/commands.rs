@@ -11,7 +11,6 @@ use berth_runtime::Runtime;
 use berth_schemas::billing::{account_id, AccountCommand, BillingCommand, PaymentCommand};
 use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
-use futures::StreamExt;
 
 use crate::account::Account;
 use crate::Billing;
@@ -96,36 +95,22 @@ pub async fn serve_runs(rt: &Runtime, billing: &Billing) -> anyhow::Result<()> {
         "cmd.{SYSTEM_TENANT}.{}.*",
         berth_schemas::billing::BILLING_COMMANDS
     );
-    let mut requests = rt
-        .nats
-        .queue_subscribe(subject, "berth-billing".into())
-        .await?;
-    loop {
-        let request = tokio::select! {
-            _ = rt.shutdown.cancelled() => return Ok(()),
-            request = requests.next() => match request {
-                Some(request) => request,
-                None => return Ok(()),
-            },
-        };
-        let Some(reply) = request.reply.clone() else {
-            continue;
-        };
-        let action = request.subject.rsplit('.').next().unwrap_or_default();
-        let body = match BillingCommand::decode(action, &request.payload) {
-            Err(rejection) => serde_json::to_vec(&rejection)?,
+    berth_runtime::requests::serve(rt, &subject, "berth-billing", |subject, body| async move {
+        let action = subject.rsplit('.').next().unwrap_or_default();
+        let answer = match BillingCommand::decode(action, &body) {
+            Err(rejection) => serde_json::to_vec(&rejection),
             Ok(command) => match billing.run(&command).await {
-                Ok(report) => serde_json::to_vec(&report)?,
+                Ok(report) => serde_json::to_vec(&report),
                 Err(e) => serde_json::to_vec(&Rejection::new(
                     RejectionCode::Unavailable,
                     format!("billing {} failed: {e:#}", command.action()),
-                ))?,
+                )),
             },
         };
-        if let Err(e) = rt.nats.publish(reply, body.into()).await {
-            tracing::warn!(error = %e, "could not answer a billing run");
-        }
-    }
+        answer.expect("reports and rejections serialize")
+    })
+    .await?;
+    Ok(())
 }
 
 /// `cmd.<tenant>.subscription.<action>`: a create is priced from the price list in the

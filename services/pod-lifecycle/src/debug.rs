@@ -12,7 +12,6 @@ use berth_schemas::pod::{
     DebugPods, PodSideBySide, PodStatus, PodsReport, RuntimeOrphan, DEBUG_SUBJECT,
 };
 use berth_schemas::{Rejection, RejectionCode, TenantId};
-use futures::StreamExt;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -132,33 +131,24 @@ fn describe(health: Result<Health, crate::runtime::RuntimeError>) -> String {
 
 /// Answers [`DEBUG_SUBJECT`] until shutdown.
 pub async fn serve(rt: &Runtime, inspector: &Inspector) -> anyhow::Result<()> {
-    let mut requests = rt
-        .nats
-        .queue_subscribe(DEBUG_SUBJECT, "berth-pod-lifecycle".into())
-        .await?;
-    loop {
-        let request = tokio::select! {
-            _ = rt.shutdown.cancelled() => return Ok(()),
-            request = requests.next() => match request {
-                Some(request) => request,
-                None => return Ok(()),
-            },
-        };
-        let Some(reply) = request.reply.clone() else {
-            continue;
-        };
-        let body = match DebugPods::decode(&request.payload) {
-            Err(rejection) => serde_json::to_vec(&rejection),
-            Ok(asked) => match inspector.report(asked.clean_orphans).await {
-                Ok(report) => serde_json::to_vec(&report),
-                Err(e) => serde_json::to_vec(&Rejection::new(
-                    RejectionCode::Unavailable,
-                    format!("pods debug failed: {e:#}"),
-                )),
-            },
-        }?;
-        if let Err(e) = rt.nats.publish(reply, body.into()).await {
-            tracing::warn!(error = %e, "could not answer a pods debug request");
-        }
-    }
+    berth_runtime::requests::serve(
+        rt,
+        DEBUG_SUBJECT,
+        "berth-pod-lifecycle",
+        |_, body| async move {
+            let answer = match DebugPods::decode(&body) {
+                Err(rejection) => serde_json::to_vec(&rejection),
+                Ok(asked) => match inspector.report(asked.clean_orphans).await {
+                    Ok(report) => serde_json::to_vec(&report),
+                    Err(e) => serde_json::to_vec(&Rejection::new(
+                        RejectionCode::Unavailable,
+                        format!("pods debug failed: {e:#}"),
+                    )),
+                },
+            };
+            answer.expect("reports and rejections serialize")
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -29,7 +29,6 @@ use berth_schemas::schedule::{schedule_id, ScheduleEvent};
 use berth_schemas::subjects::event_subject;
 use berth_schemas::vm::{VmEvent, VmLost, VmStatus};
 use berth_schemas::{Actor, Rejection, TenantId};
-use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -375,33 +374,24 @@ impl Reactor for OnSchedule {
 /// Answers `cmd.system.provisioner.reconcile` with a [`ReconcileReport`] (or a
 /// rejection), one replica per request.
 pub async fn serve(rt: &Runtime, reconciler: &Reconciler) -> anyhow::Result<()> {
-    let mut requests = rt
-        .nats
-        .queue_subscribe(RECONCILE_SUBJECT, "berth-provisioner".into())
-        .await?;
-    loop {
-        let request = tokio::select! {
-            _ = rt.shutdown.cancelled() => return Ok(()),
-            request = requests.next() => match request {
-                Some(request) => request,
-                None => return Ok(()),
-            },
-        };
-        let Some(reply) = request.reply.clone() else {
-            continue;
-        };
-        let body = match Reconcile::decode(&request.payload) {
-            Err(rejection) => serde_json::to_vec(&rejection),
-            Ok(asked) => match reconciler.run(asked.clean_orphans).await {
-                Ok(report) => serde_json::to_vec(&report),
-                Err(e) => serde_json::to_vec(&Rejection::new(
-                    berth_schemas::RejectionCode::Unavailable,
-                    format!("reconciliation failed: {e:#}"),
-                )),
-            },
-        }?;
-        if let Err(e) = rt.nats.publish(reply, body.into()).await {
-            tracing::warn!(error = %e, "could not answer a reconcile request");
-        }
-    }
+    berth_runtime::requests::serve(
+        rt,
+        RECONCILE_SUBJECT,
+        "berth-provisioner",
+        |_, body| async move {
+            let answer = match Reconcile::decode(&body) {
+                Err(rejection) => serde_json::to_vec(&rejection),
+                Ok(asked) => match reconciler.run(asked.clean_orphans).await {
+                    Ok(report) => serde_json::to_vec(&report),
+                    Err(e) => serde_json::to_vec(&Rejection::new(
+                        berth_schemas::RejectionCode::Unavailable,
+                        format!("reconciliation failed: {e:#}"),
+                    )),
+                },
+            };
+            answer.expect("reports and rejections serialize")
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -28,6 +28,7 @@ pub mod error;
 pub mod locks;
 pub mod projection;
 pub mod reactor;
+pub mod requests;
 pub mod shutdown;
 pub mod store;
 pub mod streams;

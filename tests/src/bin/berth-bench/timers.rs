@@ -22,6 +22,10 @@ use crate::percentiles;
 
 pub async fn timers(n: usize) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
+    // Connecting a runtime applies the stream definitions.
+    let _streams = env
+        .runtime("bench", berth_runtime::Settings::default())
+        .await?;
     let store = EventStore::new(env.js.clone(), "EVENTS");
     let bench = tenant("bench");
     // Due from two minutes on (writing them and starting up fit in that), over a minute.
