@@ -4,15 +4,11 @@
 //! renewal its period end has moved and a stale fire ends nothing.
 
 use async_trait::async_trait;
-use berth_runtime::client::send_command;
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::StoredEvent;
 use berth_schemas::billing::{subscription_timer_key, SubscriptionEvent, SubscriptionTarget};
-use berth_schemas::command::CommandMeta;
-use berth_schemas::schedule::{Action, SetTimer, TimerCommand, TimerTarget, TIMER_COMMANDS};
+use berth_schemas::schedule::{Action, SetTimer, TimerCommand, TimerTarget};
 use berth_schemas::subjects::event_filter;
-use berth_schemas::{Actor, CommandReply, CommandSet, RejectionCode};
-use uuid::Uuid;
 
 /// Sets and cancels subscription timers.
 pub struct SubscriptionTimers {
@@ -57,39 +53,6 @@ impl Reactor for SubscriptionTimers {
             }),
             None => TimerCommand::Cancel(TimerTarget { key }),
         };
-        let meta = CommandMeta {
-            id: Uuid::new_v5(&event.meta.id, b"timer"),
-            actor: Actor::service("billing"),
-            correlation_id: event.meta.correlation_id,
-            traceparent: event.meta.traceparent.clone(),
-        };
-        let reply = send_command(
-            &self.nats,
-            &event.meta.tenant,
-            TIMER_COMMANDS,
-            command.action(),
-            &meta,
-            command.body(),
-        )
-        .await
-        .map_err(|e| ReactError::Transient(e.to_string()))?;
-        match reply {
-            CommandReply::Accepted { .. } => Ok(()),
-            CommandReply::Rejected(rejection)
-                if matches!(command, TimerCommand::Cancel(_))
-                    && matches!(
-                        rejection.code,
-                        RejectionCode::NotFound | RejectionCode::InvalidState
-                    ) =>
-            {
-                Ok(())
-            }
-            CommandReply::Rejected(rejection) if rejection.code == RejectionCode::Unavailable => {
-                Err(ReactError::Transient(rejection.to_string()))
-            }
-            CommandReply::Rejected(rejection) => Err(ReactError::Permanent(format!(
-                "the scheduler refused the subscription timer: {rejection}"
-            ))),
-        }
+        berth_runtime::client::send_timer(&self.nats, event, "billing", &command).await
     }
 }

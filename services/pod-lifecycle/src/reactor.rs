@@ -10,17 +10,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_runtime::client::send_command;
 use berth_runtime::locks::KeyedLocks;
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{AppendError, Cause, Loaded, Repository, StoredEvent};
-use berth_schemas::command::CommandMeta;
 use berth_schemas::pod::{
     grace_timer_key, PodDeleted, PodDeployed, PodEvent, PodExpired, PodReplicas, PodStep, PurgePod,
 };
-use berth_schemas::schedule::{Action, SetTimer, TimerCommand, TimerTarget, TIMER_COMMANDS};
+use berth_schemas::schedule::{Action, SetTimer, TimerCommand, TimerTarget};
 use berth_schemas::subjects::{event_filter, EventSubject};
-use berth_schemas::{Actor, CommandReply, CommandSet, RejectionCode, TenantId};
+use berth_schemas::Actor;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -189,51 +187,6 @@ impl PodReactor {
             .map(|_| ())
     }
 
-    /// Sends a timer command to the scheduler; a cancel of a timer that is not there is
-    /// done already.
-    async fn timer(
-        &self,
-        event: &StoredEvent,
-        tenant: &TenantId,
-        command: TimerCommand,
-    ) -> Result<(), ReactError> {
-        let meta = CommandMeta {
-            id: Uuid::new_v5(&event.meta.id, command.action().as_bytes()),
-            actor: Actor::service("pod-lifecycle"),
-            correlation_id: event.meta.correlation_id,
-            traceparent: event.meta.traceparent.clone(),
-        };
-        let reply = send_command(
-            &self.nats,
-            tenant,
-            TIMER_COMMANDS,
-            command.action(),
-            &meta,
-            command.body(),
-        )
-        .await
-        .map_err(|e| ReactError::Transient(e.to_string()))?;
-        match reply {
-            CommandReply::Accepted { .. } => Ok(()),
-            CommandReply::Rejected(rejection)
-                if matches!(command, TimerCommand::Cancel(_))
-                    && matches!(
-                        rejection.code,
-                        RejectionCode::NotFound | RejectionCode::InvalidState
-                    ) =>
-            {
-                Ok(())
-            }
-            CommandReply::Rejected(rejection) if rejection.code == RejectionCode::Unavailable => {
-                Err(ReactError::Transient(rejection.to_string()))
-            }
-            CommandReply::Rejected(rejection) => Err(ReactError::Permanent(format!(
-                "the scheduler refused {} of the grace timer: {rejection}",
-                command.action()
-            ))),
-        }
-    }
-
     async fn keep_grace_timer(
         &self,
         event: &StoredEvent,
@@ -263,13 +216,14 @@ impl PodReactor {
                     },
                     payload: serde_json::json!({"pod_id": target.id, "purpose": "delete the pod and its volume after the grace period"}),
                 });
-                self.timer(event, &target.tenant, set).await
+                berth_runtime::client::send_timer(&self.nats, event, "pod-lifecycle", &set).await
             }
             PodEvent::Renewed(_) | PodEvent::Deleted(_) => {
-                self.timer(
+                berth_runtime::client::send_timer(
+                    &self.nats,
                     event,
-                    &target.tenant,
-                    TimerCommand::Cancel(TimerTarget { key }),
+                    "pod-lifecycle",
+                    &TimerCommand::Cancel(TimerTarget { key }),
                 )
                 .await
             }

@@ -93,3 +93,54 @@ pub async fn wait_for_status(
 pub fn status_of(status: &serde_json::Value) -> Option<&str> {
     status.get("state")?.get("status")?.as_str()
 }
+
+/// Sends a timer command to the scheduler from a reactor handling `event` (the command id
+/// derives from the event and the action, so redelivery resends the same command). A
+/// cancel of a timer that is not there is done already; `unavailable` is transient,
+/// any other refusal permanent.
+pub async fn send_timer(
+    nats: &async_nats::Client,
+    event: &crate::store::StoredEvent,
+    service: &str,
+    command: &berth_schemas::schedule::TimerCommand,
+) -> std::result::Result<(), crate::reactor::ReactError> {
+    use crate::reactor::ReactError;
+    use berth_schemas::schedule::{TimerCommand, TIMER_COMMANDS};
+    use berth_schemas::{CommandSet, RejectionCode};
+    let meta = CommandMeta {
+        id: uuid::Uuid::new_v5(&event.meta.id, command.action().as_bytes()),
+        actor: berth_schemas::Actor::service(service),
+        correlation_id: event.meta.correlation_id,
+        traceparent: event.meta.traceparent.clone(),
+    };
+    let reply = send_command(
+        nats,
+        &event.meta.tenant,
+        TIMER_COMMANDS,
+        command.action(),
+        &meta,
+        command.body(),
+    )
+    .await
+    .map_err(|e| ReactError::Transient(e.to_string()))?;
+    match reply {
+        CommandReply::Accepted { .. } => Ok(()),
+        CommandReply::Rejected(rejection)
+            if matches!(command, TimerCommand::Cancel(_))
+                && matches!(
+                    rejection.code,
+                    RejectionCode::NotFound | RejectionCode::InvalidState
+                ) =>
+        {
+            Ok(())
+        }
+        CommandReply::Rejected(rejection) if rejection.code == RejectionCode::Unavailable => {
+            Err(ReactError::Transient(rejection.to_string()))
+        }
+        CommandReply::Rejected(rejection) => Err(ReactError::Permanent(format!(
+            "the scheduler refused timer {} {}: {rejection}",
+            command.action(),
+            command.key()
+        ))),
+    }
+}
