@@ -35,6 +35,8 @@ pub struct Listing {
 pub enum BillingCommandLine {
     /// Accounts: tier, currency, status, balance due.
     Accounts(Listing),
+    /// Subscriptions: product, price, status, period end.
+    Subscriptions(Listing),
     /// Hourly usage records of VMs.
     Usage(Listing),
     /// Invoices with their totals and status.
@@ -133,6 +135,29 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
                         r.status.clone(),
                         r.balance_due_minor.to_string(),
                         r.open_invoices.to_string(),
+                    ]
+                },
+            );
+        }
+        BillingCommandLine::Subscriptions(l) => {
+            let db = connect_db(&l.connect.database_url).await?;
+            let rows = projection::subscriptions(&db, l.tenant.as_ref())
+                .await
+                .context("reading subscriptions")?;
+            print(
+                l.output,
+                &["ID", "TENANT", "PRODUCT", "PRICE", "STATUS", "PERIOD END"],
+                &rows,
+                |r| {
+                    vec![
+                        r.id.to_string(),
+                        r.tenant.clone(),
+                        format!("{}/{}", r.product, r.variant),
+                        format!("{} {}", r.price_minor, r.currency),
+                        r.status.clone(),
+                        r.period_end
+                            .map(|at| at.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_default(),
                     ]
                 },
             );

@@ -1,4 +1,4 @@
-//! The `billing` projection: tables `accounts`, `usage` and `invoices`, and
+//! The `billing` projection: tables `accounts`, `subscriptions`, `usage` and `invoices`, and
 //! `status.<tenant>.account.<id>` / `status.<tenant>.invoice.<id>` after each commit.
 //! Every row is a fold of billing's own events (usage records, invoices, the account
 //! ledger), so a rebuild gives the same rows, to the cent.
@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use berth_runtime::projection::{ApplyError, Projection, StatusUpdate};
 use berth_runtime::store::{Aggregate, StoredEvent};
-use berth_schemas::billing::{AccountEvent, InvoiceEvent, MeterEvent};
+use berth_schemas::billing::{AccountEvent, InvoiceEvent, MeterEvent, SubscriptionEvent};
 use berth_schemas::subjects::{event_filter, status_subject};
 use berth_schemas::TenantId;
 use chrono::{DateTime, Utc};
@@ -18,6 +18,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::account::Account;
+use crate::subscription::Subscription;
 
 /// One account as people see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,6 +59,50 @@ pub struct InvoiceRow {
     pub issued_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
     pub lines: serde_json::Value,
+}
+
+/// One subscription.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubscriptionRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub product: String,
+    pub variant: String,
+    pub price_minor: i64,
+    pub currency: String,
+    /// `active`, `cancelled` (ends at the period end) or `expired`.
+    pub status: String,
+    pub period_end: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+/// Every subscription (of one tenant, or all).
+pub async fn subscriptions(
+    db: &PgPool,
+    tenant: Option<&TenantId>,
+) -> sqlx::Result<Vec<SubscriptionRow>> {
+    let rows = sqlx::query(
+        "SELECT id, tenant, product, variant, price_minor, currency, status, period_end, version
+         FROM billing.subscriptions WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, id",
+    )
+    .bind(tenant.map(TenantId::as_str))
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SubscriptionRow {
+                id: r.try_get("id")?,
+                tenant: r.try_get("tenant")?,
+                product: r.try_get("product")?,
+                variant: r.try_get("variant")?,
+                price_minor: r.try_get("price_minor")?,
+                currency: r.try_get("currency")?,
+                status: r.try_get("status")?,
+                period_end: r.try_get("period_end")?,
+                version: r.try_get("version")?,
+            })
+        })
+        .collect()
 }
 
 /// Every account (of one tenant, or all).
@@ -154,7 +199,7 @@ impl Projection for BillingProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["accounts", "usage", "invoices"]
+        &["accounts", "usage", "invoices", "subscriptions"]
     }
 
     async fn create_tables(&self, conn: &mut PgConnection, schema: &str) -> sqlx::Result<()> {
@@ -178,6 +223,13 @@ impl Projection for BillingProjection {
                     month text NOT NULL, currency text NOT NULL, total_minor bigint NOT NULL,
                     status text NOT NULL, issued_at timestamptz NOT NULL,
                     due_at timestamptz NOT NULL, lines jsonb NOT NULL)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.subscriptions (
+                    id uuid PRIMARY KEY, tenant text NOT NULL, product text NOT NULL,
+                    variant text NOT NULL, price_minor bigint NOT NULL, currency text NOT NULL,
+                    status text NOT NULL, period_end timestamptz, version bigint NOT NULL,
+                    state jsonb NOT NULL)"
             ),
         ] {
             sqlx::query(&ddl).execute(&mut *conn).await?;
@@ -215,6 +267,10 @@ impl Projection for BillingProjection {
                     .bind(record.memory_mb as i32)
                     .execute(&mut *conn)
                     .await?;
+                }
+                Some(berth_schemas::billing::SUBSCRIPTION) => {
+                    let decoded: SubscriptionEvent = event.decode().map_err(bad)?;
+                    apply_subscription(conn, schema, event, &decoded).await?;
                 }
                 Some(berth_schemas::billing::INVOICE) => {
                     let InvoiceEvent::Issued(issued) = event.decode().map_err(bad)?;
@@ -319,6 +375,44 @@ impl Projection for BillingProjection {
         }
         Ok(updates)
     }
+}
+
+async fn apply_subscription(
+    conn: &mut PgConnection,
+    schema: &str,
+    event: &StoredEvent,
+    decoded: &SubscriptionEvent,
+) -> sqlx::Result<()> {
+    let state: Option<Json<Subscription>> = sqlx::query_scalar(&format!(
+        "SELECT state FROM {schema}.subscriptions WHERE id = $1"
+    ))
+    .bind(event.meta.subject)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut subscription = state.map(|s| s.0).unwrap_or_default();
+    subscription.apply(decoded);
+    let Some(created) = &subscription.created else {
+        return Ok(());
+    };
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.subscriptions (id, tenant, product, variant, price_minor, currency, status, period_end, version, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, period_end = EXCLUDED.period_end,
+            version = EXCLUDED.version, state = EXCLUDED.state"
+    ))
+    .bind(event.meta.subject)
+    .bind(event.meta.tenant.as_str())
+    .bind(&created.product)
+    .bind(&created.variant)
+    .bind(created.price.amount_minor)
+    .bind(&created.price.currency)
+    .bind(subscription.status())
+    .bind(subscription.period_end)
+    .bind(event.sequence as i64)
+    .bind(Json(&subscription))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 fn account_status(id: Uuid, row: &AccountRow) -> Option<StatusUpdate> {
