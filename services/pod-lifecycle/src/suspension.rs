@@ -9,47 +9,21 @@ use async_trait::async_trait;
 use berth_runtime::clock::Clock;
 use berth_runtime::commands::execute_with;
 use berth_runtime::reactor::{ReactError, Reactor};
-use berth_runtime::store::{Aggregate, Cause, NoCommand, Repository, StoredEvent};
+use berth_runtime::store::{Cause, Repository, StoredEvent};
 use berth_schemas::billing::AccountEvent;
 use berth_schemas::pod::{PodCommand, PodStatus, ScalePod};
 use berth_schemas::subjects::event_filter;
 use berth_schemas::suspension::{
     suspension_id, SuspensionApplied, SuspensionEvent, SuspensionLifted,
 };
-use berth_schemas::{Actor, Rejection, RejectionCode, TenantId};
+use berth_schemas::{Actor, RejectionCode, TenantId};
 use uuid::Uuid;
 
 use crate::pod::{Decision, Pod};
 
-/// What pod-lifecycle scaled down for a suspension.
-#[derive(Debug, Clone, Default)]
-pub struct Suspension {
-    pub stopped: Vec<Uuid>,
-    pub active: bool,
-}
-
-impl Aggregate for Suspension {
-    const KIND: &'static str = berth_schemas::suspension::AGGREGATE;
-    type Command = NoCommand;
-    type Event = SuspensionEvent;
-
-    fn apply(&mut self, event: &SuspensionEvent) {
-        match event {
-            SuspensionEvent::Applied(applied) => {
-                self.stopped.clone_from(&applied.stopped);
-                self.active = true;
-            }
-            SuspensionEvent::Lifted(_) => {
-                self.stopped.clear();
-                self.active = false;
-            }
-        }
-    }
-
-    fn decide(&self, command: &NoCommand) -> Result<Vec<SuspensionEvent>, Rejection> {
-        match *command {}
-    }
-}
+/// What pod-lifecycle scaled down for a suspension: the same record the provisioner
+/// keeps for its VMs.
+pub use berth_provisioner::suspension::Suspension;
 
 /// Follows account events for pod-lifecycle.
 pub struct OnAccount {

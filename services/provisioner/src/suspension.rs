@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::usage::Usage;
 use crate::vm::Vm;
 
-/// What a service stopped for a suspension.
+/// What a service stopped for a suspension (the provisioner's VMs, pod-lifecycle's pods).
 #[derive(Debug, Clone, Default)]
 pub struct Suspension {
     pub stopped: Vec<Uuid>,
