@@ -93,6 +93,10 @@ pub fn all() -> Vec<(String, Schema)> {
             schema_for!(crate::billing::CheckOverdue),
         ),
         ("reply.pods.debug.json".to_owned(), schema_for!(PodsReport)),
+        (
+            "cmd.notification.retry.json".to_owned(),
+            schema_for!(crate::notification::NotificationTarget),
+        ),
         ("cmd.schedule.set.json".to_owned(), schema_for!(SetSchedule)),
         (
             "cmd.schedule.target.json".to_owned(),
@@ -110,22 +114,35 @@ pub fn all() -> Vec<(String, Schema)> {
         ),
     ];
     files.extend(
-        VmEvent::json_schemas()
+        event_schemas()
             .into_iter()
-            .chain(UsageEvent::json_schemas())
-            .chain(ServerEvent::json_schemas())
-            .chain(OrphanEvent::json_schemas())
-            .chain(ScheduleEvent::json_schemas())
-            .chain(DemoEvent::json_schemas())
-            .chain(PodEvent::json_schemas())
-            .chain(crate::billing::AccountEvent::json_schemas())
-            .chain(crate::billing::MeterEvent::json_schemas())
-            .chain(crate::billing::SubscriptionEvent::json_schemas())
-            .chain(crate::billing::InvoiceEvent::json_schemas())
-            .chain(crate::suspension::SuspensionEvent::json_schemas())
-            .map(|(event_type, schema)| (format!("{event_type}.json"), schema)),
+            .map(|(event_type, schema)| (event_schema_file(event_type), schema)),
     );
     files
+}
+
+/// `(ce-type, schema)` for every event of every family.
+pub fn event_schemas() -> Vec<(&'static str, Schema)> {
+    VmEvent::json_schemas()
+        .into_iter()
+        .chain(UsageEvent::json_schemas())
+        .chain(ServerEvent::json_schemas())
+        .chain(OrphanEvent::json_schemas())
+        .chain(ScheduleEvent::json_schemas())
+        .chain(DemoEvent::json_schemas())
+        .chain(PodEvent::json_schemas())
+        .chain(crate::billing::AccountEvent::json_schemas())
+        .chain(crate::billing::MeterEvent::json_schemas())
+        .chain(crate::billing::SubscriptionEvent::json_schemas())
+        .chain(crate::billing::InvoiceEvent::json_schemas())
+        .chain(crate::suspension::SuspensionEvent::json_schemas())
+        .chain(crate::notification::NotificationEvent::json_schemas())
+        .collect()
+}
+
+/// Every `ce-type` berth appends.
+pub fn event_types() -> Vec<&'static str> {
+    event_schemas().into_iter().map(|(t, _)| t).collect()
 }
 
 /// The file name of an event type's schema.

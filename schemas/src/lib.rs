@@ -10,6 +10,7 @@
 //! - [`billing`]: accounts, subscriptions, payments, metered usage and invoices.
 //! - [`demo`]: the public demo's daily reset (`evt.<tenant>.demo.<id>`).
 //! - [`orphan`]: reconciliation requests and reports, machines no VM owns.
+//! - [`notification`]: mails and webhook posts, one per source, recipient and channel.
 //! - [`pod`]: app pods from the catalog with their volumes (`cmd.<tenant>.pod.*`).
 //! - [`schedule`]: schedules and one-shot timers (`cmd.<tenant>.schedule|timer.*`).
 //! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
@@ -27,6 +28,7 @@ pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod json_schema;
+pub mod notification;
 pub mod orphan;
 pub mod pod;
 pub mod schedule;

@@ -108,7 +108,11 @@ pub async fn send_timer(
     use berth_schemas::schedule::{TimerCommand, TIMER_COMMANDS};
     use berth_schemas::{CommandSet, RejectionCode};
     let meta = CommandMeta {
-        id: uuid::Uuid::new_v5(&event.meta.id, command.action().as_bytes()),
+        // Two reactors may set timers for the same event: the key keeps their ids apart.
+        id: uuid::Uuid::new_v5(
+            &event.meta.id,
+            format!("{}:{}", command.action(), command.key()).as_bytes(),
+        ),
         actor: berth_schemas::Actor::service(service),
         correlation_id: event.meta.correlation_id,
         traceparent: event.meta.traceparent.clone(),

@@ -41,6 +41,46 @@ pub trait Reactor: Send + Sync + 'static {
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError>;
     /// Called once when the event went to the DLQ, e.g. to record a failure event.
     async fn give_up(&self, _event: &StoredEvent, _error: &str) {}
+    /// The stream it follows: `EVENTS` unless it says otherwise (e.g. `DLQ`).
+    fn stream(&self) -> &'static str {
+        EVENTS_STREAM
+    }
+    /// Its own limits where the runtime's settings do not suit it.
+    fn tuning(&self) -> Tuning {
+        Tuning::default()
+    }
+}
+
+/// A reactor's overrides of the runtime's reactor settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    pub max_in_flight: Option<usize>,
+    pub max_deliver: Option<i64>,
+    pub backoff_base: Option<Duration>,
+    pub backoff_max: Option<Duration>,
+}
+
+/// The limits one reactor runs with: its tuning over the runtime's settings.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_in_flight: usize,
+    max_deliver: i64,
+    backoff_base: Duration,
+    backoff_max: Duration,
+}
+
+impl Limits {
+    fn of(reactor: &dyn Reactor, settings: &crate::Settings) -> Self {
+        let tuning = reactor.tuning();
+        Self {
+            max_in_flight: tuning
+                .max_in_flight
+                .unwrap_or(settings.reactor_max_in_flight),
+            max_deliver: tuning.max_deliver.unwrap_or(settings.reactor_max_deliver),
+            backoff_base: tuning.backoff_base.unwrap_or(settings.reactor_backoff_base),
+            backoff_max: tuning.backoff_max.unwrap_or(settings.reactor_backoff_max),
+        }
+    }
 }
 
 /// Headers the DLQ adds to a message it keeps.
@@ -64,39 +104,39 @@ pub fn backoff(delivered: i64, base: Duration, max: Duration) -> Duration {
 
 /// Runs a reactor until shutdown.
 pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
-    let settings = &rt.settings;
+    let limits = Limits::of(reactor.as_ref(), &rt.settings);
     let name = reactor.name();
     let stream = rt
         .js
-        .get_stream(EVENTS_STREAM)
+        .get_stream(reactor.stream())
         .await
-        .map_err(|e| Error::nats("get EVENTS stream", e))?;
+        .map_err(|e| Error::nats(format!("get stream {}", reactor.stream()), e))?;
     let consumer: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some(name.clone()),
             filter_subjects: reactor.filter_subjects(),
             ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: settings.reactor_ack_wait,
-            max_deliver: settings.reactor_max_deliver,
-            max_ack_pending: (settings.reactor_max_in_flight * 4) as i64,
+            ack_wait: rt.settings.reactor_ack_wait,
+            max_deliver: limits.max_deliver,
+            max_ack_pending: (limits.max_in_flight * 4) as i64,
             ..Default::default()
         })
         .await
         .map_err(|e| Error::nats(format!("create consumer {name}"), e))?;
     let messages = consumer
         .stream()
-        .max_messages_per_batch(settings.reactor_max_in_flight)
+        .max_messages_per_batch(limits.max_in_flight)
         .messages()
         .await
         .map_err(|e| Error::nats(format!("consume {name}"), e))?;
     messages
         .take_until(rt.shutdown.clone().cancelled_owned())
-        .for_each_concurrent(settings.reactor_max_in_flight, |message| {
+        .for_each_concurrent(limits.max_in_flight, |message| {
             let reactor = reactor.clone();
             let rt = rt.clone();
             async move {
                 match message {
-                    Ok(message) => handle(&rt, reactor.as_ref(), message).await,
+                    Ok(message) => handle(&rt, reactor.as_ref(), limits, message).await,
                     Err(e) => warn!(error = %e, "reactor consumer error"),
                 }
             }
@@ -105,7 +145,7 @@ pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
     Ok(())
 }
 
-async fn handle(rt: &Runtime, reactor: &dyn Reactor, message: jetstream::Message) {
+async fn handle(rt: &Runtime, reactor: &dyn Reactor, limits: Limits, message: jetstream::Message) {
     let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
     let span =
         info_span!("react", reactor = %reactor.name(), subject = %message.subject, delivered);
@@ -119,10 +159,10 @@ async fn handle(rt: &Runtime, reactor: &dyn Reactor, message: jetstream::Message
             Ok(()) => message.ack().await,
             Err((event, error)) => {
                 let last = matches!(error, ReactError::Permanent(_))
-                    || delivered >= rt.settings.reactor_max_deliver;
+                    || delivered >= limits.max_deliver;
                 if !last {
                     warn!(error = %error, "reaction failed; will retry");
-                    let delay = backoff(delivered, rt.settings.reactor_backoff_base, rt.settings.reactor_backoff_max);
+                    let delay = backoff(delivered, limits.backoff_base, limits.backoff_max);
                     message.ack_with(AckKind::Nak(Some(delay))).await
                 } else {
                     warn!(error = %error, "reaction failed for good; moving the message to the DLQ");
@@ -135,7 +175,7 @@ async fn handle(rt: &Runtime, reactor: &dyn Reactor, message: jetstream::Message
                         }
                         Err(e) => {
                             warn!(error = %e, "could not write to the DLQ; will retry");
-                            message.ack_with(AckKind::Nak(Some(rt.settings.reactor_backoff_max))).await
+                            message.ack_with(AckKind::Nak(Some(limits.backoff_max))).await
                         }
                     }
                 }

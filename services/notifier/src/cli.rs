@@ -1,0 +1,110 @@
+//! The `berth-notifier` command line: flags, telemetry, signals, then [`crate::run`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_runtime::telemetry::{self, TelemetryArgs};
+use berth_runtime::{ConnectArgs, Runtime, Settings};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::rules::Rules;
+use crate::webhook::Webhook;
+use crate::NotifierConfig;
+
+/// Where notifications go; shared by `berth-notifier` and `berth up`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NotifyArgs {
+    /// SMTP server in lettre's URL form: smtp://host:25, smtp://user:pass@host:587?tls=required
+    /// (STARTTLS), smtps://user:pass@host:465 (TLS). Without it no mail is sent.
+    #[arg(long, env = "BERTH_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of every mail.
+    #[arg(
+        long,
+        env = "BERTH_MAIL_FROM",
+        default_value = "berth <noreply@berth.localhost>"
+    )]
+    pub mail_from: String,
+    /// Operators' addresses (comma-separated).
+    #[arg(long, env = "BERTH_OPERATOR_EMAILS", value_delimiter = ',')]
+    pub operator_emails: Vec<String>,
+    /// A webhook for operators: NAME=slack|discord|generic:URL (repeatable; comma-separated in the env).
+    #[arg(
+        long = "webhook",
+        env = "BERTH_WEBHOOKS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhooks: Vec<Webhook>,
+    /// The HMAC secret generic webhooks are signed with.
+    #[arg(long, env = "BERTH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// A rules file instead of the built-in rules.
+    #[arg(long, env = "BERTH_NOTIFY_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Delivery attempts per round before a notification is failed.
+    #[arg(long, env = "BERTH_NOTIFY_MAX_ATTEMPTS", default_value_t = 6)]
+    pub max_attempts: u32,
+}
+
+impl NotifyArgs {
+    pub fn config(&self) -> anyhow::Result<NotifierConfig> {
+        let rules = match &self.rules {
+            Some(path) => Rules::parse(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("rules file {}", path.display()))?,
+            None => Rules::builtin().context("the built-in rules")?,
+        };
+        let mut config = NotifierConfig::new(rules);
+        config.smtp_url = self.smtp_url.clone();
+        config.mail_from = self.mail_from.clone();
+        config.operator_emails = self
+            .operator_emails
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        config.webhooks = self.webhooks.clone();
+        config.webhook_secret = self.webhook_secret.clone();
+        config.email.max_attempts = self.max_attempts;
+        config.webhook.max_attempts = self.max_attempts;
+        Ok(config)
+    }
+}
+
+/// Sends mail and webhook posts from events.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+    #[command(flatten)]
+    notify: NotifyArgs,
+    /// How long one SMTP exchange or webhook post may take.
+    #[arg(long, env = "BERTH_NOTIFY_TIMEOUT_SECS", default_value_t = 10)]
+    timeout_secs: u64,
+}
+
+/// Parses the command line and runs the notifier until SIGINT/SIGTERM.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tokio::runtime::Runtime::new()?.block_on(run_cli(cli))
+}
+
+async fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    let _telemetry = telemetry::init("notifier", &cli.telemetry, "info")?;
+    let shutdown = CancellationToken::new();
+    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
+    let rt = Runtime::connect("notifier", &cli.connect, Settings::default(), shutdown)
+        .await
+        .context("starting the notifier")?;
+    let mut config = cli.notify.config()?;
+    config.send_timeout = Duration::from_secs(cli.timeout_secs);
+    crate::run(rt, config).await
+}
