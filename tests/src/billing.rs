@@ -115,9 +115,25 @@ impl TestEnv {
         vm_id: Uuid,
         history: &[(DateTime<Utc>, VmEvent)],
     ) -> anyhow::Result<()> {
+        self.write_history(tenant, "vm", vm_id, "provisioner", history)
+            .await
+            .map(|_| ())
+    }
+
+    /// Appends an aggregate's events as service `by` would have, each at the time given;
+    /// returns their sequences.
+    pub async fn write_history<E: DomainEvent>(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        id: Uuid,
+        by: &str,
+        history: &[(DateTime<Utc>, E)],
+    ) -> anyhow::Result<Vec<u64>> {
         let store = EventStore::new(self.js.clone(), "EVENTS");
-        let subject = event_subject(tenant, "vm", vm_id);
+        let subject = event_subject(tenant, kind, id);
         let mut version = self.last_sequence_of(&subject).await?;
+        let mut written = Vec::new();
         for (at, event) in history {
             let cause = Uuid::now_v7();
             let new = NewEvent {
@@ -126,9 +142,9 @@ impl TestEnv {
                     source: "berth/test".into(),
                     event_type: event.event_type().into(),
                     time: *at,
-                    subject: vm_id,
+                    subject: id,
                     tenant: tenant.clone(),
-                    actor: Actor::service("provisioner"),
+                    actor: Actor::service(by),
                     correlation_id: cause,
                     causation_id: cause,
                     traceparent: None,
@@ -140,7 +156,8 @@ impl TestEnv {
                 .await
                 .map_err(|e| anyhow::anyhow!("append: {e}"))?;
             version = *sequences.last().expect("a sequence");
+            written.push(version);
         }
-        Ok(())
+        Ok(written)
     }
 }

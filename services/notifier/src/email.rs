@@ -36,6 +36,7 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     server: String,
+    timeout: Duration,
 }
 
 impl Mailer {
@@ -53,6 +54,7 @@ impl Mailer {
             transport,
             from,
             server,
+            timeout,
         })
     }
 
@@ -82,10 +84,14 @@ impl Mailer {
                     ),
             )
             .map_err(|e| MailError::Smtp(format!("building the mail: {e}")))?;
-        self.transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| MailError::Smtp(format!("SMTP {}: {e}", self.server)))
+        // lettre's timeout covers each command, not a server that never greets.
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(MailError::Smtp(format!("SMTP {}: {e}", self.server))),
+            Err(_) => Err(MailError::Smtp(format!(
+                "SMTP {}: no answer within {:?}",
+                self.server, self.timeout
+            ))),
+        }
     }
 }

@@ -172,7 +172,8 @@ mod tests {
         let templates = Templates::builtin().unwrap();
         crate::check_templates(&rules, &templates).unwrap();
         for rule in &rules.rules {
-            let sample = sample(&rule.name).unwrap_or_else(|| panic!("no sample for {}", rule.name));
+            let sample =
+                sample(&rule.name).unwrap_or_else(|| panic!("no sample for {}", rule.name));
             assert_eq!(sample.event_type, rule.on, "{}", rule.name);
             if rule.on != crate::rules::DEAD_LETTER {
                 validate(sample.event_type, &sample.data);
@@ -186,7 +187,12 @@ mod tests {
                     .render(&rule.name, &context)
                     .unwrap_or_else(|e| panic!("{e}"));
                 assert!(!rendered.subject.is_empty(), "{}", rule.name);
-                assert!(rendered.text.trim().len() > 20, "{}: {}", rule.name, rendered.text);
+                assert!(
+                    rendered.text.trim().len() > 20,
+                    "{}: {}",
+                    rule.name,
+                    rendered.text
+                );
                 assert!(rendered.html.contains("</html>"), "{}", rule.name);
                 assert!(!rendered.subject.contains('\n'));
             }
@@ -197,11 +203,17 @@ mod tests {
     fn the_demo_reset_mails_carry_the_duration_and_the_reason() {
         let templates = Templates::builtin().unwrap();
         let ok = templates
-            .render("demo_reset_succeeded", &context("demo_reset_succeeded", "ops").unwrap())
+            .render(
+                "demo_reset_succeeded",
+                &context("demo_reset_succeeded", "ops").unwrap(),
+            )
             .unwrap();
         assert!(ok.subject.contains("1.7 s"), "{}", ok.subject);
         let failed = templates
-            .render("demo_reset_failed", &context("demo_reset_failed", "ops").unwrap())
+            .render(
+                "demo_reset_failed",
+                &context("demo_reset_failed", "ops").unwrap(),
+            )
             .unwrap();
         assert!(failed.text.contains("out of capacity"), "{}", failed.text);
         assert!(failed.subject.contains("30.0 s"), "{}", failed.subject);
