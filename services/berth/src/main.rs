@@ -16,6 +16,7 @@
 
 mod audit;
 mod billing;
+mod notifications;
 mod events;
 mod output;
 mod pod;
@@ -56,6 +57,12 @@ enum Command {
     /// Accounts, subscriptions, payments, usage and invoices; operators' billing runs.
     #[command(subcommand)]
     Billing(billing::BillingCommandLine),
+    /// Mails and webhook posts: list, show, retry.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCommand),
+    /// Preview what a notification template renders.
+    #[command(subcommand)]
+    Notify(notifications::NotifyCommand),
     /// Operator commands on tenants (quotas).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
@@ -94,6 +101,8 @@ async fn main() {
         Command::Pods(command) => pod::pods(command).await,
         Command::Catalog(command) => pod::catalog(command),
         Command::Billing(command) => billing::run(command).await,
+        Command::Notifications(command) => notifications::run(command).await,
+        Command::Notify(command) => notifications::notify(command).await,
         Command::Tenant(command) => tenant::run(command).await,
         Command::Server(command) => server::run(command).await,
         Command::Reconcile(args) => reconcile::run(args).await,

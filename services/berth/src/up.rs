@@ -68,6 +68,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pods: PodArgs,
     #[command(flatten)]
+    notify: berth_notifier::cli::NotifyArgs,
+    #[command(flatten)]
     telemetry: TelemetryArgs,
 }
 
@@ -148,6 +150,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
 
+    // A bad rules file or webhook flag stops `up` before anything starts.
+    let notifier_config = args.notify.config()?;
     let connect = ConnectArgs {
         nats_url: nats_url.clone(),
         nats_creds: args.nats_creds.clone(),
@@ -223,6 +227,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  services    provisioner (vm, server, tenant commands; placement, provider reactor, reconciliation; vms, servers, audit_log projections)");
     println!("              scheduler (schedule and timer commands, the firing engine, schedules projection)");
     println!("              billing (accounts, subscriptions, payments; hourly metering, monthly invoices, overdue suspension; billing projection)");
+    println!(
+        "              notifier (mail {}; {} webhook(s); notifications projection) — `berth notifications list`",
+        if args.notify.smtp_url.is_some() { "over BERTH_SMTP_URL" } else { "off: set BERTH_SMTP_URL" },
+        args.notify.webhooks.len()
+    );
     println!("              pod-lifecycle (pod commands on the {:?} runtime, health monitoring, grace timers; pods projection)", args.pods.runtime);
     println!(
         "  quotas      tenants without their own get the {:?} tier (--default-tier); `berth tenant set-quota`",
@@ -247,7 +256,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             berth_billing::prices::PriceList::builtin().context("loading the price list")?,
         ),
     ));
-    let services = vec![provisioner, scheduler, pods, billing];
+    let notifier = tokio::spawn(berth_notifier::run(
+        rt.for_service("notifier"),
+        notifier_config,
+    ));
+    let services = vec![provisioner, scheduler, pods, billing, notifier];
     let (first, _, rest) = futures::future::select_all(services).await;
     shutdown.cancel();
     let mut outcome = first.context("a service task panicked")?;
