@@ -278,7 +278,12 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn send(common: &Common, kind: &str, action: &str, body: Vec<u8>) -> anyhow::Result<()> {
+pub(crate) async fn send(
+    common: &Common,
+    kind: &str,
+    action: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
     let nats = connect_nats("cli", &common.connect).await?;
     let reply = send_command(&nats, &common.tenant, kind, action, &common.meta(), body).await?;
     match reply {

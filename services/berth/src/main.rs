@@ -16,8 +16,8 @@
 
 mod audit;
 mod billing;
-mod notifications;
 mod events;
+mod notifications;
 mod output;
 mod pod;
 mod reconcile;
@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the whole control plane in this process, with embedded servers by default.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Create, start, stop, restart, destroy, list and show VMs.
     #[command(subcommand)]
     Vm(vm::VmCommand),
@@ -95,7 +95,7 @@ enum Command {
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up(args) => up::run(args).await,
+        Command::Up(args) => up::run(*args).await,
         Command::Vm(command) => vm::run(command).await,
         Command::Pod(command) => pod::run(command).await,
         Command::Pods(command) => pod::pods(command).await,

@@ -90,7 +90,16 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
                 .context("reading notifications")?;
             print(
                 list.output,
-                &["ID", "TENANT", "RULE", "CHANNEL", "RECIPIENT", "STATUS", "ATTEMPTS", "LAST ERROR"],
+                &[
+                    "ID",
+                    "TENANT",
+                    "RULE",
+                    "CHANNEL",
+                    "RECIPIENT",
+                    "STATUS",
+                    "ATTEMPTS",
+                    "LAST ERROR",
+                ],
                 &rows,
                 |r| {
                     vec![
@@ -101,7 +110,12 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
                         r.recipient.clone(),
                         r.status.clone(),
                         r.attempts.to_string(),
-                        r.last_error.clone().unwrap_or_default().chars().take(60).collect(),
+                        r.last_error
+                            .clone()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(60)
+                            .collect(),
                     ]
                 },
             );
@@ -110,16 +124,20 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
             let db = connect_db(&connect.database_url).await?;
             match projection::get(&db, id).await? {
                 Some(row) => print_json(&row),
-                None => bail!("no notification {id} (is the notifier running? `berth notifications list`)"),
+                None => bail!(
+                    "no notification {id} (is the notifier running? `berth notifications list`)"
+                ),
             }
         }
         NotificationsCommand::Retry { id, mut common } => {
             let db = connect_db(&common.connect.database_url).await?;
-            let row = projection::get(&db, id)
-                .await?
-                .with_context(|| format!("no notification {id} (`berth notifications list --failed`)"))?;
+            let row = projection::get(&db, id).await?.with_context(|| {
+                format!("no notification {id} (`berth notifications list --failed`)")
+            })?;
             common.tenant = TenantId::parse(&row.tenant)?;
-            let retry = NotificationCommand::Retry(NotificationTarget { notification_id: id });
+            let retry = NotificationCommand::Retry(NotificationTarget {
+                notification_id: id,
+            });
             crate::billing::send(&common, "notification", retry.action(), retry.body()).await?;
         }
     }
@@ -130,7 +148,10 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
     let NotifyCommand::Preview(preview) = command;
     let templates = Templates::builtin()?;
     if !templates.has(&preview.template) {
-        bail!("no template {:?}; the rules' names are the templates", preview.template);
+        bail!(
+            "no template {:?}; the rules' names are the templates",
+            preview.template
+        );
     }
     let context = if preview.sample {
         berth_notifier::samples::context(&preview.template, &preview.to)
@@ -140,14 +161,17 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
         let sequence = match event.parse::<u64>() {
             Ok(sequence) => sequence,
             Err(_) => {
-                let id: Uuid = event.parse().context("--event is an event id or a stream sequence")?;
+                let id: Uuid = event
+                    .parse()
+                    .context("--event is an event id or a stream sequence")?;
                 let db = connect_db(&preview.connect.database_url).await?;
-                let sequence: Option<i64> =
-                    sqlx::query_scalar("SELECT stream_seq FROM audit_log.events WHERE event_id = $1")
-                        .bind(id)
-                        .fetch_optional(&db)
-                        .await
-                        .context("looking the event up in audit_log")?;
+                let sequence: Option<i64> = sqlx::query_scalar(
+                    "SELECT stream_seq FROM audit_log.events WHERE event_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&db)
+                .await
+                .context("looking the event up in audit_log")?;
                 sequence.with_context(|| format!("no event {id} in audit_log"))? as u64
             }
         };
@@ -162,9 +186,14 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
             event_type: String::new(),
         };
         let message = contexts.fetch(&source).await?;
-        contexts.build(&preview.template, &preview.to, &message).await?
+        contexts
+            .build(&preview.template, &preview.to, &message)
+            .await?
     };
     let rendered = templates.render(&preview.template, &context)?;
-    println!("Subject: {}\n\n{}\n--- html ---\n{}", rendered.subject, rendered.text, rendered.html);
+    println!(
+        "Subject: {}\n\n{}\n--- html ---\n{}",
+        rendered.subject, rendered.text, rendered.html
+    );
     Ok(())
 }

@@ -15,9 +15,12 @@
 //!    image and health check until the engine says healthy;
 //! 7. billing ([`billing`]): N VMs over a simulated month metered and invoiced, next to
 //!    raw publish-acks in flight;
-//! 8. timers ([`timers`]): N one-shot timers due within a minute: lateness and fires/s.
+//! 8. timers ([`timers`]): N one-shot timers due within a minute: lateness and fires/s;
+//! 9. notifications ([`notify`]): N events each mailed through the notifier into a local
+//!    SMTP sink — mails/s and event-to-delivery latency — next to lettre alone.
 
 mod billing;
+mod notify;
 mod pods;
 mod timers;
 
@@ -48,6 +51,7 @@ struct Args {
     pods: usize,
     billing_vms: usize,
     timers: usize,
+    notifications: usize,
 }
 
 /// Commands (and raw publishes) in flight at once in the placement run.
@@ -64,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
         pods: 1000,
         billing_vms: 2_000,
         timers: 100_000,
+        notifications: 10_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,8 +83,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--pods" => args.pods = value,
             "--billing-vms" => args.billing_vms = value,
             "--timers" => args.timers = value,
+            "--notifications" => args.notifications = value,
             other => anyhow::bail!(
-                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N --timers N"
+                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N --timers N --notifications N"
             ),
         }
     }
@@ -225,8 +231,8 @@ async fn main() -> anyhow::Result<()> {
         env.client.server_info().version
     );
     println!(
-        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {} --timers {}",
-        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms, args.timers
+        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {} --timers {} --notifications {}",
+        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms, args.timers, args.notifications
     );
     println!();
 
@@ -354,6 +360,8 @@ async fn main() -> anyhow::Result<()> {
     billing::billing(&env.js, args.billing_vms).await?;
     eprintln!("… timers");
     timers::timers(args.timers).await?;
+    eprintln!("… notifications");
+    notify::notifications(args.notifications).await?;
     Ok(())
 }
 
