@@ -276,7 +276,12 @@ mod with_the_other_services {
     async fn an_overdue_account_has_its_vms_stopped_and_pods_scaled_to_zero_until_it_pays(
     ) -> anyhow::Result<()> {
         let env = TestEnv::start().await?;
-        let clock = Arc::new(ManualClock::starting_at(at("2026-12-01T00:10:00Z")));
+        // The VMs run on the real clock; billing's starts just after this month ends, so
+        // that this month can be invoiced whatever the date.
+        let now = Utc::now();
+        let this_month = now.format("%Y-%m").to_string();
+        let next_month = at(&format!("{this_month}-01T00:10:00Z")) + chrono::Months::new(1);
+        let clock = Arc::new(ManualClock::starting_at(next_month));
         let billing = env.billing(billing_config(&clock)).await?;
         let provisioner = env
             .provisioner_with(fast_settings(), instant_sim(), sim_datacenter())
@@ -302,10 +307,10 @@ mod with_the_other_services {
         let pod = env.create_pod(&acme, "flows", "n8n", "basic").await?;
         env.wait_pod_status(&acme, pod, "running").await?;
 
-        // The VMs have run since today: November's invoice has something on it.
+        // The VMs have run since today: this month's invoice has something on it.
         let run = env
             .billing_run(&BillingCommand::RunInvoices(RunInvoices {
-                month: "2026-11".into(),
+                month: this_month.clone(),
             }))
             .await?;
         assert_eq!(run["issued"].as_array().map(Vec::len), Some(1), "{run}");
