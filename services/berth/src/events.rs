@@ -29,8 +29,11 @@ pub enum EventsCommand {
         #[arg(long = "type")]
         event_type: Option<String>,
         /// Start at this stream sequence instead of at new events.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "since")]
         since_seq: Option<u64>,
+        /// Start at the first event at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -124,6 +127,7 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             kind,
             event_type,
             since_seq,
+            since,
             output,
         } => {
             let filter = format!(
@@ -132,9 +136,14 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
                 kind.as_deref().unwrap_or("*")
             );
             berth_schemas::ids::validate_subject_token("kind", kind.as_deref().unwrap_or("x"))?;
-            let policy = match since_seq {
-                Some(start_sequence) => DeliverPolicy::ByStartSequence { start_sequence },
-                None => DeliverPolicy::New,
+            let policy = match (since_seq, since) {
+                (Some(start_sequence), _) => DeliverPolicy::ByStartSequence { start_sequence },
+                (None, Some(at)) => DeliverPolicy::ByStartTime {
+                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
+                        at.timestamp_nanos_opt().unwrap_or_default(),
+                    ))?,
+                },
+                (None, None) => DeliverPolicy::New,
             };
             let (_, mut messages) = ordered(&connect, filter, policy).await?;
             loop {

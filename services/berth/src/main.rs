@@ -12,10 +12,14 @@
 //! - `audit`: who did what and when.
 //! - `events`: tail the log, show one aggregate's history.
 //! - `replay`: rebuild a projection without downtime.
+//! - `state`: an aggregate at any past time or sequence; `trace`: one correlation.
+//! - `dlq`: dead letters; `notifications`, `notify`: mail and webhooks.
 //! - `status`: projection positions and faults.
 
 mod audit;
 mod billing;
+mod dashboard;
+mod dlq;
 mod events;
 mod notifications;
 mod output;
@@ -24,7 +28,9 @@ mod reconcile;
 mod replay;
 mod schedules;
 mod server;
+mod state;
 mod tenant;
+mod trace;
 mod up;
 mod vm;
 
@@ -57,6 +63,15 @@ enum Command {
     /// Accounts, subscriptions, payments, usage and invoices; operators' billing runs.
     #[command(subcommand)]
     Billing(billing::BillingCommandLine),
+    /// The live web dashboard on its own (`berth up` serves it too).
+    Dashboard(dashboard::DashboardArgs),
+    /// An aggregate as it was at a time or stream sequence; `--diff` between two.
+    State(state::StateArgs),
+    /// Every event of one correlation, across services, in order.
+    Trace(trace::TraceArgs),
+    /// Dead letters: list, show, retry (same ids, applied once), drop.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Mails and webhook posts: list, show, retry.
     #[command(subcommand)]
     Notifications(notifications::NotificationsCommand),
@@ -102,6 +117,10 @@ async fn main() {
         Command::Catalog(command) => pod::catalog(command),
         Command::Billing(command) => billing::run(command).await,
         Command::Notifications(command) => notifications::run(command).await,
+        Command::State(args) => state::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Trace(args) => trace::run(args).await,
+        Command::Dlq(command) => dlq::run(command).await,
         Command::Notify(command) => notifications::notify(command).await,
         Command::Tenant(command) => tenant::run(command).await,
         Command::Server(command) => server::run(command).await,

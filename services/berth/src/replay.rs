@@ -16,12 +16,21 @@ use crate::output::{print, Output};
 
 /// Every projection the CLI can rebuild.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(VmsProjection), Arc::new(AuditLog)]
+    vec![
+        Arc::new(VmsProjection),
+        Arc::new(berth_provisioner::servers_projection::ServersProjection),
+        Arc::new(berth_scheduler::projection::SchedulesProjection),
+        Arc::new(berth_pod_lifecycle::projection::PodsProjection),
+        Arc::new(berth_billing::projection::BillingProjection),
+        Arc::new(berth_notifier::projection::NotificationsProjection),
+        Arc::new(AuditLog),
+    ]
 }
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The projection to rebuild (`vms`, `audit_log`) or `all`.
+    /// The projection to rebuild (`vms`, `servers`, `schedules`, `pods`, `billing`,
+    /// `notifications`, `audit_log`) or `all`.
     projection: String,
     /// Build and compare, but keep the live schema.
     #[arg(long)]
@@ -113,6 +122,17 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     if args.output == Output::Json {
         crate::output::print_json(&reports);
+    }
+    let differing: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.matches_live())
+        .map(|r| r.projection.as_str())
+        .collect();
+    if args.dry_run && !differing.is_empty() {
+        bail!(
+            "the rebuilt rows differ from the live ones in {}: `berth replay <name>` rebuilds and swaps them in",
+            differing.join(", ")
+        );
     }
     Ok(())
 }

@@ -69,6 +69,19 @@ pub struct UpArgs {
     pods: PodArgs,
     #[command(flatten)]
     notify: berth_notifier::cli::NotifyArgs,
+    /// The dashboard's HTTP port (the page's files).
+    #[arg(long, default_value_t = 8080)]
+    dashboard_port: u16,
+    /// The embedded nats-server's WebSocket port, which the dashboard page connects to.
+    #[arg(long, default_value_t = 4223)]
+    websocket_port: u16,
+    /// Where the built dashboard page is (`just dashboard` builds it).
+    #[arg(
+        long,
+        env = "BERTH_DASHBOARD_DIST",
+        default_value = "web/dashboard/dist"
+    )]
+    dashboard_dist: PathBuf,
     #[command(flatten)]
     telemetry: TelemetryArgs,
 }
@@ -105,6 +118,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)?;
 
+    // A NATS user per dashboard: the operator and each demo tenant (passwords kept in
+    // the data directory, so the printed URLs stay valid across restarts).
+    let logins = berth_dashboard::users::logins(&dir, &[DEMO_TENANT])?;
     let mut nats_server = None;
     let nats_url = match &args.nats_url {
         Some(url) => url.clone(),
@@ -114,7 +130,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 &dir.join("nats"),
                 NatsOptions {
                     port: args.nats_port,
-                    websocket_port: None,
+                    websocket_port: Some(args.websocket_port),
+                    dashboard_users: logins.iter().map(|l| l.nats_user()).collect(),
                     binary,
                 },
             )
@@ -173,7 +190,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         default_limits: args.default_tier.limits(),
         servers: SimServers::default().specs(),
         demo: (!args.no_demo).then(|| DemoConfig {
-            tenant: TenantId::parse("demo").expect("a valid tenant id"),
+            tenant: TenantId::parse(DEMO_TENANT).expect("a valid tenant id"),
             name: "public-demo".into(),
             plan: Plan::Small,
             image: "debian-12".into(),
@@ -247,6 +264,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!(
         "  status      status.<tenant>.vm.<id>, status.<tenant>.pod.<id> on NATS (stream STATUS)"
     );
+    let dashboard_task = tokio::spawn({
+        let rt = rt.for_service("dashboard");
+        async move {
+            berth_dashboard::snapshot::serve(&rt)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    });
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], args.dashboard_port));
+    match berth_dashboard::serve(http, &args.dashboard_dist, shutdown.clone()).await {
+        Ok(http) if nats_server.is_some() => {
+            let websocket = format!("ws://127.0.0.1:{}", args.websocket_port);
+            for login in &logins {
+                println!(
+                    "  dashboard   {:<9} {}",
+                    login.tenant.as_deref().unwrap_or("operator"),
+                    berth_dashboard::page_url(http, &websocket, login)
+                );
+            }
+        }
+        Ok(http) => println!(
+            "  dashboard   http://{http}/ — with your own NATS, give the page #ws=<websocket URL>&tenant=<t>&user=<u>&pass=<p> (users as in nats/dev.conf)"
+        ),
+        Err(e) => println!("  dashboard   not served: {e:#}"),
+    }
     println!("Ctrl-C stops everything.");
 
     // Any service ending (Ctrl-C, or an error) stops the others.
@@ -260,7 +302,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         rt.for_service("notifier"),
         notifier_config,
     ));
-    let services = vec![provisioner, scheduler, pods, billing, notifier];
+    let services = vec![
+        provisioner,
+        scheduler,
+        pods,
+        billing,
+        notifier,
+        dashboard_task,
+    ];
     let (first, _, rest) = futures::future::select_all(services).await;
     shutdown.cancel();
     let mut outcome = first.context("a service task panicked")?;
@@ -277,6 +326,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     outcome
 }
+
+/// The tenant `berth up` seeds.
+const DEMO_TENANT: &str = "demo";
 
 /// The demo tenant's pods: `(name, service, variant)`.
 const DEMO_PODS: [(&str, &str, &str); 2] = [("flows", "n8n", "basic"), ("blog", "ghost", "basic")];

@@ -26,7 +26,7 @@ use crate::subscription::Subscription;
 pub const PAYMENT_TERM_DAYS: i64 = 14;
 
 /// An invoice, as folded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Invoice {
     pub issued: Option<InvoiceIssued>,
 }

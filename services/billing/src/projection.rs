@@ -190,11 +190,12 @@ impl Projection for BillingProjection {
     }
 
     fn filter_subjects(&self) -> Vec<String> {
-        use berth_schemas::billing::{ACCOUNT, INVOICE, METER};
+        use berth_schemas::billing::{ACCOUNT, INVOICE, METER, SUBSCRIPTION};
         vec![
             event_filter(ACCOUNT),
             event_filter(METER),
             event_filter(INVOICE),
+            event_filter(SUBSCRIPTION),
         ]
     }
 
@@ -270,7 +271,7 @@ impl Projection for BillingProjection {
                 }
                 Some(berth_schemas::billing::SUBSCRIPTION) => {
                     let decoded: SubscriptionEvent = event.decode().map_err(bad)?;
-                    apply_subscription(conn, schema, event, &decoded).await?;
+                    updates.extend(apply_subscription(conn, schema, event, &decoded).await?);
                 }
                 Some(berth_schemas::billing::INVOICE) => {
                     let InvoiceEvent::Issued(issued) = event.decode().map_err(bad)?;
@@ -290,6 +291,9 @@ impl Projection for BillingProjection {
                     .bind(Json(&issued.lines))
                     .execute(&mut *conn)
                     .await?;
+                    updates.extend(
+                        invoice_status(conn, schema, event.meta.subject, event.sequence).await?,
+                    );
                 }
                 _ => {
                     let decoded: AccountEvent = event.decode().map_err(bad)?;
@@ -319,6 +323,8 @@ impl Projection for BillingProjection {
                         .bind(status)
                         .execute(&mut *conn)
                         .await?;
+                        updates
+                            .extend(invoice_status(conn, schema, invoice, event.sequence).await?);
                     }
                 }
             }
@@ -377,12 +383,64 @@ impl Projection for BillingProjection {
     }
 }
 
+/// `status.<tenant>.invoice.<id>` for an invoice row as it is now; `version` is the
+/// sequence of the event that changed it.
+async fn invoice_status(
+    conn: &mut PgConnection,
+    schema: &str,
+    id: Uuid,
+    version: u64,
+) -> sqlx::Result<Option<StatusUpdate>> {
+    let row = sqlx::query(&format!(
+        "SELECT tenant, number, month, currency, total_minor, status, issued_at, due_at FROM {schema}.invoices WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let tenant: String = row.try_get("tenant")?;
+    let state = serde_json::json!({
+        "id": id,
+        "tenant": tenant,
+        "number": row.try_get::<String, _>("number")?,
+        "month": row.try_get::<String, _>("month")?,
+        "currency": row.try_get::<String, _>("currency")?,
+        "total_minor": row.try_get::<i64, _>("total_minor")?,
+        "status": row.try_get::<String, _>("status")?,
+        "issued_at": row.try_get::<DateTime<Utc>, _>("issued_at")?,
+        "due_at": row.try_get::<DateTime<Utc>, _>("due_at")?,
+    });
+    Ok(status_update("invoice", id, &tenant, version, state))
+}
+
+fn status_update(
+    kind: &str,
+    id: Uuid,
+    tenant: &str,
+    version: u64,
+    state: serde_json::Value,
+) -> Option<StatusUpdate> {
+    let parsed = TenantId::parse(tenant).ok()?;
+    Some(StatusUpdate {
+        subject: status_subject(&parsed, kind, &id.to_string()).ok()?,
+        body: serde_json::json!({
+            "kind": kind,
+            "id": id,
+            "tenant": tenant,
+            "version": version,
+            "state": state,
+        }),
+    })
+}
+
 async fn apply_subscription(
     conn: &mut PgConnection,
     schema: &str,
     event: &StoredEvent,
     decoded: &SubscriptionEvent,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Option<StatusUpdate>> {
     let state: Option<Json<Subscription>> = sqlx::query_scalar(&format!(
         "SELECT state FROM {schema}.subscriptions WHERE id = $1"
     ))
@@ -392,7 +450,7 @@ async fn apply_subscription(
     let mut subscription = state.map(|s| s.0).unwrap_or_default();
     subscription.apply(decoded);
     let Some(created) = &subscription.created else {
-        return Ok(());
+        return Ok(None);
     };
     sqlx::query(&format!(
         "INSERT INTO {schema}.subscriptions (id, tenant, product, variant, price_minor, currency, status, period_end, version, state)
@@ -412,19 +470,31 @@ async fn apply_subscription(
     .bind(Json(&subscription))
     .execute(conn)
     .await?;
-    Ok(())
+    let state = serde_json::json!({
+        "id": event.meta.subject,
+        "tenant": event.meta.tenant.as_str(),
+        "product": created.product,
+        "variant": created.variant,
+        "price_minor": created.price.amount_minor,
+        "currency": created.price.currency,
+        "status": subscription.status(),
+        "period_end": subscription.period_end,
+    });
+    Ok(status_update(
+        "subscription",
+        event.meta.subject,
+        event.meta.tenant.as_str(),
+        event.sequence,
+        state,
+    ))
 }
 
 fn account_status(id: Uuid, row: &AccountRow) -> Option<StatusUpdate> {
-    let tenant = TenantId::parse(&row.tenant).ok()?;
-    Some(StatusUpdate {
-        subject: status_subject(&tenant, "account", &id.to_string()).ok()?,
-        body: serde_json::json!({
-            "kind": "account",
-            "id": id,
-            "tenant": row.tenant,
-            "version": row.version,
-            "state": row,
-        }),
-    })
+    status_update(
+        "account",
+        id,
+        &row.tenant,
+        row.version as u64,
+        serde_json::to_value(row).ok()?,
+    )
 }

@@ -242,6 +242,12 @@ fn status_update(row: &NotificationRow) -> Option<StatusUpdate> {
     let tenant = TenantId::parse(&row.tenant).ok()?;
     Some(StatusUpdate {
         subject: status_subject(&tenant, "notification", &row.id.to_string()).ok()?,
-        body: serde_json::to_value(row).ok()?,
+        body: serde_json::json!({
+            "kind": "notification",
+            "id": row.id,
+            "tenant": row.tenant,
+            "version": row.version,
+            "state": row,
+        }),
     })
 }

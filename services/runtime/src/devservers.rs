@@ -155,6 +155,45 @@ pub struct NatsOptions {
     pub websocket_port: Option<u16>,
     /// The nats-server binary.
     pub binary: PathBuf,
+    /// Dashboard users; without any, the server has no authorization at all.
+    pub dashboard_users: Vec<DashboardUser>,
+}
+
+/// A NATS user for a browser dashboard (see `nats/dev.conf`): a tenant's user may
+/// publish only to `cmd.<tenant>.>` and subscribe only to `status.<tenant>.>` and its
+/// own inbox prefix `_INBOX_<user>.>`; the operator (`tenant: None`) sees every tenant.
+/// Services connect without credentials on the plain port as the `berth` user, which
+/// is not allowed over WebSocket.
+#[derive(Clone)]
+pub struct DashboardUser {
+    pub user: String,
+    pub password: String,
+    /// `None`: the operator, every tenant.
+    pub tenant: Option<String>,
+}
+
+impl std::fmt::Debug for DashboardUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardUser")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+impl DashboardUser {
+    fn config(&self) -> String {
+        let (publish, subscribe) = match &self.tenant {
+            Some(tenant) => (format!("cmd.{tenant}.>"), format!("status.{tenant}.>")),
+            None => ("cmd.>".to_owned(), "status.>".to_owned()),
+        };
+        format!(
+            "    {{ user: \"{user}\", password: \"{password}\", allowed_connection_types: [\"WEBSOCKET\", \"STANDARD\"],\n      permissions: {{ publish: {{ allow: [\"{publish}\"] }}, subscribe: {{ allow: [\"{subscribe}\", \"_INBOX_{user}.>\"] }} }} }}\n",
+            user = self.user,
+            password = self.password,
+        )
+    }
 }
 
 /// A private nats-server with JetStream under a directory.
@@ -180,6 +219,18 @@ pub fn nats_config(dir: &Path, options: &NatsOptions) -> String {
         config.push_str(&format!(
             "websocket {{\n  listen: \"127.0.0.1:{ws}\"\n  no_tls: true\n}}\n"
         ));
+    }
+    if !options.dashboard_users.is_empty() {
+        // The services' user: unauthenticated clients on the plain port become it; its
+        // password is never used, so it is random and forgotten.
+        config.push_str(&format!(
+            "no_auth_user: berth\nauthorization {{\n  users: [\n    {{ user: \"berth\", password: \"{}\", allowed_connection_types: [\"STANDARD\"] }}\n",
+            uuid::Uuid::new_v4().simple()
+        ));
+        for user in &options.dashboard_users {
+            config.push_str(&user.config());
+        }
+        config.push_str("  ]\n}\n");
     }
     config
 }

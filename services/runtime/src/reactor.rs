@@ -102,25 +102,62 @@ pub fn backoff(delivered: i64, base: Duration, max: Duration) -> Duration {
     delay.mul_f64(jitter)
 }
 
-/// Runs a reactor until shutdown.
+/// Runs a reactor until shutdown: its live consumer and the consumer of the dead
+/// letters an operator sends back to it (`retry.<name>`, see [`crate::dlq`]).
 pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
     let limits = Limits::of(reactor.as_ref(), &rt.settings);
     let name = reactor.name();
-    let stream = rt
+    let live = consumer::pull::Config {
+        durable_name: Some(name.clone()),
+        filter_subjects: reactor.filter_subjects(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: rt.settings.reactor_ack_wait,
+        max_deliver: limits.max_deliver,
+        max_ack_pending: (limits.max_in_flight * 4) as i64,
+        ..Default::default()
+    };
+    let retries = consumer::pull::Config {
+        durable_name: Some(format!("{name}-retry")),
+        filter_subjects: vec![crate::dlq::retry_subject(&name)?],
+        ..live.clone()
+    };
+    tokio::try_join!(
+        consume(rt, &reactor, reactor.stream(), live, limits, Origin::Live),
+        consume(
+            rt,
+            &reactor,
+            crate::dlq::RETRY_STREAM,
+            retries,
+            limits,
+            Origin::Retried
+        ),
+    )?;
+    Ok(())
+}
+
+/// Where a message a reactor handles comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Live,
+    /// A dead letter sent back: its original subject and sequence are in its headers.
+    Retried,
+}
+
+async fn consume(
+    rt: &Runtime,
+    reactor: &Arc<dyn Reactor>,
+    stream: &str,
+    config: consumer::pull::Config,
+    limits: Limits,
+    origin: Origin,
+) -> Result<()> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let consumer: consumer::PullConsumer = rt
         .js
-        .get_stream(reactor.stream())
+        .get_stream(stream)
         .await
-        .map_err(|e| Error::nats(format!("get stream {}", reactor.stream()), e))?;
-    let consumer: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            filter_subjects: reactor.filter_subjects(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: rt.settings.reactor_ack_wait,
-            max_deliver: limits.max_deliver,
-            max_ack_pending: (limits.max_in_flight * 4) as i64,
-            ..Default::default()
-        })
+        .map_err(|e| Error::nats(format!("get stream {stream}"), e))?
+        .create_consumer(config)
         .await
         .map_err(|e| Error::nats(format!("create consumer {name}"), e))?;
     let messages = consumer
@@ -136,7 +173,7 @@ pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
             let rt = rt.clone();
             async move {
                 match message {
-                    Ok(message) => handle(&rt, reactor.as_ref(), limits, message).await,
+                    Ok(message) => handle(&rt, reactor.as_ref(), limits, origin, message).await,
                     Err(e) => warn!(error = %e, "reactor consumer error"),
                 }
             }
@@ -145,13 +182,36 @@ pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
     Ok(())
 }
 
-async fn handle(rt: &Runtime, reactor: &dyn Reactor, limits: Limits, message: jetstream::Message) {
+/// The event a message carries; a retried dead letter is read as the original event.
+fn event_of(message: &jetstream::Message, origin: Origin) -> Result<StoredEvent> {
+    match origin {
+        Origin::Live => StoredEvent::from_jetstream(message),
+        Origin::Retried => {
+            let headers = message.headers.clone().unwrap_or_default();
+            let original = |name: &str| berth_schemas::envelope::header_value(&headers, name);
+            let subject = original(dlq_headers::SUBJECT)
+                .ok_or_else(|| Error::Other("a retried message without its subject".into()))?;
+            let sequence = original(dlq_headers::STREAM_SEQUENCE)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Error::Other("a retried message without its sequence".into()))?;
+            StoredEvent::from_parts(sequence, subject, headers, message.payload.clone())
+        }
+    }
+}
+
+async fn handle(
+    rt: &Runtime,
+    reactor: &dyn Reactor,
+    limits: Limits,
+    origin: Origin,
+    message: jetstream::Message,
+) {
     let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
     let span =
         info_span!("react", reactor = %reactor.name(), subject = %message.subject, delivered);
     crate::telemetry::set_parent(&span, message.headers.as_ref());
     async {
-        let outcome = match StoredEvent::from_jetstream(&message) {
+        let outcome = match event_of(&message, origin) {
             Ok(event) => reactor.react(&event).await.map_err(|e| (Some(event), e)),
             Err(e) => Err((None, ReactError::Permanent(e.to_string()))),
         };
@@ -166,7 +226,7 @@ async fn handle(rt: &Runtime, reactor: &dyn Reactor, limits: Limits, message: je
                     message.ack_with(AckKind::Nak(Some(delay))).await
                 } else {
                     warn!(error = %error, "reaction failed for good; moving the message to the DLQ");
-                    match dead_letter(rt, &reactor.name(), &message, delivered, &error.to_string()).await {
+                    match dead_letter(rt, &reactor.name(), &message, event.as_ref(), delivered, &error.to_string()).await {
                         Ok(()) => {
                             if let Some(event) = event {
                                 reactor.give_up(&event, &error.to_string()).await;
@@ -197,10 +257,24 @@ async fn dead_letter(
     rt: &Runtime,
     consumer: &str,
     message: &jetstream::Message,
+    event: Option<&StoredEvent>,
     delivered: i64,
     error: &str,
 ) -> Result<()> {
-    let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+    let own_sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+    // A retried dead letter names its original subject and sequence, not the retry's.
+    let (subject, sequence, msg_id) = match event {
+        Some(event) if event.subject != message.subject.as_str() => (
+            event.subject.clone(),
+            event.sequence,
+            format!("{consumer}:{}:retry:{own_sequence}", event.sequence),
+        ),
+        _ => (
+            message.subject.to_string(),
+            own_sequence,
+            format!("{consumer}:{own_sequence}"),
+        ),
+    };
     let mut headers = HeaderMap::new();
     if let Some(original) = &message.headers {
         for (name, values) in original.iter() {
@@ -218,11 +292,11 @@ async fn dead_letter(
         .take(1024)
         .collect();
     headers.insert(dlq_headers::ERROR, error.as_str());
-    headers.insert(dlq_headers::SUBJECT, message.subject.as_str());
+    headers.insert(dlq_headers::SUBJECT, subject.as_str());
     headers.insert(dlq_headers::STREAM_SEQUENCE, sequence.to_string().as_str());
     headers.insert(dlq_headers::DELIVERIES, delivered.to_string().as_str());
     headers.insert(dlq_headers::CONSUMER, consumer);
-    headers.insert("Nats-Msg-Id", format!("{consumer}:{sequence}").as_str());
+    headers.insert("Nats-Msg-Id", msg_id.as_str());
     let subject = dlq_subject(consumer).map_err(|e| Error::Other(e.to_string()))?;
     rt.js
         .publish_with_headers(subject, headers, message.payload.clone())

@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 
 /// The checked-in definitions, embedded so every binary carries them.
-pub const DEFINITIONS: [(&str, &str); 3] = [
+pub const DEFINITIONS: [(&str, &str); 4] = [
     (
         "events.json",
         include_str!("../../../nats/streams/events.json"),
@@ -20,6 +20,10 @@ pub const DEFINITIONS: [(&str, &str); 3] = [
         include_str!("../../../nats/streams/status.json"),
     ),
     ("dlq.json", include_str!("../../../nats/streams/dlq.json")),
+    (
+        "retry.json",
+        include_str!("../../../nats/streams/retry.json"),
+    ),
 ];
 
 /// The parsed definitions, with the settings' overrides.

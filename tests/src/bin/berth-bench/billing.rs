@@ -60,9 +60,11 @@ pub async fn billing(raw_js: &async_nats::jetstream::Context, vms: usize) -> any
         .await?;
     let invoice_seconds = started.elapsed().as_secs_f64();
     let issued = run["issued"].as_array().map_or(0, Vec::len);
+    // VMs go to the tenants in turn: with fewer VMs than tenants, some have no usage.
+    let expected = TENANTS.min(vms);
     anyhow::ensure!(
-        issued == TENANTS,
-        "issued {issued} of {TENANTS} invoices: {run}"
+        issued == expected,
+        "issued {issued} of {expected} invoices: {run}"
     );
     service.stop().await?;
     let (raw_rate, _) = raw_publishes_in_flight(raw_js, 50_000).await?;

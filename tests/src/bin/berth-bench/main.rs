@@ -17,9 +17,12 @@
 //!    raw publish-acks in flight;
 //! 8. timers ([`timers`]): N one-shot timers due within a minute: lateness and fires/s;
 //! 9. notifications ([`notify`]): N events each mailed through the notifier into a local
-//!    SMTP sink — mails/s and event-to-delivery latency — next to lettre alone.
+//!    SMTP sink — mails/s and event-to-delivery latency — next to lettre alone;
+//! 10. dashboard fan-out ([`fanout`]): status updates at a fixed rate through `STATUS`
+//!     to N subscribers, delay p50/p99 next to core NATS at the same rate.
 
 mod billing;
+mod fanout;
 mod notify;
 mod pods;
 mod timers;
@@ -52,6 +55,10 @@ struct Args {
     billing_vms: usize,
     timers: usize,
     notifications: usize,
+    fanout_rate: usize,
+    fanout_subscribers: usize,
+    /// Only this section (`notifications`, `timers`, `billing`), for a quick look.
+    only: Option<String>,
 }
 
 /// Commands (and raw publishes) in flight at once in the placement run.
@@ -61,7 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         round_trips: 2000,
         status_trips: 300,
-        rebuild_events: 200_000,
+        rebuild_events: 1_000_000,
         placements: 10_000,
         servers: 100,
         docker_trips: 10,
@@ -69,9 +76,16 @@ fn parse_args() -> anyhow::Result<Args> {
         billing_vms: 2_000,
         timers: 100_000,
         notifications: 10_000,
+        fanout_rate: 1000,
+        fanout_subscribers: 20,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--only" {
+            args.only = Some(it.next().context("--only takes a section name")?);
+            continue;
+        }
         let value: usize = it.next().context("every flag takes a number")?.parse()?;
         match flag.as_str() {
             "--round-trips" => args.round_trips = value,
@@ -84,8 +98,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--billing-vms" => args.billing_vms = value,
             "--timers" => args.timers = value,
             "--notifications" => args.notifications = value,
+            "--fanout-rate" => args.fanout_rate = value,
+            "--fanout-subscribers" => args.fanout_subscribers = value,
             other => anyhow::bail!(
-                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N --timers N --notifications N"
+                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N --timers N --notifications N --fanout-rate N --fanout-subscribers N (or --only notifications|timers|billing|fanout)"
             ),
         }
     }
@@ -133,7 +149,11 @@ async fn raw_publish_round_trips(
     Ok(samples)
 }
 
-/// Appends `vms` VMs of four events each (one atomic batch per VM), many at once.
+/// Events per generated VM: one atomic batch each (requested, placed, provisioned,
+/// then stop/start cycles), so a million events take 25 000 fsynced batches.
+pub(crate) const EVENTS_PER_VM: usize = 40;
+
+/// Appends `vms` VMs of [`EVENTS_PER_VM`] events each (one atomic batch per VM), many at once.
 async fn generate(store: &EventStore, vms: usize) -> anyhow::Result<()> {
     let tenant = tenant("bench");
     let actor = Actor::parse("user:bench")?;
@@ -144,7 +164,7 @@ async fn generate(store: &EventStore, vms: usize) -> anyhow::Result<()> {
             let actor = actor.clone();
             async move {
                 let id = Uuid::now_v7();
-                let events = [
+                let mut events = vec![
                     VmEvent::Requested(VmRequested {
                         name: format!("vm-{i}"),
                         vcpus: 1,
@@ -166,6 +186,19 @@ async fn generate(store: &EventStore, vms: usize) -> anyhow::Result<()> {
                         provider_ref: format!("berth-vm-{id}"),
                     }),
                 ];
+                let cycle = [
+                    VmEvent::Started(Empty {}),
+                    VmEvent::StopRequested(Empty {}),
+                    VmEvent::Stopped(Empty {}),
+                    VmEvent::StartRequested(Empty {}),
+                ];
+                events.extend(
+                    cycle
+                        .iter()
+                        .cycle()
+                        .take(EVENTS_PER_VM - events.len())
+                        .cloned(),
+                );
                 let new_events = events
                     .iter()
                     .enumerate()
@@ -231,10 +264,20 @@ async fn main() -> anyhow::Result<()> {
         env.client.server_info().version
     );
     println!(
-        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {} --timers {} --notifications {}",
-        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms, args.timers, args.notifications
+        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {} --timers {} --notifications {} --fanout-rate {} --fanout-subscribers {}",
+        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms, args.timers, args.notifications, args.fanout_rate, args.fanout_subscribers
     );
     println!();
+    match args.only.as_deref() {
+        Some("notifications") => return notify::notifications(args.notifications).await,
+        Some("timers") => return timers::timers(args.timers).await,
+        Some("billing") => return billing::billing(&env.js, args.billing_vms).await,
+        Some("fanout") => return fanout::fanout(args.fanout_rate, args.fanout_subscribers).await,
+        Some(other) => {
+            anyhow::bail!("--only {other}: choose notifications, timers, billing or fanout")
+        }
+        None => {}
+    }
 
     eprintln!("… raw publish-ack round trips");
     let raw = percentiles(raw_publish_round_trips(&env.js, args.round_trips).await?);
@@ -292,10 +335,10 @@ async fn main() -> anyhow::Result<()> {
     service.stop().await?;
 
     eprintln!("… generating {} events", args.rebuild_events);
-    let vms = args.rebuild_events.div_ceil(4);
+    let vms = args.rebuild_events.div_ceil(EVENTS_PER_VM);
     let generated = Instant::now();
     generate(&rt.store, vms).await?;
-    let append_rate = (vms * 4) as f64 / generated.elapsed().as_secs_f64();
+    let append_rate = (vms * EVENTS_PER_VM) as f64 / generated.elapsed().as_secs_f64();
     eprintln!("… raw ordered-consumer read and projection rebuild");
     let (total, raw_read) = raw_read_rate(&env.js).await?;
     let mut transactions = 0u64;
@@ -319,7 +362,7 @@ async fn main() -> anyhow::Result<()> {
         100.0 * report.apply_seconds / report.seconds
     );
     println!(
-        "{:<28} {:>9.0} events/s in atomic batches of 4, 256 appends in flight",
+        "{:<28} {:>9.0} events/s in atomic batches of {EVENTS_PER_VM}, 256 appends in flight",
         "event generation", append_rate
     );
 
@@ -362,6 +405,8 @@ async fn main() -> anyhow::Result<()> {
     timers::timers(args.timers).await?;
     eprintln!("… notifications");
     notify::notifications(args.notifications).await?;
+    eprintln!("… status fan-out");
+    fanout::fanout(args.fanout_rate, args.fanout_subscribers).await?;
     Ok(())
 }
 

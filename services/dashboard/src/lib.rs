@@ -1,0 +1,64 @@
+//! berth-dashboard: the live web dashboard's server side.
+//!
+//! - [`snapshot`]: `cmd.<tenant>.dashboard.snapshot` answers with the last status of
+//!   every `status.<tenant>.>` subject (`system`: every tenant), read from the `STATUS`
+//!   stream, so a page gets the current picture before it follows live changes. NATS
+//!   permissions decide who may ask for which tenant: a tenant's user may only publish
+//!   to `cmd.<tenant>.>`.
+//! - [`serve`]: the page's files (`web/dashboard/dist`, built with `npm run build`)
+//!   over HTTP. The page talks to NATS itself, over WebSocket.
+//! - [`users`]: a NATS user per dashboard (a tenant, or the operator), with a password
+//!   kept in a file beside the embedded servers' data.
+
+pub mod snapshot;
+pub mod users;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::ServeDir;
+
+/// Where the built page is, relative to the repository.
+pub fn default_dist() -> PathBuf {
+    PathBuf::from("web/dashboard/dist")
+}
+
+/// Serves the built page from `dist` on `addr` until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    dist: &Path,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    anyhow::ensure!(
+        dist.join("index.html").is_file() && dist.join("app.js").is_file(),
+        "the dashboard is not built in {}: run `just dashboard` (npm ci && npm run build in web/dashboard)",
+        dist.display()
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("dashboard on {addr} (is the port taken? try --dashboard-port)")
+    })?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().fallback_service(ServeDir::new(dist));
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the dashboard's HTTP server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// The URL a person opens: the page, with where NATS is and who logs in in the fragment
+/// (a fragment is never sent to a server, so the password stays out of HTTP logs).
+pub fn page_url(http: SocketAddr, websocket: &str, user: &users::Login) -> String {
+    format!(
+        "http://{http}/#ws={websocket}&tenant={}&user={}&pass={}",
+        user.tenant.as_deref().unwrap_or("*"),
+        user.user,
+        user.password
+    )
+}

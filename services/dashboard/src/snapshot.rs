@@ -1,0 +1,114 @@
+//! `cmd.<tenant>.dashboard.snapshot`: the last status of every `status.<tenant>.>`
+//! subject (`cmd.system.dashboard.snapshot`: of every tenant), from the last-value
+//! `STATUS` stream. The answer is `{"statuses": [{"subject", "body"}], "truncated"}`;
+//! it stays under NATS' payload limit and says when it had to stop.
+
+use async_nats::jetstream::{self, consumer};
+use berth_runtime::Runtime;
+use berth_schemas::subjects::STATUS_STREAM;
+use berth_schemas::TenantId;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Answers stay below this many bytes (the embedded server allows 1 MB).
+pub const MAX_ANSWER_BYTES: usize = 900 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub subject: String,
+    pub body: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    pub statuses: Vec<Entry>,
+    pub truncated: bool,
+}
+
+/// The last status of every subject matching `filter`.
+pub async fn read(js: &jetstream::Context, filter: &str) -> anyhow::Result<Snapshot> {
+    let stream = js.get_stream(STATUS_STREAM).await?;
+    let mut ordered = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await?;
+    let mut snapshot = Snapshot {
+        statuses: Vec::new(),
+        truncated: false,
+    };
+    if ordered.info().await?.num_pending == 0 {
+        return Ok(snapshot);
+    }
+    let mut size = 0;
+    let mut messages = ordered.messages().await?;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let remaining = message.info().map(|i| i.pending).unwrap_or(0);
+        size += message.subject.len() + message.payload.len() + 32;
+        if size > MAX_ANSWER_BYTES {
+            snapshot.truncated = true;
+            break;
+        }
+        if let Ok(body) = serde_json::from_slice(&message.payload) {
+            snapshot.statuses.push(Entry {
+                subject: message.subject.to_string(),
+                body,
+            });
+        }
+        if remaining == 0 {
+            break;
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The status filter a snapshot request on `subject` may read.
+pub fn filter_for(subject: &str) -> Option<String> {
+    let tenant = TenantId::parse(subject.split('.').nth(1)?).ok()?;
+    Some(if tenant == TenantId::system() {
+        "status.>".to_owned()
+    } else {
+        format!("status.{tenant}.>")
+    })
+}
+
+/// Answers snapshot requests until shutdown.
+pub async fn serve(rt: &Runtime) -> berth_runtime::Result<()> {
+    let js = rt.js.clone();
+    berth_runtime::requests::serve(rt, "cmd.*.dashboard.snapshot", "berth-dashboard", |subject, _| {
+        let js = js.clone();
+        async move {
+            let answer = match filter_for(&subject) {
+                Some(filter) => read(&js, &filter)
+                    .await
+                    .map(|snapshot| serde_json::to_value(snapshot).unwrap_or_default())
+                    .unwrap_or_else(|e| serde_json::json!({"code": "unavailable", "message": format!("{e:#}")})),
+                None => serde_json::json!({"code": "invalid", "message": "the tenant in the subject is not valid"}),
+            };
+            serde_json::to_vec(&answer).unwrap_or_default()
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_reads_its_own_statuses_and_system_reads_all() {
+        assert_eq!(
+            filter_for("cmd.demo.dashboard.snapshot").as_deref(),
+            Some("status.demo.>")
+        );
+        assert_eq!(
+            filter_for("cmd.system.dashboard.snapshot").as_deref(),
+            Some("status.>")
+        );
+        assert_eq!(filter_for("cmd.*.dashboard.snapshot"), None);
+    }
+}
