@@ -140,7 +140,8 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
                 (Some(start_sequence), _) => DeliverPolicy::ByStartSequence { start_sequence },
                 (None, Some(at)) => DeliverPolicy::ByStartTime {
                     start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
-                        at.timestamp_nanos_opt().unwrap_or_default(),
+                        at.timestamp_nanos_opt()
+                            .context("--since is outside the years 1677 to 2262")?,
                     ))?,
                 },
                 (None, None) => DeliverPolicy::New,

@@ -157,7 +157,10 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
         berth_notifier::samples::context(&preview.template, &preview.to)
             .with_context(|| format!("no sample for {}", preview.template))?
     } else {
-        let event = preview.event.as_deref().unwrap_or_default();
+        let event = preview
+            .event
+            .as_deref()
+            .context("--event <id|sequence> or --sample")?;
         let sequence = match event.parse::<u64>() {
             Ok(sequence) => sequence,
             Err(_) => {

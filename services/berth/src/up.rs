@@ -336,24 +336,16 @@ const DEMO_PODS: [(&str, &str, &str); 2] = [("flows", "n8n", "basic"), ("blog", 
 /// The key pods' secrets derive from: made once (random, mode 0600) and kept, so a
 /// restart of `berth up` gives every pod the same secrets.
 fn ensure_secret_key(path: &std::path::Path) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if !path.exists() {
         let key: [u8; 32] = rand::random();
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        file.write_all(hex::encode(key).as_bytes())?;
+        devservers::write_private(path, hex::encode(key).as_bytes(), true)?;
     }
     Ok(path.to_path_buf())
 }
 
 /// The demo tenant's pods, once (fixed command ids).
 async fn seed_demo_pods(nats: &async_nats::Client) -> anyhow::Result<()> {
-    let tenant = TenantId::parse("demo")?;
+    let tenant = TenantId::parse(DEMO_TENANT)?;
     let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://berth.dev/demo/pods");
     for (name, service, variant) in DEMO_PODS {
         let command = PodCommand::Create(CreatePod {
@@ -411,7 +403,7 @@ async fn seed(
 /// The demo tenant: a pro quota with room to try things, and three VMs. Fixed command
 /// ids make this idempotent across restarts.
 async fn seed_demo(nats: &async_nats::Client) -> anyhow::Result<()> {
-    let tenant = TenantId::parse("demo")?;
+    let tenant = TenantId::parse(DEMO_TENANT)?;
     let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://berth.dev/demo");
     let quota = TenantCommand::SetQuota(SetQuota {
         tenant: tenant.clone(),

@@ -85,11 +85,11 @@ pub async fn serve(rt: &Runtime) -> berth_runtime::Result<()> {
             let answer = match filter_for(&subject) {
                 Some(filter) => read(&js, &filter)
                     .await
-                    .map(|snapshot| serde_json::to_value(snapshot).unwrap_or_default())
+                    .map(|snapshot| serde_json::to_value(snapshot).expect("snapshots are plain data"))
                     .unwrap_or_else(|e| serde_json::json!({"code": "unavailable", "message": format!("{e:#}")})),
                 None => serde_json::json!({"code": "invalid", "message": "the tenant in the subject is not valid"}),
             };
-            serde_json::to_vec(&answer).unwrap_or_default()
+            serde_json::to_vec(&answer).expect("JSON values serialize")
         }
     })
     .await

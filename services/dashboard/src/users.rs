@@ -66,23 +66,12 @@ pub fn logins(dir: &Path, tenants: &[&str]) -> anyhow::Result<Vec<Login>> {
         }
     }
     std::fs::create_dir_all(dir)?;
-    write_private(&path, &serde_json::to_string_pretty(&known)?)?;
+    berth_runtime::devservers::write_private(
+        &path,
+        serde_json::to_string_pretty(&known)?.as_bytes(),
+        false,
+    )?;
     Ok(known)
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::reactor::{ReactError, Reactor, Tuning};
-use berth_runtime::store::{AppendError, Cause, Repository, StoredEvent};
+use berth_runtime::store::{Aggregate, AppendError, Cause, Repository, StoredEvent};
 use berth_schemas::notification::{Channel, NotificationEvent};
 use berth_schemas::subjects::event_filter;
 use berth_schemas::{Actor, TenantId};
@@ -133,13 +133,14 @@ impl Deliverer {
     }
 
     /// Appends what an attempt decided, reloading on a conflict; the events are decided
-    /// again from the reloaded state, so a concurrent `sent` or `failed` wins.
+    /// again from the reloaded state, so a concurrent `sent` or `failed` wins. Returns
+    /// the status the notification is in afterwards.
     async fn record(
         &self,
         tenant: &TenantId,
         id: Uuid,
         decide: impl Fn(&Notification) -> Vec<NotificationEvent>,
-    ) -> Result<(), ReactError> {
+    ) -> Result<Status, ReactError> {
         for _ in 0..berth_runtime::commands::MAX_ATTEMPTS {
             let loaded = self
                 .notifications
@@ -147,8 +148,11 @@ impl Deliverer {
                 .await
                 .map_err(|e| ReactError::Transient(e.to_string()))?;
             if loaded.state.status != Status::Pending {
-                return Ok(());
+                return Ok(loaded.state.status);
             }
+            let events = decide(&loaded.state);
+            let mut after = loaded.state.clone();
+            events.iter().for_each(|event| after.apply(event));
             let cause = Cause {
                 id: Uuid::new_v5(&id, format!("attempt-{}", loaded.version).as_bytes()),
                 actor: Actor::service("notifier"),
@@ -157,10 +161,10 @@ impl Deliverer {
             };
             match self
                 .notifications
-                .append(tenant, id, &loaded, &cause, decide(&loaded.state))
+                .append(tenant, id, &loaded, &cause, events)
                 .await
             {
-                Ok(_) | Err(AppendError::Duplicate) => return Ok(()),
+                Ok(_) | Err(AppendError::Duplicate) => return Ok(after.status),
                 Err(AppendError::Conflict { .. } | AppendError::Busy) => continue,
                 Err(AppendError::Store(e)) => return Err(ReactError::Transient(e.to_string())),
             }
@@ -214,20 +218,17 @@ impl Reactor for Deliverer {
         }
         let max_attempts = self.retries.max_attempts;
         match self.attempt(id, &loaded.state).await {
-            Ok(()) => self.record(tenant, id, |n| vec![n.sent()]).await,
-            Err(Failure::Never(error)) => {
-                self.record(tenant, id, |n| n.attempt_failed(&error, 1))
-                    .await
-            }
+            Ok(()) => self.record(tenant, id, |n| vec![n.sent()]).await.map(drop),
+            Err(Failure::Never(error)) => self
+                .record(tenant, id, |n| n.attempt_failed(&error, 1))
+                .await
+                .map(drop),
             Err(Failure::Retry(error)) => {
-                self.record(tenant, id, |n| n.attempt_failed(&error, max_attempts))
-                    .await?;
-                let after = self
-                    .notifications
-                    .load(tenant, id)
-                    .await
-                    .map_err(|e| ReactError::Transient(e.to_string()))?;
-                match after.state.status {
+                match self
+                    .record(tenant, id, |n| n.attempt_failed(&error, max_attempts))
+                    .await?
+                {
+                    // Another attempt after the reactor's back-off.
                     Status::Pending => Err(ReactError::Transient(error)),
                     _ => Ok(()),
                 }

@@ -139,16 +139,19 @@ impl Webhooks {
     }
 }
 
-/// `t=<timestamp>,v1=<hex HMAC-SHA256("<timestamp>.<body>")>`.
-pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+/// HMAC-SHA256 of `"<timestamp>.<body>"` with `secret`.
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
+    mac
+}
+
+/// `t=<timestamp>,v1=<hex HMAC-SHA256("<timestamp>.<body>")>`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let digest = mac(secret, timestamp, body).finalize().into_bytes();
+    format!("t={timestamp},v1={}", hex::encode(digest))
 }
 
 /// Checks a `Berth-Signature` header against the body (what a receiver does).
@@ -165,11 +168,7 @@ pub fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
     let (Some(timestamp), Some(given)) = (timestamp, given) else {
         return false;
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&given).is_ok()
+    mac(secret, timestamp, body).verify_slice(&given).is_ok()
 }
 
 /// A webhook URL may carry a token in its path: errors name the failure, not the URL.

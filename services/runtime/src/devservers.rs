@@ -119,6 +119,24 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
+/// Writes `contents` to `path` readable by its owner only (mode 0600): a secret kept
+/// beside the embedded servers' data. `create_new` refuses to replace an existing file.
+pub fn write_private(path: &Path, contents: &[u8], create_new: bool) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(contents))
+        .map_err(|e| Error::Other(format!("writing {}: {e}", path.display())))
+}
+
 /// Finds a program on `PATH`.
 pub fn which(program: &str, path_var: &str) -> Option<PathBuf> {
     std::env::split_paths(path_var)

@@ -146,15 +146,7 @@ pub async fn retry(js: &jetstream::Context, sequence: u64) -> Result<DeadLetter>
             "dead letter {sequence} does not say which consumer gave it up"
         )));
     }
-    let mut retried = HeaderMap::new();
-    for (name, values) in headers.iter() {
-        if name.to_string().to_ascii_lowercase().starts_with("nats-") {
-            continue;
-        }
-        for value in values {
-            retried.append(name.clone(), value.clone());
-        }
-    }
+    let mut retried = crate::reactor::without_jetstream_headers(&headers);
     retried.insert("Nats-Msg-Id", format!("retry:{sequence}").as_str());
     js.publish_with_headers(retry_subject(&letter.consumer)?, retried, payload)
         .await

@@ -249,6 +249,21 @@ async fn handle(
     .await
 }
 
+/// A message's headers without JetStream's own `Nats-*` ones (an expectation or a
+/// message id of the original would be wrong on the copy's subject).
+pub(crate) fn without_jetstream_headers(original: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, values) in original.iter() {
+        if name.to_string().to_ascii_lowercase().starts_with("nats-") {
+            continue;
+        }
+        for value in values {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
 /// Copies a message into `dlq.<consumer>` with why it failed. The copy keeps every
 /// original header except JetStream's own `Nats-*` headers (an expectation on the
 /// original subject would fail on the DLQ subject); its `Nats-Msg-Id` is
@@ -275,17 +290,11 @@ async fn dead_letter(
             format!("{consumer}:{own_sequence}"),
         ),
     };
-    let mut headers = HeaderMap::new();
-    if let Some(original) = &message.headers {
-        for (name, values) in original.iter() {
-            if name.to_string().to_ascii_lowercase().starts_with("nats-") {
-                continue;
-            }
-            for value in values {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-    }
+    let mut headers = message
+        .headers
+        .as_ref()
+        .map(without_jetstream_headers)
+        .unwrap_or_default();
     let error: String = error
         .chars()
         .filter(|c| !c.is_control())
