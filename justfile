@@ -25,8 +25,12 @@ test *flags: dashboard
     awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
 
 # Speed next to raw JetStream on this machine (release build)
-bench *flags:
+bench *flags: fuzz
     cargo run --release --quiet -p berth-tests --bin berth-bench -- {{flags}}
+
+# Every command decoder under a million property-test cases (part of `just bench`)
+fuzz cases="1000000":
+    PROPTEST_CASES={{cases}} cargo test --release --quiet -p berth-schemas --test fuzz_decoders
 
 # The berth CLI, e.g. `just berth vm list`
 berth *args:

@@ -33,6 +33,9 @@ pub enum RejectionCode {
     Forbidden,
     /// berth could not process the command now; it is safe to retry with the same id.
     Unavailable,
+    /// The tenant is over its command rate or in-flight share; retry after
+    /// `retry_after_ms` with the same id.
+    Busy,
 }
 
 impl RejectionCode {
@@ -47,6 +50,7 @@ impl RejectionCode {
             Self::NoCapacity => "no_capacity",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
+            Self::Busy => "busy",
         }
     }
 }
@@ -63,6 +67,9 @@ impl std::fmt::Display for RejectionCode {
 pub struct Rejection {
     pub code: RejectionCode,
     pub message: String,
+    /// For `busy`: when the same command may be sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Rejection {
@@ -70,7 +77,21 @@ impl Rejection {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: None,
         }
+    }
+
+    /// A `busy` refusal: the same command may be sent again after `retry_after`.
+    pub fn busy(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self {
+            code: RejectionCode::Busy,
+            message: message.into(),
+            retry_after_ms: Some(retry_after.as_millis().max(1) as u64),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(RejectionCode::Forbidden, message)
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -197,4 +218,9 @@ pub trait CommandSet: Sized + Send + Sync + 'static {
     fn expected_version(&self) -> Option<u64>;
     /// The action token, as in the subject.
     fn action(&self) -> &'static str;
+    /// Whether it may run long (`vm.exec`): such a command runs outside the endpoint's
+    /// shared slots, within its tenant's small long-running share.
+    fn long_running(&self) -> bool {
+        false
+    }
 }

@@ -121,6 +121,51 @@ pub fn all() -> Vec<(String, Schema)> {
     files
 }
 
+/// The JSON Schema of the body of `cmd.<…>.<kind>.<action>`, for every command in the
+/// access table (`None` for one with no body, `dashboard.snapshot`, and for a command
+/// berth does not serve). Tests generate their matrices from it.
+pub fn command_body(kind: &str, action: &str) -> Option<Schema> {
+    use crate::billing::*;
+    use crate::notification::NotificationTarget;
+    Some(match (kind, action) {
+        ("vm", "create") => schema_for!(CreateVm),
+        ("vm", "resize") => schema_for!(ResizeVm),
+        ("vm", "exec") => schema_for!(ExecVm),
+        ("vm", "start" | "stop" | "restart" | "recreate" | "destroy") => schema_for!(VmTarget),
+        ("pod", "create") => schema_for!(CreatePod),
+        ("pod", "reset") => schema_for!(ResetPod),
+        ("pod", "scale") => schema_for!(ScalePod),
+        ("pod", "delete") => schema_for!(DeletePod),
+        ("pod", "update_config") => schema_for!(UpdatePodConfig),
+        ("pod", "logs") => schema_for!(PodLogs),
+        ("pod", "expire" | "cancel") => schema_for!(EndPod),
+        ("pod", "purge") => schema_for!(PurgePod),
+        ("pod", "restart" | "renew") => schema_for!(PodTarget),
+        ("account", "open") => schema_for!(OpenAccount),
+        ("account", "update_contact") => schema_for!(UpdateContact),
+        ("account", "set_tier") => schema_for!(SetTier),
+        ("account", "close") => schema_for!(CloseAccount),
+        ("payment", "record") => schema_for!(RecordPayment),
+        ("subscription", "create") => schema_for!(CreateSubscription),
+        ("subscription", "cancel") => schema_for!(CancelSubscription),
+        ("subscription", "renew" | "expire") => schema_for!(SubscriptionTarget),
+        ("billing", "run_invoices") => schema_for!(RunInvoices),
+        ("billing", "meter") => schema_for!(RunMeter),
+        ("billing", "check_overdue") => schema_for!(CheckOverdue),
+        ("schedule", "create" | "update") => schema_for!(SetSchedule),
+        ("schedule", "pause" | "resume" | "delete" | "fire_now") => schema_for!(ScheduleTarget),
+        ("timer", "set") => schema_for!(SetTimer),
+        ("timer", "cancel") => schema_for!(TimerTarget),
+        ("notification", "retry") => schema_for!(NotificationTarget),
+        ("tenant", "set_quota") => schema_for!(SetQuota),
+        ("server", "register") => schema_for!(RegisterServer),
+        ("server", "drain" | "undrain" | "decommission") => schema_for!(ServerTarget),
+        ("provisioner", "reconcile") => schema_for!(Reconcile),
+        ("pods", "debug") => schema_for!(DebugPods),
+        _ => return None,
+    })
+}
+
 /// `(ce-type, schema)` for every event of every family.
 pub fn event_schemas() -> Vec<(&'static str, Schema)> {
     VmEvent::json_schemas()
@@ -129,6 +174,7 @@ pub fn event_schemas() -> Vec<(&'static str, Schema)> {
         .chain(ServerEvent::json_schemas())
         .chain(OrphanEvent::json_schemas())
         .chain(ScheduleEvent::json_schemas())
+        .chain(crate::schedule::SlotEvent::json_schemas())
         .chain(DemoEvent::json_schemas())
         .chain(PodEvent::json_schemas())
         .chain(crate::billing::AccountEvent::json_schemas())
@@ -161,6 +207,20 @@ pub fn render(schema: &Schema) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn every_command_in_the_access_table_has_a_body_schema() {
+        for row in crate::access::COMMANDS {
+            let schema = command_body(row.kind, row.action);
+            assert_eq!(
+                schema.is_some(),
+                row.kind != "dashboard",
+                "{}.{}",
+                row.kind,
+                row.action
+            );
+        }
+    }
 
     /// Fails when `schemas/json/` differs from what the types generate.
     /// `just schemas` (BERTH_WRITE_SCHEMAS=1) rewrites the files.

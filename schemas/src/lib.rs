@@ -5,6 +5,8 @@
 //! - [`subjects`]: stream names and the functions that build subjects from validated ids.
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
 //! - [`command`]: command metadata, replies and typed rejections.
+//! - [`access`]: who may send each command (tenant or operator), the one table.
+//! - [`bounds`]: size, depth and NUL bounds on what callers send.
 //! - [`vm`]: the VM commands and events.
 //! - [`suspension`]: what the provisioner and pod-lifecycle stopped for a suspended account.
 //! - [`billing`]: accounts, subscriptions, payments, metered usage and invoices.
@@ -21,7 +23,9 @@
 //! `deny_unknown_fields` and bounds checks; `vm::VmEvent` maps every event to its
 //! `ce-type` and back.
 
+pub mod access;
 pub mod billing;
+pub mod bounds;
 pub mod command;
 pub mod demo;
 pub mod envelope;

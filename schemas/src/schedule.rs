@@ -5,20 +5,57 @@
 //! replaces it, cancelling deletes it. Both live in the `schedule` aggregate, so one
 //! engine fires both with the same exactly-once rule: a fire's event id derives from
 //! (schedule id, due time).
+//!
+//! What a schedule may hold (DESIGN §7), checked by [`validate_spec`] for schedules and
+//! timers alike:
+//! - a schedule of a tenant other than `system` may send a command only to its own
+//!   tenant, and only an action the [`access`] table lets a tenant send; anything else is
+//!   `forbidden`. `system` schedules (created only on `cmd.system.…`, which tenants
+//!   cannot publish to) may send any command to any tenant;
+//! - its payload and its command's body are free-form JSON bounded in size and depth and
+//!   free of NUL ([`bounds::check_free_form`]): a tenant's payload holds at most
+//!   [`MAX_TENANT_PAYLOAD_BYTES`], a body (and a `system` payload) [`MAX_BODY_BYTES`];
+//! - a tenant holds at most [`MAX_TENANT_SCHEDULES`] cron schedules and
+//!   [`MAX_TENANT_TIMERS`] one-shots, counted by its [`SLOTS_AGGREGATE`] aggregate in the
+//!   same atomic append as each change; a tenant's cron fires at most once a minute
+//!   (checked by the scheduler, which parses cron).
+//!
+//! A fire does not copy the payload or the action: [`ScheduleFired::spec_sequence`]
+//! names the `schedule.set` event that holds them.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::command::{parse_body, CommandSet, Rejection};
+use crate::access::{self, Sender};
+use crate::bounds;
+use crate::command::{parse_body, CommandSet, Rejection, RejectionCode};
 use crate::domain_events;
-use crate::ids::{validate_slug, TenantId};
+use crate::ids::{validate_slug, TenantId, SYSTEM_TENANT};
 
 /// The aggregate kind, as it appears in subjects.
 pub const AGGREGATE: &str = "schedule";
 /// The command kind of one-shot timers: `cmd.<tenant>.timer.<action>`.
 pub const TIMER_COMMANDS: &str = "timer";
+/// The aggregate kind that counts what schedules and timers a tenant holds:
+/// `evt.<tenant>.schedule_slots.<slots_id(tenant)>`.
+pub const SLOTS_AGGREGATE: &str = "schedule_slots";
+/// The `ce-type` of the event a fire's [`ScheduleFired::spec_sequence`] points at.
+pub const SET_EVENT_TYPE: &str = "berth.schedule.set.v1";
+
+/// A tenant other than `system` holds at most this many cron schedules at once.
+pub const MAX_TENANT_SCHEDULES: usize = 100;
+/// A tenant other than `system` holds at most this many pending one-shots at once
+/// (timers, and schedules with `when: at`, until they fire or are deleted).
+pub const MAX_TENANT_TIMERS: usize = 1000;
+/// A tenant's schedule or timer payload holds at most this many bytes, serialized.
+pub const MAX_TENANT_PAYLOAD_BYTES: usize = 4 * 1024;
+/// The body of a schedule's command, and a `system` schedule's payload, hold at most
+/// this many bytes, serialized.
+pub const MAX_BODY_BYTES: usize = bounds::MAX_FREE_FORM_BYTES;
+/// A tenant's cron schedule fires at most once in this many seconds.
+pub const MIN_TENANT_CRON_INTERVAL_SECS: i64 = 60;
 
 /// The id of a tenant's schedule: derived from its name, so creating it twice names the
 /// same schedule.
@@ -34,11 +71,43 @@ pub fn timer_name(key: &str) -> String {
     format!("timer-{key}")
 }
 
+/// The key, among the `system` timers, of a service's timer `key` about one of
+/// `tenant`'s things. Service timers (a subscription's end, a pod's grace) live under
+/// `system`, where the tenant cannot cancel or replace them; the key derives from the
+/// tenant and the service's key, so two tenants' timers never share one.
+pub fn service_timer_key(tenant: &TenantId, key: &str) -> String {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("berth.service-timer.{tenant}.{key}").as_bytes(),
+    )
+    .hyphenated()
+    .to_string()
+}
+
+/// The schedule id of a service's timer `key` about one of `tenant`'s things (see
+/// [`service_timer_key`]).
+pub fn service_timer_id(tenant: &TenantId, key: &str) -> Uuid {
+    schedule_id(
+        &TenantId::system(),
+        &timer_name(&service_timer_key(tenant, key)),
+    )
+}
+
+/// The id of a tenant's [`SLOTS_AGGREGATE`]: one per tenant.
+pub fn slots_id(tenant: &TenantId) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("berth.schedule-slots.{tenant}").as_bytes(),
+    )
+}
+
 /// When a schedule is due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum When {
-    /// A cron expression (5 fields, or 6 with seconds first) in an IANA time zone.
+    /// A cron expression (5 fields, or 6 with seconds first) in an IANA time zone. A
+    /// tenant's cron fires at most once a minute: its seconds field, if any, is one
+    /// fixed value.
     Cron {
         expression: String,
         timezone: String,
@@ -53,8 +122,9 @@ pub enum When {
 pub enum Action {
     /// Only the `schedule.fired` event.
     Emit,
-    /// Also send this command; its command id is the fire's event id, so a resend is
-    /// the same command.
+    /// Also send this command, as actor `schedule:<id>`; its command id is the fire's
+    /// event id, so a resend is the same command. A tenant's schedule may name only its
+    /// own tenant and a tenant action; the body holds at most 16 KiB.
     Command {
         tenant: TenantId,
         aggregate: String,
@@ -91,7 +161,9 @@ pub struct SetSchedule {
     /// Bound for `fire_all` (default 100).
     #[serde(default = "hundred")]
     pub max_catch_up: u32,
-    /// Carried into every `schedule.fired`.
+    /// Kept with the schedule for whoever follows its fires (a fire names the spec it
+    /// fired, it does not copy the payload). At most 4 KiB for a tenant's schedule
+    /// (16 KiB for `system`), no NUL, nested at most 32 deep.
     #[serde(default)]
     pub payload: serde_json::Value,
     /// Spread fires over up to this many seconds after each due time (0 to 3600,
@@ -113,6 +185,105 @@ fn hundred() -> u32 {
     100
 }
 
+/// A token of a schedule's command (`cmd.<tenant>.<aggregate>.<action>`): lower-case
+/// letters, digits, `_` and `-`, as in the [`access`] table.
+fn validate_command_token(what: &str, value: &str) -> Result<(), Rejection> {
+    let well_formed = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(format!(
+            "the action's {what} {:?} must be 1 to 63 of a-z, 0-9, '_' and '-'",
+            value.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+impl SetSchedule {
+    /// What every schedule must satisfy, whoever holds it: its name, its bounds, the
+    /// tokens of its command and the size, depth and cleanliness of its command's body
+    /// and its payload.
+    pub fn check_shape(&self) -> Result<(), Rejection> {
+        validate_slug("schedule name", &self.name, 63)
+            .map_err(|e| Rejection::invalid(e.to_string()))?;
+        if self.jitter_secs > 3600 {
+            return Err(Rejection::invalid("jitter_secs is at most 3600"));
+        }
+        if self.max_catch_up == 0 || self.max_catch_up > 10_000 {
+            return Err(Rejection::invalid(
+                "max_catch_up must be between 1 and 10000",
+            ));
+        }
+        if let Action::Command {
+            aggregate,
+            action,
+            body,
+            ..
+        } = &self.action
+        {
+            validate_command_token("aggregate", aggregate)?;
+            validate_command_token("action", action)?;
+            bounds::check_free_form("the action's body", body, MAX_BODY_BYTES)?;
+        }
+        bounds::check_free_form("payload", &self.payload, MAX_BODY_BYTES)
+    }
+}
+
+/// The one check of what a schedule or timer of `tenant` holds (a timer is checked as
+/// the schedule it is: [`SetTimer::schedule`]): [`SetSchedule::check_shape`], and for a
+/// tenant other than `system`, [`check_action`] and a payload of at most
+/// [`MAX_TENANT_PAYLOAD_BYTES`]. Its timing (cron, time zone, a tenant's once a minute)
+/// is the scheduler's to check, which parses it.
+pub fn validate_spec(tenant: &TenantId, spec: &SetSchedule) -> Result<(), Rejection> {
+    spec.check_shape()?;
+    if tenant.as_str() == SYSTEM_TENANT {
+        return Ok(());
+    }
+    check_action(tenant, &spec.action)?;
+    bounds::check_free_form("payload", &spec.payload, MAX_TENANT_PAYLOAD_BYTES)
+}
+
+/// What a schedule of `tenant` may send when it fires: anything for `system`; for a
+/// tenant, only a command to itself that the [`access`] table lets a tenant send
+/// (`forbidden` otherwise, and for a command berth does not serve: a tenant's schedule
+/// cannot poke arbitrary subjects with berth's rights).
+pub fn check_action(tenant: &TenantId, action: &Action) -> Result<(), Rejection> {
+    let Action::Command {
+        tenant: target,
+        aggregate,
+        action,
+        ..
+    } = action
+    else {
+        return Ok(());
+    };
+    if tenant.as_str() == SYSTEM_TENANT {
+        return Ok(());
+    }
+    if target != tenant {
+        return Err(Rejection::forbidden(format!(
+            "a schedule of tenant {tenant} may send commands only to tenant {tenant}, not to {target}"
+        )));
+    }
+    match access::sender_of(aggregate, action) {
+        Some(Sender::Tenant) => Ok(()),
+        Some(Sender::Operator) => Err(Rejection::forbidden(format!(
+            "{aggregate}.{action} is an operator action; a tenant's schedule cannot send it"
+        ))),
+        None => Err(Rejection::forbidden(format!(
+            "{aggregate}.{action} is not a command berth serves; a tenant's schedule may send only tenant actions"
+        ))),
+    }
+}
+
 /// `schedule.pause|resume|delete|fire_now`: by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +292,7 @@ pub struct ScheduleTarget {
 }
 
 /// `timer.set`: fire once at an instant or after a duration; the same key replaces.
+/// Checked like a schedule ([`validate_spec`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetTimer {
@@ -133,8 +305,36 @@ pub struct SetTimer {
     pub after_secs: Option<u64>,
     #[serde(default = "emit")]
     pub action: Action,
+    /// As a schedule's payload.
     #[serde(default)]
     pub payload: serde_json::Value,
+}
+
+/// `after_secs` is at most ten years.
+const MAX_AFTER_SECS: u64 = 10 * 366 * 24 * 3600;
+
+impl SetTimer {
+    /// The schedule this timer is when set at `now`: `timer-<key>`, once, at `at` or
+    /// `after_secs` from `now`.
+    pub fn schedule(&self, now: DateTime<Utc>) -> Result<SetSchedule, Rejection> {
+        let at = match (self.at, self.after_secs) {
+            (Some(at), None) => at,
+            (None, Some(secs)) if secs <= MAX_AFTER_SECS => {
+                now + chrono::Duration::seconds(secs as i64)
+            }
+            (None, Some(_)) => return Err(Rejection::invalid("after_secs is at most 10 years")),
+            _ => return Err(Rejection::invalid("give exactly one of at and after_secs")),
+        };
+        Ok(SetSchedule {
+            name: timer_name(&self.key),
+            when: When::At { at },
+            action: self.action.clone(),
+            catch_up: CatchUp::FireOnce,
+            max_catch_up: 1,
+            payload: self.payload.clone(),
+            jitter_secs: 0,
+        })
+    }
 }
 
 /// `timer.cancel`.
@@ -174,31 +374,15 @@ impl ScheduleCommand {
         encoded.expect("commands are plain data")
     }
 
-    /// Checks names and bounds; cron expressions and time zones are checked by the
-    /// scheduler, which knows how to read them.
+    /// Checks names, bounds and free-form fields; what the tenant may do
+    /// ([`validate_spec`]) and the timing are checked by the scheduler, which knows the
+    /// tenant and how to read cron.
     pub fn validate(&self) -> Result<(), Rejection> {
-        validate_slug("schedule name", self.name(), 63)
-            .map_err(|e| Rejection::invalid(e.to_string()))?;
-        if let Self::Create(set) | Self::Update(set) = self {
-            if set.jitter_secs > 3600 {
-                return Err(Rejection::invalid("jitter_secs is at most 3600"));
-            }
-            if set.max_catch_up == 0 || set.max_catch_up > 10_000 {
-                return Err(Rejection::invalid(
-                    "max_catch_up must be between 1 and 10000",
-                ));
-            }
-            if let Action::Command {
-                aggregate, action, ..
-            } = &set.action
-            {
-                for (what, token) in [("aggregate", aggregate), ("action", action)] {
-                    validate_slug(what, token, 63)
-                        .map_err(|e| Rejection::invalid(e.to_string()))?;
-                }
-            }
+        match self {
+            Self::Create(set) | Self::Update(set) => set.check_shape(),
+            _ => validate_slug("schedule name", self.name(), 63)
+                .map_err(|e| Rejection::invalid(e.to_string())),
         }
-        Ok(())
     }
 }
 
@@ -262,6 +446,16 @@ impl TimerCommand {
         };
         encoded.expect("commands are plain data")
     }
+
+    /// The same command for the `system` timer that a service keeps about one of
+    /// `tenant`'s things: its key becomes [`service_timer_key`].
+    pub fn for_service(&self, tenant: &TenantId) -> Self {
+        let key = service_timer_key(tenant, self.key());
+        match self {
+            Self::Set(set) => Self::Set(SetTimer { key, ..set.clone() }),
+            Self::Cancel(_) => Self::Cancel(TimerTarget { key }),
+        }
+    }
 }
 
 impl CommandSet for TimerCommand {
@@ -279,14 +473,8 @@ impl CommandSet for TimerCommand {
         validate_slug("timer key", command.key(), 56)
             .map_err(|e| Rejection::invalid(e.to_string()))?;
         if let Self::Set(set) = &command {
-            match (set.at, set.after_secs) {
-                (Some(_), None) => {}
-                (None, Some(secs)) if secs <= 10 * 366 * 24 * 3600 => {}
-                (None, Some(_)) => {
-                    return Err(Rejection::invalid("after_secs is at most 10 years"))
-                }
-                _ => return Err(Rejection::invalid("give exactly one of at and after_secs")),
-            }
+            // When it is due does not matter to the shape; the scheduler sets it.
+            set.schedule(DateTime::UNIX_EPOCH)?.check_shape()?;
         }
         Ok(command)
     }
@@ -324,11 +512,25 @@ pub struct ScheduleSet {
 pub struct ScheduleChanged {}
 
 /// The schedule fired for `due_at`: exactly one such event per due time.
+///
+/// A fire names the spec it fired (`spec_sequence`) instead of copying its action and
+/// payload (a copy in every fire let a frequent schedule fill the append-only log). The
+/// type stays `v1`: new fires omit `action` and `payload`, which are optional now, and
+/// fires recorded before still carry them and decode as before (`recorded_spec` gives
+/// them); readers of newer fires read the spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ScheduleFired {
     pub due_at: DateTime<Utc>,
     pub fired_at: DateTime<Utc>,
-    pub action: Action,
+    /// The stream sequence of the `schedule.set` event (on the same subject) whose
+    /// action and payload this fire carries out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_sequence: Option<u64>,
+    /// Only in fires recorded before `spec_sequence`: a copy of the spec's action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Only in fires recorded before `spec_sequence`: a copy of the spec's payload.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub payload: serde_json::Value,
     /// A catch-up fire after downtime.
     #[serde(default)]
@@ -336,6 +538,27 @@ pub struct ScheduleFired {
     /// `fire_now`: outside the schedule, the progression is unchanged.
     #[serde(default)]
     pub manual: bool,
+}
+
+/// What a fire carries out: its spec's action and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiredSpec {
+    pub action: Action,
+    pub payload: serde_json::Value,
+}
+
+impl ScheduleFired {
+    /// The action and payload a fire recorded before `spec_sequence` carries in itself;
+    /// `None` for a newer fire (read the `schedule.set` at `spec_sequence`).
+    pub fn recorded_spec(&self) -> Option<FiredSpec> {
+        if self.spec_sequence.is_some() {
+            return None;
+        }
+        self.action.clone().map(|action| FiredSpec {
+            action,
+            payload: self.payload.clone(),
+        })
+    }
 }
 
 domain_events! {
@@ -349,10 +572,114 @@ domain_events! {
     }
 }
 
+/// What a held slot counts as: a cron schedule or a one-shot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotKind {
+    /// A cron schedule: at most [`MAX_TENANT_SCHEDULES`] per tenant.
+    Schedule,
+    /// A one-shot (a timer, or a schedule with `when: at`) until it fires or is deleted:
+    /// at most [`MAX_TENANT_TIMERS`] per tenant.
+    Timer,
+}
+
+impl SlotKind {
+    /// What a schedule with this timing counts as.
+    pub fn of(when: &When) -> Self {
+        match when {
+            When::Cron { .. } => Self::Schedule,
+            When::At { .. } => Self::Timer,
+        }
+    }
+
+    /// How many of this kind a tenant may hold.
+    pub fn cap(self) -> usize {
+        match self {
+            Self::Schedule => MAX_TENANT_SCHEDULES,
+            Self::Timer => MAX_TENANT_TIMERS,
+        }
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Schedule => "cron schedules",
+            Self::Timer => "timers and one-shot schedules",
+        }
+    }
+}
+
+/// A tenant's schedule became live (created, set, updated to another kind): it holds a
+/// slot of `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SlotHeld {
+    pub schedule_id: Uuid,
+    pub kind: SlotKind,
+}
+
+/// A tenant's schedule stopped being live (deleted, or a one-shot that fired): its slot
+/// is free.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SlotReleased {
+    pub schedule_id: Uuid,
+}
+
+domain_events! {
+    /// The slots a tenant's schedules and timers hold, appended in the same atomic batch
+    /// as each schedule event that takes or frees one.
+    pub enum SlotEvent {
+        Held(SlotHeld) = "berth.schedule_slots.held.v1",
+        Released(SlotReleased) = "berth.schedule_slots.released.v1",
+    }
+}
+
+/// The quota refusal when a tenant already holds `held` slots of `kind`.
+pub fn over_quota(kind: SlotKind, held: usize) -> Rejection {
+    Rejection::new(
+        RejectionCode::QuotaExceeded,
+        format!(
+            "the tenant holds {held} {}, the most a tenant may hold ({}); delete or cancel one first",
+            kind.plural(),
+            kind.cap()
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::RejectionCode;
+    use crate::DomainEvent;
+    use serde_json::json;
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
+    fn at(action: Action, payload: serde_json::Value) -> SetSchedule {
+        SetSchedule {
+            name: "job".into(),
+            when: When::At {
+                at: "2026-01-01T00:00:00Z".parse().unwrap(),
+            },
+            action,
+            catch_up: CatchUp::FireOnce,
+            max_catch_up: 1,
+            payload,
+            jitter_secs: 0,
+        }
+    }
+
+    fn command(target: &str, aggregate: &str, action: &str) -> Action {
+        Action::Command {
+            tenant: tenant(target),
+            aggregate: aggregate.into(),
+            action: action.into(),
+            body: json!({}),
+        }
+    }
+
+    fn code(result: Result<(), Rejection>) -> Option<RejectionCode> {
+        result.err().map(|r| r.code)
+    }
 
     #[test]
     fn commands_decode_with_defaults_and_refuse_bad_input() {
@@ -369,6 +696,7 @@ mod tests {
             ("create", br#"{"name":"n","when":{"kind":"at","at":"2026-01-01T00:00:00Z"},"max_catch_up":0}"#),
             ("create", br#"{"name":"n","when":{"kind":"sometimes"}}"#),
             ("create", br#"{"name":"n","when":{"kind":"at","at":"2026-01-01T00:00:00Z"},"x":1}"#),
+            ("create", br#"{"name":"n","when":{"kind":"at","at":"2026-01-01T00:00:00Z"},"action":{"kind":"command","tenant":"a","aggregate":"vm.x","action":"stop","body":{}}}"#),
             ("explode", b"{}"),
         ];
         for (action, body) in bad {
@@ -382,5 +710,229 @@ mod tests {
         assert!(TimerCommand::decode("set", br#"{"key":"k","after_secs":5}"#).is_ok());
         assert!(TimerCommand::decode("set", br#"{"key":"k"}"#).is_err());
         assert!(TimerCommand::decode("set", br#"{"key":"k.*","after_secs":5}"#).is_err());
+        // Action tokens are the access table's: underscores are fine.
+        let contact = br#"{"key":"k","after_secs":5,"action":{"kind":"command","tenant":"a","aggregate":"account","action":"update_contact","body":{}}}"#;
+        assert!(TimerCommand::decode("set", contact).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_schedule_sends_only_tenant_actions_to_its_own_tenant() {
+        let b = tenant("b");
+        let check = |action: Action| code(validate_spec(&b, &at(action, json!(null))));
+        assert_eq!(check(Action::Emit), None);
+        assert_eq!(check(command("b", "vm", "stop")), None);
+        assert_eq!(check(command("b", "account", "update_contact")), None);
+        assert_eq!(
+            check(command("a", "vm", "stop")),
+            Some(RejectionCode::Forbidden),
+            "another tenant"
+        );
+        assert_eq!(
+            check(command("system", "tenant", "set_quota")),
+            Some(RejectionCode::Forbidden),
+            "system"
+        );
+        assert_eq!(
+            check(command("b", "payment", "record")),
+            Some(RejectionCode::Forbidden),
+            "an operator action of its own tenant"
+        );
+        assert_eq!(
+            check(command("b", "widget", "poke")),
+            Some(RejectionCode::Forbidden),
+            "a subject berth does not serve"
+        );
+        let message = validate_spec(&b, &at(command("a", "vm", "stop"), json!(null)))
+            .unwrap_err()
+            .message;
+        assert!(message.contains("only to tenant b"), "{message}");
+
+        // `system` schedules may aim anywhere.
+        let system = TenantId::system();
+        for action in [
+            command("a", "vm", "stop"),
+            command("b", "payment", "record"),
+            command("system", "tenant", "set_quota"),
+            command("a", "widget", "poke"),
+        ] {
+            assert_eq!(code(validate_spec(&system, &at(action, json!(null)))), None);
+        }
+    }
+
+    #[test]
+    fn timers_are_checked_as_the_schedule_they_are() {
+        let b = tenant("b");
+        let timer = SetTimer {
+            key: "k".into(),
+            at: None,
+            after_secs: Some(60),
+            action: command("a", "vm", "stop"),
+            payload: json!(null),
+        };
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let spec = timer.schedule(now).unwrap();
+        assert_eq!(spec.name, "timer-k");
+        assert_eq!(
+            spec.when,
+            When::At {
+                at: now + chrono::Duration::seconds(60)
+            }
+        );
+        assert_eq!(
+            code(validate_spec(&b, &spec)),
+            Some(RejectionCode::Forbidden)
+        );
+        let both = SetTimer {
+            at: Some(now),
+            ..timer.clone()
+        };
+        assert_eq!(both.schedule(now).unwrap_err().code, RejectionCode::Invalid);
+        let nul = br#"{"key":"k","after_secs":5,"payload":{"a":"\u0000"}}"#;
+        assert_eq!(
+            TimerCommand::decode("set", nul).unwrap_err().code,
+            RejectionCode::Invalid
+        );
+    }
+
+    #[test]
+    fn payloads_and_bodies_are_bounded_and_clean() {
+        let b = tenant("b");
+        let system = TenantId::system();
+        let check = |owner: &TenantId, payload: serde_json::Value| {
+            code(validate_spec(owner, &at(Action::Emit, payload)))
+        };
+        let blob = |bytes: usize| json!({ "blob": "x".repeat(bytes) });
+        assert_eq!(check(&b, blob(3 * 1024)), None);
+        assert_eq!(
+            check(&b, blob(MAX_TENANT_PAYLOAD_BYTES)),
+            Some(RejectionCode::TooLarge),
+            "over 4 KiB for a tenant"
+        );
+        assert_eq!(check(&system, blob(MAX_TENANT_PAYLOAD_BYTES)), None);
+        assert_eq!(
+            check(&system, blob(1024 * 1024)),
+            Some(RejectionCode::TooLarge),
+            "1 MiB for anyone"
+        );
+        assert_eq!(
+            check(&b, json!({"a": "nul \u{0} here"})),
+            Some(RejectionCode::Invalid)
+        );
+        // Deeper than the bound, as a value …
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!([deep]);
+        }
+        assert_eq!(check(&b, deep.clone()), Some(RejectionCode::Invalid));
+        assert_eq!(check(&system, deep), Some(RejectionCode::Invalid));
+        // … and 10 000 deep, as sent: refused while decoding, without a stack overflow.
+        let body = format!(
+            r#"{{"key":"k","after_secs":5,"payload":{}1{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(
+            TimerCommand::decode("set", body.as_bytes())
+                .unwrap_err()
+                .code,
+            RejectionCode::Invalid
+        );
+
+        let with_body = |body: serde_json::Value| Action::Command {
+            tenant: b.clone(),
+            aggregate: "vm".into(),
+            action: "stop".into(),
+            body,
+        };
+        assert_eq!(
+            code(validate_spec(
+                &b,
+                &at(with_body(blob(MAX_BODY_BYTES)), json!(null))
+            )),
+            Some(RejectionCode::TooLarge)
+        );
+        assert_eq!(
+            code(validate_spec(
+                &b,
+                &at(with_body(json!({"x": "\u{0}"})), json!(null))
+            )),
+            Some(RejectionCode::Invalid)
+        );
+        assert_eq!(
+            code(validate_spec(
+                &b,
+                &at(with_body(blob(8 * 1024)), json!(null))
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn service_timers_have_one_key_per_tenant() {
+        let (a, b) = (tenant("a"), tenant("b"));
+        let key = "sub-end-0193a5b0-7c1e-7000-8000-000000000001";
+        assert_ne!(service_timer_key(&a, key), service_timer_key(&b, key));
+        assert_eq!(service_timer_key(&a, key), service_timer_key(&a, key));
+        let set = TimerCommand::Set(SetTimer {
+            key: key.into(),
+            at: None,
+            after_secs: Some(1),
+            action: Action::Emit,
+            payload: json!(null),
+        });
+        let scoped = set.for_service(&a);
+        assert_eq!(scoped.key(), service_timer_key(&a, key));
+        assert!(TimerCommand::decode("set", &scoped.body()).is_ok());
+        assert_eq!(
+            service_timer_id(&a, key),
+            schedule_id(&TenantId::system(), &timer_name(scoped.key()))
+        );
+    }
+
+    #[test]
+    fn fires_name_their_spec_and_old_fires_still_decode() {
+        let old = br#"{"due_at":"2026-01-01T00:00:00Z","fired_at":"2026-01-01T00:00:01Z","action":{"kind":"emit"},"payload":{"notify":"x"},"caught_up":false,"manual":false}"#;
+        let ScheduleEvent::Fired(fired) =
+            ScheduleEvent::decode("berth.schedule.fired.v1", old).unwrap()
+        else {
+            panic!("not a fire")
+        };
+        assert_eq!(
+            fired.recorded_spec(),
+            Some(FiredSpec {
+                action: Action::Emit,
+                payload: json!({"notify": "x"})
+            })
+        );
+        let new = ScheduleEvent::Fired(ScheduleFired {
+            due_at: fired.due_at,
+            fired_at: fired.fired_at,
+            spec_sequence: Some(7),
+            action: None,
+            payload: serde_json::Value::Null,
+            caught_up: false,
+            manual: false,
+        });
+        let encoded: serde_json::Value = serde_json::from_slice(&new.to_json()).unwrap();
+        assert_eq!(encoded.get("payload"), None, "no copy of the payload");
+        assert_eq!(encoded.get("action"), None, "no copy of the action");
+        assert_eq!(encoded["spec_sequence"], 7);
+        let ScheduleEvent::Fired(decoded) =
+            ScheduleEvent::decode(new.event_type(), &new.to_json()).unwrap()
+        else {
+            panic!("not a fire")
+        };
+        assert_eq!(decoded.recorded_spec(), None);
+        let set = ScheduleEvent::Set(ScheduleSet {
+            name: "n".into(),
+            when: When::At { at: fired.due_at },
+            action: Action::Emit,
+            catch_up: CatchUp::FireOnce,
+            max_catch_up: 1,
+            payload: json!(null),
+            jitter_secs: 0,
+            since: fired.due_at,
+        });
+        assert_eq!(set.event_type(), SET_EVENT_TYPE);
     }
 }

@@ -563,6 +563,9 @@ impl crate::command::CommandSet for VmCommand {
     fn action(&self) -> &'static str {
         VmCommand::action(self)
     }
+    fn long_running(&self) -> bool {
+        matches!(self, Self::Exec(_))
+    }
 }
 
 #[cfg(test)]

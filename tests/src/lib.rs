@@ -11,6 +11,7 @@
 //! Worked example: `tests/vm_lifecycle.rs`.
 
 pub mod billing;
+pub mod docker;
 pub mod notify;
 pub mod pods;
 pub mod wait;

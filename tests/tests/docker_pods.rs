@@ -1,42 +1,34 @@
 //! Pods on the real Docker engine with the image `berth/busybox:test`: a file written
 //! into the volume survives `pod.restart`, `pod.reset` needs confirmation and then wipes
 //! it, `pod.delete` keeps the named volume or removes it as asked, and pods debug finds
-//! a container and a volume made behind berth's back.
+//! a container and a volume made behind berth's back. Pod containers are hardened (pids
+//! limit, capabilities, no-new-privileges) and labelled with their tenant and id;
+//! ownership across tenants is `resource_ownership.rs`.
 //!
 //! Needs a running engine (`infra/docker-up.sh`) and the image
 //! (`infra/build-test-image.sh`); `infra/install-deps.sh` does both.
 
+use berth_tests::docker::engine;
+use berth_tests::docker::sh;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use berth_pod_lifecycle::docker::{DockerRuntime, DockerRuntimeConfig, LABEL_SCOPE};
 use berth_pod_lifecycle::runtime::{volume_name, workload_name, LABEL_MANAGED};
+use berth_provisioner::docker::{CAPABILITIES, PIDS_LIMIT};
 use berth_schemas::pod::{
     DebugPods, DeletePod, PodCommand, PodTarget, PodsReport, ResetPod, DEBUG_SUBJECT,
 };
 use berth_schemas::RejectionCode;
 use berth_tests::pods::{busybox_overrides, pod_config, TEST_IMAGE};
 use berth_tests::{fast_settings, tenant, TestEnv};
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
-use futures::StreamExt;
 use uuid::Uuid;
 
 const MOUNT: &str = "/home/node/.n8n";
-
-async fn engine() -> Docker {
-    Docker::connect_with_defaults()
-        .expect("address the Docker engine")
-        .negotiate_version()
-        .await
-        .unwrap_or_else(|error| {
-            panic!("no Docker engine answers ({error}): start one with `sudo infra/docker-up.sh`")
-        })
-}
 
 /// The runtime in a scope of its own, so parallel tests never see each other's pods.
 async fn runtime(scope: &str) -> Arc<DockerRuntime> {
@@ -47,32 +39,6 @@ async fn runtime(scope: &str) -> Arc<DockerRuntime> {
     .await
     .expect("the Docker engine");
     Arc::new(runtime)
-}
-
-/// Runs `script` with `sh -c` in a container and returns what it printed.
-async fn sh(docker: &Docker, container: &str, script: &str) -> anyhow::Result<String> {
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await?
-    else {
-        anyhow::bail!("exec started detached");
-    };
-    let mut printed = String::new();
-    while let Some(frame) = output.next().await {
-        if let LogOutput::StdOut { message } | LogOutput::StdErr { message } = frame? {
-            printed.push_str(&String::from_utf8_lossy(&message));
-        }
-    }
-    Ok(printed)
 }
 
 async fn volume_exists(docker: &Docker, name: &str) -> bool {
@@ -125,6 +91,29 @@ async fn a_volume_survives_restart_is_wiped_by_a_confirmed_reset_and_kept_or_rem
         "the variant's memory limit"
     );
     assert_eq!(host.nano_cpus, Some(500_000_000), "the variant's CPU limit");
+    assert_eq!(host.pids_limit, Some(PIDS_LIMIT), "the pids limit");
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    let mut added = host.cap_add.clone().unwrap_or_default();
+    added.sort();
+    assert_eq!(added, CAPABILITIES.map(str::to_owned).to_vec());
+    assert_eq!(
+        host.security_opt,
+        Some(vec!["no-new-privileges".to_owned()])
+    );
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    let labels = inspected
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    assert_eq!(labels.get("berth.tenant").map(String::as_str), Some("acme"));
+    assert_eq!(labels.get("berth.id"), Some(&id.to_string()));
+    let volume_labels = docker.inspect_volume(&volume_name(id)).await?.labels;
+    assert_eq!(
+        volume_labels.get("berth.tenant").map(String::as_str),
+        Some("acme")
+    );
+    assert_eq!(volume_labels.get("berth.id"), Some(&id.to_string()));
     assert_eq!(
         inspected
             .config

@@ -1,19 +1,27 @@
 //! The docker provider against the real engine: every `VmProvider` call, `exec` and
-//! `engine_capacity`, with the image `berth/busybox:test`.
+//! `engine_capacity`, with the image `berth/busybox:test`; the hardening every container
+//! gets (pids limit, capabilities, no-new-privileges) and the networking modes (a network
+//! per tenant, `none`, the host network refused). Ownership across tenants is
+//! `resource_ownership.rs`.
 //!
 //! Needs a running engine (`infra/docker-up.sh`) and the image
 //! (`infra/build-test-image.sh`); `infra/install-deps.sh` does both, and without them
 //! these tests fail rather than skip.
 
+use berth_tests::docker::engine;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_provisioner::docker::{DockerConfig, DockerProvider, LABEL_DISK_GB, LABEL_HOST};
+use berth_provisioner::docker::{
+    tenant_network, DockerConfig, DockerProvider, CAPABILITIES, LABEL_DISK_GB, LABEL_HOST,
+    LABEL_ID, LABEL_TENANT, PIDS_LIMIT,
+};
 use berth_provisioner::provider::{MachineSpec, PowerState, ProviderError, VmProvider};
+use berth_schemas::TenantId;
 use bollard::models::HostConfig;
-use bollard::Docker;
 use futures::FutureExt;
 use uuid::Uuid;
 
@@ -38,21 +46,14 @@ async fn provider() -> DockerProvider {
     provider
 }
 
-/// A plain client, to look at what the provider made.
-async fn engine() -> Docker {
-    Docker::connect_with_defaults()
-        .expect("address the Docker engine")
-        .negotiate_version()
-        .await
-        .unwrap_or_else(|error| {
-            panic!("no Docker engine answers ({error}): start one with `sudo infra/docker-up.sh`")
-        })
+fn acme() -> TenantId {
+    TenantId::parse("acme").expect("a tenant id")
 }
 
 fn spec(image: &str) -> MachineSpec {
     MachineSpec {
         vm_id: Uuid::now_v7(),
-        tenant: "acme".into(),
+        tenant: acme(),
         host: HOST.into(),
         vcpus: 1,
         memory_mb: 512,
@@ -63,6 +64,26 @@ fn spec(image: &str) -> MachineSpec {
 
 fn command(args: &[&str]) -> Vec<String> {
     args.iter().map(|arg| (*arg).to_owned()).collect()
+}
+
+/// What every container of a tenant's VM must carry.
+fn assert_hardened(host_config: &HostConfig) {
+    assert_eq!(host_config.pids_limit, Some(PIDS_LIMIT), "pids limit");
+    assert_eq!(
+        host_config.cap_drop.as_deref(),
+        Some(&["ALL".to_owned()][..]),
+        "every capability dropped"
+    );
+    let mut added = host_config.cap_add.clone().unwrap_or_default();
+    added.sort();
+    let mut expected: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+    expected.sort();
+    assert_eq!(added, expected, "only the base image's capabilities");
+    assert_eq!(
+        host_config.security_opt.as_deref(),
+        Some(&["no-new-privileges".to_owned()][..])
+    );
+    assert_ne!(host_config.network_mode.as_deref(), Some("host"));
 }
 
 async fn limits(name: &str) -> anyhow::Result<HostConfig> {
@@ -81,7 +102,7 @@ async fn with_cleanup(
     test: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let outcome = AssertUnwindSafe(test).catch_unwind().await;
-    let cleanup = provider.destroy(name).await;
+    let cleanup = provider.destroy(&acme(), name).await;
     match outcome {
         Ok(result) => {
             result?;
@@ -118,16 +139,19 @@ async fn a_vm_lives_its_whole_life_as_a_container() -> anyhow::Result<()> {
         );
         assert_eq!(labels.get("berth.tenant").map(String::as_str), Some("acme"));
         assert_eq!(labels.get("berth.vm"), Some(&spec.vm_id.to_string()));
+        assert_eq!(labels.get(LABEL_ID), Some(&spec.vm_id.to_string()));
+        assert_eq!(first.tenant.as_deref(), Some("acme"));
         assert_eq!(labels.get(LABEL_HOST).map(String::as_str), Some(HOST));
         assert_eq!(labels.get(LABEL_DISK_GB).map(String::as_str), Some("10"));
         let host_config = inspected.host_config.context("host config")?;
         assert_eq!(host_config.nano_cpus, Some(1_000_000_000));
         assert_eq!(host_config.memory, Some(512 * 1024 * 1024));
         assert_eq!(host_config.network_mode.as_deref(), Some("none"));
+        assert_hardened(&host_config);
 
         // exec needs a running machine.
         let refused = provider
-            .exec(&name, &command(&["echo", "hello"]), EXEC_TIMEOUT)
+            .exec(&acme(), &name, &command(&["echo", "hello"]), EXEC_TIMEOUT)
             .await;
         assert_eq!(
             refused,
@@ -137,21 +161,22 @@ async fn a_vm_lives_its_whole_life_as_a_container() -> anyhow::Result<()> {
         );
 
         // start twice: the second is a no-op.
-        provider.start(&name).await?;
-        provider.start(&name).await?;
+        provider.start(&acme(), &name).await?;
+        provider.start(&acme(), &name).await?;
         assert_eq!(
             provider.inspect(&name).await?.map(|m| m.power),
             Some(PowerState::Running)
         );
 
         let hello = provider
-            .exec(&name, &command(&["echo", "hello"]), EXEC_TIMEOUT)
+            .exec(&acme(), &name, &command(&["echo", "hello"]), EXEC_TIMEOUT)
             .await?;
         assert_eq!(hello.exit_code, 0);
         assert_eq!(hello.stdout, "hello\n");
         assert_eq!(hello.stderr, "");
         let failed = provider
             .exec(
+                &acme(),
                 &name,
                 &command(&["sh", "-c", "echo oops >&2; exit 3"]),
                 EXEC_TIMEOUT,
@@ -173,8 +198,8 @@ async fn a_vm_lives_its_whole_life_as_a_container() -> anyhow::Result<()> {
         ));
 
         // stop twice: the second is a no-op.
-        provider.stop(&name).await?;
-        provider.stop(&name).await?;
+        provider.stop(&acme(), &name).await?;
+        provider.stop(&acme(), &name).await?;
         assert_eq!(
             provider.inspect(&name).await?.map(|m| m.power),
             Some(PowerState::Stopped)
@@ -189,19 +214,19 @@ async fn a_vm_lives_its_whole_life_as_a_container() -> anyhow::Result<()> {
         assert_eq!(resized.memory, Some(2048 * 1024 * 1024));
         assert_eq!(resized.memory_swap, Some(2048 * 1024 * 1024));
 
-        provider.restart(&name).await?;
+        provider.restart(&acme(), &name).await?;
         assert_eq!(
             provider.inspect(&name).await?.map(|m| m.power),
             Some(PowerState::Running)
         );
 
         // destroy twice: the second finds nothing and succeeds.
-        provider.destroy(&name).await?;
-        provider.destroy(&name).await?;
+        provider.destroy(&acme(), &name).await?;
+        provider.destroy(&acme(), &name).await?;
         assert_eq!(provider.inspect(&name).await?, None);
         assert!(!provider.list().await?.iter().any(|m| m.name == name));
         assert_eq!(
-            provider.start(&name).await,
+            provider.start(&acme(), &name).await,
             Err(ProviderError::NotFound(name.clone()))
         );
         Ok(())
@@ -233,9 +258,10 @@ async fn an_exec_that_outlives_its_timeout_is_transient() -> anyhow::Result<()> 
     let name = spec.machine_name();
     with_cleanup(&provider, &name, async {
         provider.create(&spec).await?;
-        provider.start(&name).await?;
+        provider.start(&acme(), &name).await?;
         let slow = provider
             .exec(
+                &acme(),
                 &name,
                 &command(&["sleep", "30"]),
                 Duration::from_millis(300),
@@ -255,4 +281,144 @@ async fn the_engine_reports_its_capacity() {
     let (vcpus, memory_mb) = provider().await.engine_capacity().await.unwrap();
     assert!(vcpus >= 1, "{vcpus} CPUs");
     assert!(memory_mb >= 256, "{memory_mb} MB");
+}
+
+#[tokio::test]
+async fn the_hardening_holds_inside_the_running_container() -> anyhow::Result<()> {
+    let provider = provider().await;
+    let spec = spec(IMAGE);
+    let name = spec.machine_name();
+    with_cleanup(&provider, &name, async {
+        provider.create(&spec).await?;
+        provider.start(&acme(), &name).await?;
+        let status = provider
+            .exec(
+                &acme(),
+                &name,
+                &command(&["sh", "-c", "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max"]),
+                EXEC_TIMEOUT,
+            )
+            .await?;
+        assert_eq!(status.exit_code, 0, "{status:?}");
+        // CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, KILL 5, SETGID 6, SETUID 7, NET_BIND_SERVICE 10.
+        let expected_caps = (1u64 << 0)
+            | (1 << 1)
+            | (1 << 3)
+            | (1 << 5)
+            | (1 << 6)
+            | (1 << 7)
+            | (1 << 10);
+        assert!(
+            status.stdout.contains(&format!("CapEff:\t{expected_caps:016x}")),
+            "{}",
+            status.stdout
+        );
+        assert!(status.stdout.contains("NoNewPrivs:\t1"), "{}", status.stdout);
+        assert!(
+            status.stdout.lines().any(|line| line == PIDS_LIMIT.to_string()),
+            "{}",
+            status.stdout
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_host_network_and_shared_networks_are_refused_at_connect() {
+    for refused in [
+        "host",
+        "bridge",
+        "default",
+        "some-shared-net",
+        "container:abc",
+    ] {
+        let connected = DockerProvider::connect(DockerConfig {
+            host_name: HOST.into(),
+            network_mode: Some(refused.into()),
+        })
+        .await;
+        assert!(
+            matches!(&connected, Err(ProviderError::Permanent(m)) if m.contains("refused")),
+            "{refused}: {:?}",
+            connected.err()
+        );
+    }
+}
+
+/// A tenant's machines join the tenant's own network, made once, labelled, internal;
+/// another tenant's machines join another network. (On an engine without iptables, as
+/// here, the engine routes between the two: see the docker module's docs.)
+#[tokio::test]
+async fn each_tenant_gets_its_own_internal_network() -> anyhow::Result<()> {
+    let provider = DockerProvider::connect(DockerConfig {
+        host_name: HOST.into(),
+        network_mode: None,
+    })
+    .await?;
+    let docker = engine().await;
+    let suffix = &Uuid::now_v7().simple().to_string()[20..];
+    let tenants = [
+        TenantId::parse(&format!("net-a-{suffix}"))?,
+        TenantId::parse(&format!("net-b-{suffix}"))?,
+    ];
+    let mut specs = Vec::new();
+    for tenant in &tenants {
+        for _ in 0..2 {
+            specs.push(MachineSpec {
+                tenant: tenant.clone(),
+                ..spec(IMAGE)
+            });
+        }
+    }
+    let outcome = AssertUnwindSafe(async {
+        // Concurrent creates of one tenant make one network, not two.
+        let created = futures::future::join_all(specs.iter().map(|s| provider.create(s))).await;
+        for machine in created {
+            machine?;
+        }
+        for spec in &specs {
+            let inspected = docker.inspect_container(&spec.machine_name(), None).await?;
+            assert_hardened(&inspected.host_config.clone().unwrap_or_default());
+            let networks = inspected
+                .network_settings
+                .and_then(|n| n.networks)
+                .unwrap_or_default();
+            let joined: Vec<&String> = networks.keys().collect();
+            assert_eq!(joined, vec![&tenant_network(spec.tenant.as_str())]);
+        }
+        for tenant in &tenants {
+            let name = tenant_network(tenant.as_str());
+            let filters = HashMap::from([("name", vec![name.as_str()])]);
+            let found: Vec<_> = docker
+                .list_networks(Some(
+                    bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await?
+                .into_iter()
+                .filter(|n| n.name.as_deref() == Some(name.as_str()))
+                .collect();
+            assert_eq!(found.len(), 1, "one network per tenant: {found:?}");
+            assert_eq!(found[0].internal, Some(true));
+            let labels = found[0].labels.clone().unwrap_or_default();
+            assert_eq!(labels.get(LABEL_TENANT), Some(&tenant.to_string()));
+        }
+        anyhow::Ok(())
+    })
+    .catch_unwind()
+    .await;
+    for spec in &specs {
+        provider.destroy(&spec.tenant, &spec.machine_name()).await?;
+    }
+    for tenant in &tenants {
+        let _ = docker
+            .remove_network(&tenant_network(tenant.as_str()))
+            .await;
+    }
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }

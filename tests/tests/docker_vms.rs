@@ -3,11 +3,14 @@
 //! middle of creates. Needs `infra/docker-up.sh` and `infra/build-test-image.sh` (CI's
 //! `infra/install-deps.sh` runs both); without them these tests fail, they never skip.
 
+use berth_tests::docker::engine;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_provisioner::docker::{DockerConfig, DockerProvider, LABEL_MANAGED, LABEL_TENANT};
+use berth_provisioner::docker::{
+    DockerConfig, DockerProvider, CAPABILITIES, LABEL_MANAGED, LABEL_TENANT, PIDS_LIMIT,
+};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::EventStore;
 use berth_schemas::vm::{CreateVm, ExecVm, Plan, ResizeVm, VmCommand, VmTarget};
@@ -22,14 +25,6 @@ use uuid::Uuid;
 
 const IMAGE: &str = "berth/busybox:test";
 const BINARY: &str = env!("CARGO_BIN_EXE_provisioner-under-test");
-
-async fn engine() -> Docker {
-    Docker::connect_with_defaults()
-        .expect("address the Docker engine")
-        .negotiate_version()
-        .await
-        .unwrap_or_else(|e| panic!("no Docker engine answers ({e}): run `sudo infra/docker-up.sh`"))
-}
 
 /// A tenant of its own per test, so tests sharing the engine see only their containers.
 fn unique_tenant(prefix: &str) -> TenantId {
@@ -112,6 +107,15 @@ async fn the_whole_lifecycle_on_docker_with_limits_and_exec() -> anyhow::Result<
     let host = inspected.host_config.clone().unwrap_or_default();
     assert_eq!(host.nano_cpus, Some(1_000_000_000), "1 vCPU");
     assert_eq!(host.memory, Some(1024 * 1024 * 1024), "1 GB");
+    assert_eq!(host.pids_limit, Some(PIDS_LIMIT), "the pids limit");
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    let mut added = host.cap_add.clone().unwrap_or_default();
+    added.sort();
+    assert_eq!(added, CAPABILITIES.map(str::to_owned).to_vec());
+    assert_eq!(
+        host.security_opt,
+        Some(vec!["no-new-privileges".to_owned()])
+    );
     assert_eq!(inspected.state.and_then(|s| s.running), Some(true));
 
     let exec = VmCommand::Exec(ExecVm {

@@ -364,11 +364,12 @@ async fn a_subscription_warns_of_its_end_seven_days_ahead_through_a_scheduler_ti
         .iter()
         .any(|m| m.subject == "Your ghost subscription is confirmed"));
 
+    // The notifier's timer, under `system` where the tenant cannot touch it.
     let key = berth_schemas::notification::expiry_warning_timer_key(subscription);
     let timer = berth_schemas::subjects::event_subject(
-        &ada,
+        &berth_schemas::TenantId::system(),
         "schedule",
-        berth_schemas::schedule::schedule_id(&ada, &berth_schemas::schedule::timer_name(&key)),
+        berth_schemas::schedule::service_timer_id(&ada, &key),
     );
     eventually(
         "the expiry-warning timer set",

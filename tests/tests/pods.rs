@@ -12,7 +12,7 @@ use berth_schemas::pod::{
     DebugPods, DeletePod, EndPod, PodCommand, PodLogs, PodTarget, PodsReport, ResetPod, ScalePod,
     DEBUG_SUBJECT, GRACE_DAYS,
 };
-use berth_schemas::schedule::{schedule_id, timer_name};
+use berth_schemas::schedule::{service_timer_id, service_timer_key};
 use berth_schemas::{CommandReply, RejectionCode};
 use berth_tests::pods::pod_config;
 use berth_tests::{accepted_id, eventually, fast_settings, tenant, TestEnv};
@@ -343,15 +343,14 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
     assert_eq!(sim.replicas(expiring), Some(0), "scaled to zero");
     assert!(sim.has_volume(expiring), "the volume stays");
 
-    // The grace timer is armed for exactly sixty days after the expiry.
+    // The grace timer is armed for exactly sixty days after the expiry: pod-lifecycle's
+    // timer, under `system`, out of the tenant's reach.
     let purge_after: chrono::DateTime<Utc> =
         serde_json::from_value(expired["state"]["purge_after"].clone())?;
-    let timer = schedule_id(
-        &acme,
-        &timer_name(&berth_schemas::pod::grace_timer_key(expiring)),
-    );
+    let system = berth_schemas::TenantId::system();
+    let timer = service_timer_id(&acme, &berth_schemas::pod::grace_timer_key(expiring));
     let next_due = eventually("the grace timer", Duration::from_secs(30), || async {
-        let rows = berth_scheduler::projection::list(&scheduler.db, Some(&acme)).await?;
+        let rows = berth_scheduler::projection::list(&scheduler.db, Some(&system)).await?;
         Ok(rows
             .into_iter()
             .find(|r| r.id == timer)
@@ -369,15 +368,12 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
     env.pod_command_until(&acme, &PodCommand::Renew(target(renewed)), "running")
         .await?;
     assert_eq!(sim.read_file(renewed, "/data").as_deref(), Some("precious"));
-    let renewed_timer = schedule_id(
-        &acme,
-        &timer_name(&berth_schemas::pod::grace_timer_key(renewed)),
-    );
+    let renewed_timer = service_timer_id(&acme, &berth_schemas::pod::grace_timer_key(renewed));
     eventually(
         "the renewed pod's timer to be cancelled",
         Duration::from_secs(30),
         || async {
-            let rows = berth_scheduler::projection::list(&scheduler.db, Some(&acme)).await?;
+            let rows = berth_scheduler::projection::list(&scheduler.db, Some(&system)).await?;
             Ok(rows
                 .into_iter()
                 .find(|r| r.id == renewed_timer && r.status == "deleted")
@@ -485,27 +481,47 @@ async fn the_daily_grace_sweep_purges_a_pod_whose_timer_was_lost() -> anyhow::Re
         "expired",
     )
     .await?;
-    let timer = schedule_id(&acme, &timer_name(&berth_schemas::pod::grace_timer_key(id)));
-    eventually("the grace timer", Duration::from_secs(30), || async {
-        let rows = berth_scheduler::projection::list(&scheduler.db, Some(&acme)).await?;
-        Ok(rows
-            .into_iter()
-            .find(|r| r.id == timer && r.status == "active")
-            .map(|_| ()))
-    })
-    .await?;
-    let lose_it = TimerCommand::Cancel(TimerTarget {
-        key: berth_schemas::pod::grace_timer_key(id),
-    });
-    let reply = berth_runtime::client::send_command(
-        &env.client,
-        &acme,
-        "timer",
-        "cancel",
-        &berth_tests::meta(),
-        lose_it.body(),
-    )
-    .await?;
+    let key = berth_schemas::pod::grace_timer_key(id);
+    let system = berth_schemas::TenantId::system();
+    let timer = service_timer_id(&acme, &key);
+    let active = || async {
+        let rows = berth_scheduler::projection::list(&scheduler.db, Some(&system)).await?;
+        anyhow::Ok(
+            rows.into_iter()
+                .find(|r| r.id == timer && r.status == "active")
+                .map(|_| ()),
+        )
+    };
+    eventually("the grace timer", Duration::from_secs(30), active).await?;
+    // The tenant cannot cancel it: it is pod-lifecycle's, under `system`.
+    let cancel = |tenant: &berth_schemas::TenantId, key: String| {
+        let client = env.client.clone();
+        let tenant = tenant.clone();
+        async move {
+            let cancel = TimerCommand::Cancel(TimerTarget { key });
+            berth_runtime::client::send_command(
+                &client,
+                &tenant,
+                "timer",
+                "cancel",
+                &berth_tests::meta(),
+                cancel.body(),
+            )
+            .await
+        }
+    };
+    let reply = cancel(&acme, key.clone()).await?;
+    assert_eq!(
+        reply.rejection().map(|r| r.code),
+        Some(berth_schemas::RejectionCode::NotFound),
+        "{reply:?}"
+    );
+    assert!(
+        active().await?.is_some(),
+        "the tenant's cancel changed nothing"
+    );
+    // An operator loses it.
+    let reply = cancel(&system, service_timer_key(&acme, &key)).await?;
     assert!(accepted_id(&reply).is_some(), "{reply:?}");
 
     clock.advance(chrono::Duration::days(GRACE_DAYS + 1));

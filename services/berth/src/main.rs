@@ -14,7 +14,8 @@
 //! - `replay`: rebuild a projection without downtime.
 //! - `state`: an aggregate at any past time or sequence; `trace`: one correlation.
 //! - `dlq`: dead letters; `notifications`, `notify`: mail and webhooks.
-//! - `status`: projection positions and faults.
+//! - `status`: projection positions and faults; `projections`: parked events (list,
+//!   retry, skip).
 
 mod audit;
 mod billing;
@@ -24,6 +25,7 @@ mod events;
 mod notifications;
 mod output;
 mod pod;
+mod projections;
 mod reconcile;
 mod replay;
 mod schedules;
@@ -104,6 +106,9 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Show each projection's position and faults.
     Status(replay::StatusArgs),
+    /// Events projections parked: list them, retry one after a fix, or skip one.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsCommand),
 }
 
 #[tokio::main]
@@ -132,6 +137,7 @@ async fn main() {
         Command::Events(command) => events::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Status(args) => replay::status(args).await,
+        Command::Projections(command) => projections::run(command).await,
     };
     if let Err(error) = result {
         eprintln!("berth: {error:#}");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use berth_provisioner::projection::VmsProjection;
 use berth_runtime::audit::AuditLog;
+use berth_runtime::parked::{self, HealthState};
 use berth_runtime::projection::{self, Projection};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::subjects::EVENTS_STREAM;
@@ -49,7 +50,7 @@ pub struct StatusArgs {
     output: Output,
 }
 
-async fn runtime(connect: &ConnectArgs) -> anyhow::Result<Runtime> {
+pub(crate) async fn runtime(connect: &ConnectArgs) -> anyhow::Result<Runtime> {
     Ok(Runtime::connect(
         "cli",
         connect,
@@ -137,51 +138,53 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct Row {
-    projection: String,
-    checkpoint: u64,
-    behind: u64,
-    fault: Option<String>,
-}
-
+/// `berth status`: each projection's checkpoint, the events it follows that it has yet to
+/// apply, its parked events and its fault.
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let rt = runtime(&args.connect).await?;
-    let last = rt
-        .js
-        .get_stream(EVENTS_STREAM)
-        .await?
-        .info()
-        .await?
-        .state
-        .last_sequence;
     let mut rows = Vec::new();
     for projection in projections() {
-        let checkpoint = projection::checkpoint(&rt.db, projection.name()).await?;
-        let fault: Option<(i64, String)> = sqlx::query_as(
-            "SELECT stream_seq, error FROM berth.projection_faults WHERE projection = $1",
-        )
-        .bind(projection.name())
-        .fetch_optional(&rt.db)
-        .await?;
-        rows.push(Row {
-            projection: projection.name().to_owned(),
-            checkpoint,
-            behind: last.saturating_sub(checkpoint),
-            fault: fault.map(|(seq, error)| format!("stopped at event {seq}: {error}")),
-        });
+        rows.push(parked::status(&rt, projection.as_ref()).await?);
     }
-    println!("EVENTS last sequence: {last}");
+    if args.output == Output::Table {
+        let last = rt
+            .js
+            .get_stream(EVENTS_STREAM)
+            .await?
+            .info()
+            .await?
+            .state
+            .last_sequence;
+        println!("EVENTS last sequence: {last}");
+    }
     print(
         args.output,
-        &["PROJECTION", "CHECKPOINT", "BEHIND (max)", "FAULT"],
+        &[
+            "PROJECTION",
+            "CHECKPOINT",
+            "BEHIND",
+            "STATE",
+            "PARKED",
+            "FAULT",
+        ],
         &rows,
         |r| {
+            let fault = match (r.health.state, &r.health.reason, r.health.sequence) {
+                (HealthState::Ok, _, _) | (_, None, _) => "-".to_owned(),
+                (HealthState::Retrying, Some(reason), _) | (_, Some(reason), None) => {
+                    reason.clone()
+                }
+                (HealthState::Degraded, Some(reason), Some(sequence)) => {
+                    format!("last parked: event {sequence}: {reason}")
+                }
+            };
             vec![
                 r.projection.clone(),
                 r.checkpoint.to_string(),
                 r.behind.to_string(),
-                r.fault.clone().unwrap_or_else(|| "-".into()),
+                r.health.state.as_str().to_owned(),
+                r.health.parked.to_string(),
+                fault.chars().take(100).collect(),
             ]
         },
     );

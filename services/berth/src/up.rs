@@ -4,8 +4,14 @@
 //! (data survives a restart), applies streams and migrations, runs every service,
 //! seeds a demo tenant and prints where everything is. Ctrl-C drains the services and
 //! stops the servers.
+//!
+//! Credentials under `.berth/` are the owner's only: `nats/` (its `nats.conf` holds the
+//! dashboard passwords) and `secrets/` (`pod-secret.key`, `dashboard-users.json`) are
+//! 0700 with their files 0600; `.berth/` itself is 0700, or 0711 when the embedded
+//! Postgres runs as the `postgres` user (`berth up` as root), which must reach its own
+//! `postgres/` inside — others can then pass through but list and read nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,10 +123,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)?;
+    let postgres_as_other_user = args.database_url.is_none() && devservers::running_as_root();
+    let secrets = private_layout(&dir, postgres_as_other_user)?;
 
     // A NATS user per dashboard: the operator and each demo tenant (passwords kept in
     // the data directory, so the printed URLs stay valid across restarts).
-    let logins = berth_dashboard::users::logins(&dir, &[DEMO_TENANT])?;
+    let logins = berth_dashboard::users::logins(&secrets, &[DEMO_TENANT])?;
     let mut nats_server = None;
     let nats_url = match &args.nats_url {
         Some(url) => url.clone(),
@@ -205,7 +213,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ));
     let mut pod_args = args.pods.clone();
     if pod_args.secret_key_file.is_none() {
-        pod_args.secret_key_file = Some(ensure_secret_key(&dir.join("pod-secret.key"))?);
+        pod_args.secret_key_file = Some(ensure_secret_key(&secrets.join(POD_SECRET_KEY))?);
     }
     let (pod_runtime, pod_config) = pod_args.build().await?;
     let pods = tokio::spawn(berth_pod_lifecycle::run(
@@ -333,6 +341,33 @@ const DEMO_TENANT: &str = "demo";
 /// The demo tenant's pods: `(name, service, variant)`.
 const DEMO_PODS: [(&str, &str, &str); 2] = [("flows", "n8n", "basic"), ("blog", "ghost", "basic")];
 
+/// The file under `.berth/secrets/` pods' secrets derive from.
+const POD_SECRET_KEY: &str = "pod-secret.key";
+
+/// Restricts the data directory `dir` and makes `dir/secrets` (0700), moving the
+/// credential files earlier versions kept in `dir` itself into it (so keys and logins
+/// survive the move) and making them 0600. Returns the secrets directory.
+fn private_layout(dir: &Path, postgres_as_other_user: bool) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if postgres_as_other_user { 0o711 } else { 0o700 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("restricting {}", dir.display()))?;
+    let secrets = dir.join("secrets");
+    devservers::create_private_dir(&secrets)?;
+    for name in [POD_SECRET_KEY, berth_dashboard::users::FILE] {
+        let (old, new) = (dir.join(name), secrets.join(name));
+        if old.exists() && !new.exists() {
+            std::fs::rename(&old, &new)
+                .with_context(|| format!("moving {} to {}", old.display(), new.display()))?;
+        }
+        if new.exists() {
+            std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", new.display()))?;
+        }
+    }
+    Ok(secrets)
+}
+
 /// The key pods' secrets derive from: made once (random, mode 0600) and kept, so a
 /// restart of `berth up` gives every pod the same secrets.
 fn ensure_secret_key(path: &std::path::Path) -> anyhow::Result<PathBuf> {
@@ -443,4 +478,82 @@ async fn seed_demo(nats: &async_nats::Client) -> anyhow::Result<()> {
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn credentials_are_0600_in_0700_directories_and_earlier_ones_are_moved_there() {
+        let dir = std::env::temp_dir().join(format!("berth-up-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // An earlier `.berth/`: the key and the logins beside the data, world-readable.
+        let earlier = [
+            (POD_SECRET_KEY, "00ff".to_owned()),
+            (
+                berth_dashboard::users::FILE,
+                serde_json::to_string(&[berth_dashboard::users::Login::new("operator", None)])
+                    .unwrap(),
+            ),
+        ];
+        for (name, contents) in &earlier {
+            std::fs::write(dir.join(name), contents).unwrap();
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+
+        let secrets = private_layout(&dir, false).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&secrets), 0o700);
+        for (name, contents) in &earlier {
+            assert!(!dir.join(name).exists(), "{name} moved");
+            assert_eq!(mode(&secrets.join(name)), 0o600, "{name}");
+            assert_eq!(
+                &std::fs::read_to_string(secrets.join(name)).unwrap(),
+                contents,
+                "{name} kept"
+            );
+        }
+        let logins = berth_dashboard::users::logins(&secrets, &[DEMO_TENANT]).unwrap();
+        assert_eq!(logins[0].user, "operator", "the earlier logins are kept");
+        assert_eq!(mode(&secrets.join(berth_dashboard::users::FILE)), 0o600);
+
+        // Root with the embedded Postgres: the postgres user passes through, lists nothing.
+        private_layout(&dir, true).unwrap();
+        assert_eq!(mode(&dir), 0o711);
+        assert_eq!(mode(&secrets), 0o700);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_pod_secret_key_is_made_once_and_private() {
+        let dir = std::env::temp_dir().join(format!("berth-key-{}", Uuid::new_v4()));
+        let secrets = private_layout(
+            &{
+                std::fs::create_dir_all(&dir).unwrap();
+                dir.clone()
+            },
+            false,
+        )
+        .unwrap();
+        let path = ensure_secret_key(&secrets.join(POD_SECRET_KEY)).unwrap();
+        let key = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(key.len(), 64);
+        assert_eq!(mode(&path), 0o600);
+        ensure_secret_key(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            key,
+            "kept across restarts"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -210,18 +210,17 @@ impl Reactor for OnSchedule {
 /// Runs billing until `rt.shutdown` is cancelled.
 pub async fn run(rt: Runtime, config: BillingConfig) -> anyhow::Result<()> {
     let billing = Arc::new(Billing::new(&rt, config));
-    let max_bytes = rt.settings.max_command_bytes;
     let accounts = Arc::new(CommandHandler::new(
         Arc::new(AccountCommands {
             accounts: billing.accounts.clone(),
         }),
-        max_bytes,
+        &rt,
     ));
     let payments = Arc::new(CommandHandler::new(
         Arc::new(PaymentCommands {
             accounts: billing.accounts.clone(),
         }),
-        max_bytes,
+        &rt,
     ));
     let subscriptions = Arc::new(CommandHandler::new(
         Arc::new(SubscriptionCommands {
@@ -230,7 +229,7 @@ pub async fn run(rt: Runtime, config: BillingConfig) -> anyhow::Result<()> {
             prices: billing.config.prices.clone(),
             clock: billing.config.clock.clone(),
         }),
-        max_bytes,
+        &rt,
     ));
     let timers = Arc::new(timers::SubscriptionTimers {
         nats: rt.nats.clone(),

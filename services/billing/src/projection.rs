@@ -440,14 +440,26 @@ async fn apply_subscription(
     schema: &str,
     event: &StoredEvent,
     decoded: &SubscriptionEvent,
-) -> sqlx::Result<Option<StatusUpdate>> {
-    let state: Option<Json<Subscription>> = sqlx::query_scalar(&format!(
-        "SELECT state FROM {schema}.subscriptions WHERE id = $1"
+) -> Result<Option<StatusUpdate>, ApplyError> {
+    let found: Option<(String, Json<Subscription>)> = sqlx::query_as(&format!(
+        "SELECT tenant, state FROM {schema}.subscriptions WHERE id = $1"
     ))
     .bind(event.meta.subject)
     .fetch_optional(&mut *conn)
     .await?;
-    let mut subscription = state.map(|s| s.0).unwrap_or_default();
+    if let Some((owner, _)) = found
+        .as_ref()
+        .filter(|(owner, _)| owner != event.meta.tenant.as_str())
+    {
+        return Err(ApplyError::Event {
+            sequence: event.sequence,
+            reason: format!(
+                "subscription {} belongs to tenant {owner}, not {}",
+                event.meta.subject, event.meta.tenant
+            ),
+        });
+    }
+    let mut subscription = found.map(|(_, s)| s.0).unwrap_or_default();
     subscription.apply(decoded);
     let Some(created) = &subscription.created else {
         return Ok(None);

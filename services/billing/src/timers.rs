@@ -1,7 +1,9 @@
 //! Keeps each subscription's period-end timer at the scheduler: set on `created` and
-//! `renewed` (the same key replaces it), cancelled on `expired`. The timer sends
-//! `cmd.<tenant>.subscription.expire`, which the subscription decides on: after a
-//! renewal its period end has moved and a stale fire ends nothing.
+//! `renewed` (the same key replaces it), cancelled on `expired`. The timer is berth's,
+//! under `system` where the tenant cannot touch it (see `send_timer`); it sends the
+//! operator action `subscription.expire` about the subscription's tenant
+//! (`cmd.system.subscription.expire`, naming the tenant), which the subscription decides
+//! on: after a renewal its period end has moved and a stale fire ends nothing.
 
 use async_trait::async_trait;
 use berth_runtime::reactor::{ReactError, Reactor};

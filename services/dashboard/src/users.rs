@@ -1,6 +1,6 @@
 //! Dashboard logins: a NATS user per tenant (and one for the operator) with a random
-//! password, kept in `<dir>/dashboard-users.json` (mode 0600) so that URLs stay valid
-//! across restarts. The permissions themselves are written into the embedded
+//! password, kept in `<dir>/dashboard-users.json` (mode 0600, `<dir>` made 0700; `berth
+//! up` passes `.berth/secrets`) so that URLs stay valid across restarts. The permissions themselves are written into the embedded
 //! nats-server's configuration ([`berth_runtime::devservers::DashboardUser`]).
 
 use std::path::Path;
@@ -8,6 +8,9 @@ use std::path::Path;
 use anyhow::Context;
 use berth_runtime::devservers::DashboardUser;
 use serde::{Deserialize, Serialize};
+
+/// The file in the given directory that keeps the logins.
+pub const FILE: &str = "dashboard-users.json";
 
 /// One login.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,7 +50,7 @@ impl Login {
 
 /// The operator's login and one per tenant, reusing those already in `dir`.
 pub fn logins(dir: &Path, tenants: &[&str]) -> anyhow::Result<Vec<Login>> {
-    let path = dir.join("dashboard-users.json");
+    let path = dir.join(FILE);
     let mut known: Vec<Login> = match std::fs::read_to_string(&path) {
         Ok(text) => {
             serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?
@@ -65,7 +68,7 @@ pub fn logins(dir: &Path, tenants: &[&str]) -> anyhow::Result<Vec<Login>> {
             known.push(Login::new(user, tenant));
         }
     }
-    std::fs::create_dir_all(dir)?;
+    berth_runtime::devservers::create_private_dir(dir)?;
     berth_runtime::devservers::write_private(
         &path,
         serde_json::to_string_pretty(&known)?.as_bytes(),
@@ -91,6 +94,14 @@ mod tests {
             logins(&dir, &["a.b"]).is_err(),
             "a tenant must be a subject token"
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&dir.join(FILE)),
+            0o600,
+            "passwords are the owner's only"
+        );
+        assert_eq!(mode(&dir), 0o700);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

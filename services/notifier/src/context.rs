@@ -1,6 +1,9 @@
 //! What a template sees, built from the source message and the log:
 //!
-//! - `event`: `id`, `type`, `time`, `tenant`, `aggregate_id` and the event's `data`;
+//! - `event`: `id`, `type`, `time`, `tenant`, `aggregate_id` and the event's `data`; for
+//!   the fire of a `system` timer a service keeps about a tenant's thing (an expiry
+//!   warning), `tenant` is the tenant its payload names and `data.payload` the payload,
+//!   read from the timer's spec (fires do not copy it);
 //! - `account`: the tenant's account folded from its events (`name`, `billing_email`,
 //!   `tier`, `currency`), or none;
 //! - `origin`: the data of the aggregate's first event (a pod's or VM's `requested`:
@@ -17,7 +20,9 @@ use berth_runtime::reactor::dlq_headers;
 use berth_runtime::store::{EventStore, StoredEvent};
 use berth_schemas::billing::{account_id, AccountEvent, ACCOUNT};
 use berth_schemas::envelope::header_value;
+use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::notification::Source;
+use berth_schemas::schedule::ScheduleEvent;
 use berth_schemas::subjects::{event_subject, DLQ_STREAM};
 use berth_schemas::TenantId;
 use serde::Serialize;
@@ -97,6 +102,16 @@ pub enum ContextError {
     Unavailable(String),
 }
 
+/// The fire of a `system` timer that a service keeps about one tenant's thing and that
+/// asks for a notification: its payload's `notify`, the tenant its payload's `tenant`
+/// names, and the payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerFire {
+    pub notify: String,
+    pub tenant: TenantId,
+    pub payload: Value,
+}
+
 /// Reads sources and the aggregates they refer to.
 #[derive(Clone)]
 pub struct Contexts {
@@ -149,6 +164,35 @@ impl Contexts {
         })
     }
 
+    /// The timer fire `event` is, if it is the fire of a `system` timer whose payload
+    /// names a `notify` rule and a tenant. Fires of a tenant's own schedules are not: what
+    /// berth mails is never a tenant's text.
+    pub async fn timer_fire(&self, event: &StoredEvent) -> Result<Option<TimerFire>, ContextError> {
+        if event.meta.tenant.as_str() != SYSTEM_TENANT {
+            return Ok(None);
+        }
+        let Ok(ScheduleEvent::Fired(fired)) = event.decode::<ScheduleEvent>() else {
+            return Ok(None);
+        };
+        let spec = berth_runtime::client::fired_spec(&self.store, event, &fired)
+            .await
+            .map_err(|e| ContextError::Unavailable(e.to_string()))?;
+        let notify = spec.payload.get("notify").and_then(Value::as_str);
+        let tenant = spec
+            .payload
+            .get("tenant")
+            .and_then(Value::as_str)
+            .and_then(|tenant| TenantId::parse(tenant).ok());
+        Ok(match (notify, tenant) {
+            (Some(notify), Some(tenant)) => Some(TimerFire {
+                notify: notify.to_owned(),
+                tenant,
+                payload: spec.payload.clone(),
+            }),
+            _ => None,
+        })
+    }
+
     /// The tenant's account contact, if it has an account.
     pub async fn contact(&self, tenant: &TenantId) -> Result<Option<Contact>, ContextError> {
         let subject = event_subject(tenant, ACCOUNT, account_id(tenant));
@@ -189,15 +233,17 @@ impl Contexts {
                 Ok(dead_letter_context(rule, recipient, headers, *sequence))
             }
             SourceMessage::Event(event) => {
-                let account = self.contact(&event.meta.tenant).await?;
+                let mut view = event_view(event);
+                let mut tenant = &event.meta.tenant;
+                let fire = self.timer_fire(event).await?;
+                if let Some(fire) = &fire {
+                    tenant = &fire.tenant;
+                    view["tenant"] = json!(fire.tenant.as_str());
+                    view["data"]["payload"] = fire.payload.clone();
+                }
+                let account = self.contact(tenant).await?;
                 let origin = self.origin(event).await?;
-                Ok(assemble(
-                    rule,
-                    recipient,
-                    event_view(event),
-                    account.as_ref(),
-                    origin,
-                ))
+                Ok(assemble(rule, recipient, view, account.as_ref(), origin))
             }
         }
     }

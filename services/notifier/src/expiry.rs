@@ -1,7 +1,8 @@
 //! Expiry warnings: for each subscription, a timer at the scheduler `N` days before its
 //! period ends (set on `created` and `renewed` — the same key replaces it — and cancelled
-//! on `expired`). The timer only emits `schedule.fired` with the payload
-//! `{"notify": "expiry_warning", …}`, which the `expiry_warning` rule follows.
+//! on `expired`). The timer is berth's, under `system` (see `send_timer`), and only emits
+//! `schedule.fired`; its payload `{"notify": "expiry_warning", "tenant": …, …}` tells the
+//! `expiry_warning` rule what to send and to whom.
 
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ impl ExpiryTimers {
 
     fn set(
         &self,
+        tenant: &berth_schemas::TenantId,
         subscription_id: uuid::Uuid,
         created: &SubscriptionCreated,
         period_end: DateTime<Utc>,
@@ -58,6 +60,7 @@ impl ExpiryTimers {
                 action: Action::Emit,
                 payload: json!({
                     "notify": EXPIRY_WARNING,
+                    "tenant": tenant,
                     "subscription_id": subscription_id,
                     "product": created.product,
                     "variant": created.variant,
@@ -87,13 +90,21 @@ impl Reactor for ExpiryTimers {
             key: expiry_warning_timer_key(subscription_id),
         });
         let command = match &decoded {
-            SubscriptionEvent::Created(created) => {
-                self.set(subscription_id, created, created.period_end)
-            }
+            SubscriptionEvent::Created(created) => self.set(
+                &event.meta.tenant,
+                subscription_id,
+                created,
+                created.period_end,
+            ),
             SubscriptionEvent::Renewed(renewed) => {
                 let created = self.created(event).await?;
-                self.set(subscription_id, &created, renewed.period_end)
-                    .or(Some(cancel))
+                self.set(
+                    &event.meta.tenant,
+                    subscription_id,
+                    &created,
+                    renewed.period_end,
+                )
+                .or(Some(cancel))
             }
             SubscriptionEvent::Expired(_) => Some(cancel),
             SubscriptionEvent::Cancelled(_) => None,

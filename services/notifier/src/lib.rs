@@ -144,7 +144,7 @@ pub async fn run(rt: Runtime, config: NotifierConfig) -> anyhow::Result<()> {
         Arc::new(commands::NotificationCommands {
             notifications: notifications.clone(),
         }),
-        rt.settings.max_command_bytes,
+        &rt,
     ));
 
     let mut parts: Vec<BoxFuture<'_, berth_runtime::Result<()>>> = vec![

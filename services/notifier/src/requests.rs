@@ -11,7 +11,6 @@ use berth_runtime::store::{AppendError, Cause, Repository, StoredEvent};
 use berth_schemas::notification::{
     notification_id, Channel, NotificationEvent, NotificationRequested, Source,
 };
-use berth_schemas::schedule::ScheduleEvent;
 use berth_schemas::subjects::EVENTS_STREAM;
 use berth_schemas::{Actor, TenantId};
 use uuid::Uuid;
@@ -123,14 +122,6 @@ impl Requester {
     }
 }
 
-/// The `notify` value of a timer fire's payload (`None` for any other event).
-fn timer_of(event: &StoredEvent) -> Option<String> {
-    match event.decode::<ScheduleEvent>().ok()? {
-        ScheduleEvent::Fired(fired) => fired.payload.get("notify")?.as_str().map(str::to_owned),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl Reactor for Requester {
     fn name(&self) -> String {
@@ -143,16 +134,26 @@ impl Reactor for Requester {
 
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
         let event_type = event.meta.event_type.as_str();
-        let timer = (event_type == "berth.schedule.fired.v1")
-            .then(|| timer_of(event))
-            .flatten();
-        let rules: Vec<&Rule> = self.rules.matching(event_type, timer.as_deref()).collect();
+        // A timer fire that asks for a notification is about the tenant its payload names.
+        let timer = match event_type {
+            "berth.schedule.fired.v1" => self
+                .contexts
+                .timer_fire(event)
+                .await
+                .map_err(|e| ReactError::Transient(e.to_string()))?,
+            _ => None,
+        };
+        let rules: Vec<&Rule> = self
+            .rules
+            .matching(event_type, timer.as_ref().map(|t| t.notify.as_str()))
+            .collect();
         if rules.is_empty() {
             return Ok(());
         }
+        let tenant = timer.as_ref().map_or(&event.meta.tenant, |t| &t.tenant);
         let contact = if rules.iter().any(|r| r.to.contains(&Audience::Customer)) {
             self.contexts
-                .contact(&event.meta.tenant)
+                .contact(tenant)
                 .await
                 .map_err(|e| ReactError::Transient(e.to_string()))?
         } else {
@@ -165,7 +166,7 @@ impl Reactor for Requester {
             event_type: event.meta.event_type.clone(),
         };
         let origin = Origin {
-            tenant: event.meta.tenant.clone(),
+            tenant: tenant.clone(),
             correlation_id: event.meta.correlation_id,
             traceparent: event.meta.traceparent.clone(),
         };

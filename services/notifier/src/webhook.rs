@@ -5,6 +5,12 @@
 //! `Berth-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with the
 //! shared secret (`BERTH_WEBHOOK_SECRET`) lets a receiver check both origin and
 //! freshness; `Berth-Notification-Id` lets it drop a repeat.
+//!
+//! The timestamp is the moment of the post (each retry signs anew) and is covered by the
+//! MAC, so it cannot be changed without the secret. [`check`] — what a receiver should
+//! do — refuses a signature whose timestamp is more than [`TOLERANCE_SECS`] (5 minutes)
+//! in the past (a replay of a captured post) or in the future (a forged or skewed
+//! clock); within that window a receiver drops repeats by `Berth-Notification-Id`.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -19,6 +25,21 @@ use crate::templates::Rendered;
 
 pub const SIGNATURE_HEADER: &str = "Berth-Signature";
 pub const ID_HEADER: &str = "Berth-Notification-Id";
+/// How far, in seconds, a signature's timestamp may be from the receiver's clock.
+pub const TOLERANCE_SECS: i64 = 5 * 60;
+
+/// Why a signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the signature header is not t=<unix seconds>,v1=<hex>")]
+    Malformed,
+    #[error("the signature does not match the body and timestamp")]
+    Mismatch,
+    #[error("the signature is {age_secs} s old, more than {TOLERANCE_SECS} s: a replay")]
+    Stale { age_secs: i64 },
+    #[error("the signature is {ahead_secs} s in the future, more than {TOLERANCE_SECS} s")]
+    Future { ahead_secs: i64 },
+}
 
 /// The shape of a webhook's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +175,10 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", hex::encode(digest))
 }
 
-/// Checks a `Berth-Signature` header against the body (what a receiver does).
-pub fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
+/// Checks a `Berth-Signature` header against the body and the receiver's clock `now`
+/// (unix seconds): the MAC must match and the signed timestamp lie within
+/// [`TOLERANCE_SECS`] of `now`, either way.
+pub fn check(secret: &str, header: &str, body: &[u8], now: i64) -> Result<(), SignatureError> {
     let mut timestamp = None;
     let mut given = None;
     for part in header.split(',') {
@@ -166,9 +189,26 @@ pub fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
         }
     }
     let (Some(timestamp), Some(given)) = (timestamp, given) else {
-        return false;
+        return Err(SignatureError::Malformed);
     };
-    mac(secret, timestamp, body).verify_slice(&given).is_ok()
+    mac(secret, timestamp, body)
+        .verify_slice(&given)
+        .map_err(|_| SignatureError::Mismatch)?;
+    let age_secs = now.saturating_sub(timestamp);
+    if age_secs > TOLERANCE_SECS {
+        return Err(SignatureError::Stale { age_secs });
+    }
+    if -age_secs > TOLERANCE_SECS {
+        return Err(SignatureError::Future {
+            ahead_secs: -age_secs,
+        });
+    }
+    Ok(())
+}
+
+/// [`check`] against the system clock: what a receiver does.
+pub fn verify(secret: &str, header: &str, body: &[u8]) -> bool {
+    check(secret, header, body, chrono::Utc::now().timestamp()).is_ok()
 }
 
 /// A webhook URL may carry a token in its path: errors name the failure, not the URL.
@@ -203,12 +243,52 @@ mod tests {
         }
     }
 
+    const NOW: i64 = 1_700_000_000;
+
     #[test]
     fn signatures_verify_only_with_the_same_secret_and_body() {
-        let header = signature("s3cret", 1_700_000_000, b"{}");
-        assert!(verify("s3cret", &header, b"{}"));
-        assert!(!verify("other", &header, b"{}"));
-        assert!(!verify("s3cret", &header, b"{ }"));
-        assert!(!verify("s3cret", "v1=00", b"{}"));
+        let header = signature("s3cret", NOW, b"{}");
+        assert_eq!(check("s3cret", &header, b"{}", NOW), Ok(()));
+        assert_eq!(
+            check("other", &header, b"{}", NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check("s3cret", &header, b"{ }", NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check("s3cret", "v1=00", b"{}", NOW),
+            Err(SignatureError::Malformed)
+        );
+        let fresh = signature("s3cret", chrono::Utc::now().timestamp(), b"{}");
+        assert!(verify("s3cret", &fresh, b"{}"));
+        assert!(
+            !verify("s3cret", &header, b"{}"),
+            "2023's post is stale now"
+        );
+    }
+
+    #[test]
+    fn the_timestamp_is_signed_and_must_be_within_five_minutes_either_way() {
+        let header = signature("s3cret", NOW, b"{}");
+        // The receiver's clock moves; the signed moment does not.
+        assert_eq!(check("s3cret", &header, b"{}", NOW + 300), Ok(()));
+        assert_eq!(
+            check("s3cret", &header, b"{}", NOW + 301),
+            Err(SignatureError::Stale { age_secs: 301 }),
+            "a replay after five minutes"
+        );
+        assert_eq!(check("s3cret", &header, b"{}", NOW - 300), Ok(()));
+        assert_eq!(
+            check("s3cret", &header, b"{}", NOW - 301),
+            Err(SignatureError::Future { ahead_secs: 301 })
+        );
+        // Moving the timestamp forward to pass the window breaks the MAC.
+        let replayed = header.replace(&format!("t={NOW}"), &format!("t={}", NOW + 3600));
+        assert_eq!(
+            check("s3cret", &replayed, b"{}", NOW + 3600),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

@@ -52,6 +52,11 @@ pub struct Service {
     pub health: Probe,
     pub volume: VolumeDefaults,
     pub variants: BTreeMap<String, Variant>,
+    /// The (non-root) user id the image can run as; Kubernetes then runs it as that user
+    /// with `runAsNonRoot`. Unset: the image runs as its own user, possibly root (images
+    /// that start as root and drop privileges themselves, like Ghost's and WordPress').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<u32>,
 }
 
 /// A health check as the catalog writes it: `{"http": "/path"}` or `{"command": [..]}`.
@@ -153,6 +158,11 @@ impl Catalog {
                 return Err(invalid("the volume's mount path must be absolute".into()));
             }
             parse_access_mode(&service.volume.access_mode).map_err(invalid)?;
+            if service.run_as_user == Some(0) {
+                return Err(invalid(
+                    "run_as_user 0 is root: leave it out for an image that needs root".into(),
+                ));
+            }
             if service.variants.is_empty() {
                 return Err(invalid("a service needs at least one variant".into()));
             }
@@ -332,6 +342,7 @@ impl Catalog {
                     },
                 )?,
             },
+            run_as_user: service.run_as_user,
         })
     }
 }
@@ -507,6 +518,66 @@ mod tests {
                 command: vec!["true".into()]
             }
         );
+    }
+
+    #[test]
+    fn images_that_can_run_as_non_root_say_as_whom() {
+        let catalog = Catalog::builtin().unwrap();
+        let overrides = Overrides::default();
+        let user_of = |service: &str, variant: &str| {
+            let requested = catalog
+                .resolve(&create(service, variant), &overrides)
+                .unwrap();
+            catalog
+                .workload(
+                    Uuid::now_v7(),
+                    "acme",
+                    &requested,
+                    &BTreeMap::new(),
+                    &overrides,
+                    &rendering(),
+                )
+                .unwrap()
+                .run_as_user
+        };
+        assert_eq!(
+            user_of("n8n", "basic"),
+            Some(1000),
+            "n8n's image runs as node"
+        );
+        assert_eq!(
+            user_of("ghost", "basic"),
+            None,
+            "Ghost's entrypoint starts as root"
+        );
+        assert_eq!(user_of("wordpress", "free"), None, "Apache starts as root");
+        let root = BUILTIN.replace("\"run_as_user\": 1000", "\"run_as_user\": 0");
+        let error = Catalog::from_json(&root).unwrap_err().to_string();
+        assert!(error.contains("n8n") && error.contains("root"), "{error}");
+    }
+
+    #[test]
+    fn a_tenant_namespace_quota_holds_its_pods_of_any_plan_we_sell() {
+        use crate::kubernetes::TenantQuota;
+        let catalog = Catalog::builtin().unwrap();
+        for (name, service) in &catalog.services {
+            for (variant_name, variant) in &service.variants {
+                let resources = Resources {
+                    cpu_request_millis: variant.cpu_request_millis,
+                    cpu_limit_millis: variant.cpu_limit_millis,
+                    memory_request_mb: variant.memory_request_mb,
+                    memory_limit_mb: variant.memory_limit_mb,
+                };
+                assert!(
+                    TenantQuota::DEFAULT.fits(
+                        TenantQuota::DEFAULT_PODS,
+                        &resources,
+                        variant.volume_mb
+                    ),
+                    "{name}/{variant_name} outgrew the default tenant quota"
+                );
+            }
+        }
     }
 
     #[test]

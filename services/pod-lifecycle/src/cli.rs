@@ -44,7 +44,8 @@ pub struct PodArgs {
         default_value = "sim"
     )]
     pub runtime: RuntimeKind,
-    /// docker: the pod containers' network mode (`none` on an engine without a bridge).
+    /// docker: `tenant` (default: an internal network per tenant), `tenant-external`
+    /// (per tenant, with a route out) or `none`; `host` and shared networks are refused.
     #[arg(long = "pod-docker-network", env = "BERTH_POD_DOCKER_NETWORK")]
     pub docker_network: Option<String>,
     /// docker: this installation's scope label; pods debug sees only objects carrying it.

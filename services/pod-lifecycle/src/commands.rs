@@ -56,10 +56,8 @@ impl CommandService for PodCommands {
             }
             _ => None,
         };
-        let owner = if let PodCommand::Create(create) = command {
-            if create.pod_id.is_some() {
-                self.refuse_foreign_id(tenant, id).await?;
-            }
+        // A create's id was checked against other tenants' pods by the endpoint.
+        let owner = if let PodCommand::Create(_) = command {
             tenant.clone()
         } else {
             self.owner(tenant, id).await?
@@ -114,23 +112,6 @@ impl PodCommands {
         }
     }
 
-    /// A create that names the id of another tenant's pod is a conflict.
-    async fn refuse_foreign_id(&self, tenant: &TenantId, id: Uuid) -> Result<(), Rejection> {
-        let found = self
-            .pods
-            .store()
-            .tenant_of(berth_schemas::pod::AGGREGATE, id)
-            .await
-            .map_err(unavailable)?;
-        match found {
-            Some(owner) if owner != *tenant => Err(Rejection::new(
-                RejectionCode::Conflict,
-                format!("pod id {id} is taken"),
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// Reads the workload's output; nothing is recorded.
     async fn logs(
         &self,
@@ -156,7 +137,7 @@ impl PodCommands {
         )?;
         let text = self
             .runtime
-            .logs(tenant.as_str(), logs.pod_id, logs.tail, logs.since)
+            .logs(tenant, logs.pod_id, logs.tail, logs.since)
             .await
             .map_err(|e| match e {
                 RuntimeError::Transient(reason) => {

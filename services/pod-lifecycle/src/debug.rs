@@ -2,6 +2,13 @@
 //! and volumes named like berth's that no live pod owns (no record, or a pod deleted
 //! without keeping its volume). `clean_orphans` removes them. Served on
 //! [`DEBUG_SUBJECT`], one replica per request.
+//!
+//! Ownership goes by tenant and id (see [`crate::runtime`]): an object belongs to the pod
+//! with its id *in the tenant the runtime records for it*. An object of tenant `b` named
+//! after tenant `a`'s live pod is `b`'s orphan (removed, if asked, on `b`'s behalf), never
+//! `a`'s; an object that records no tenant while some tenant's pod with its id is live is
+//! reported as a conflict and never removed. `clean_orphans` removes an object only while
+//! it still carries the owner the inventory saw.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,10 +38,10 @@ pub struct Inspector {
 impl Inspector {
     pub async fn report(&self, clean_orphans: bool) -> anyhow::Result<PodsReport> {
         let inventory = self.runtime.inventory().await?;
-        let volumes: HashSet<Uuid> = inventory
+        let volumes: HashSet<(&str, Uuid)> = inventory
             .iter()
             .filter(|o| o.kind == ObjectKind::Volume)
-            .filter_map(|o| o.pod_id)
+            .filter_map(|o| Some((o.tenant.as_deref()?, o.pod_id?)))
             .collect();
         let mut pods = Vec::new();
         for row in projection::list(&self.db, None).await? {
@@ -47,32 +54,37 @@ impl Inspector {
                 Ok(spec) => describe(self.runtime.health(&spec).await),
                 Err(e) => format!("unknown: {e}"),
             };
+            let volume_present = volumes.contains(&(row.tenant.as_str(), row.id));
             pods.push(PodSideBySide {
                 pod_id: row.id,
                 tenant: row.tenant,
                 name: row.name,
                 status: row.status,
                 runtime_status,
-                volume_present: volumes.contains(&row.id),
+                volume_present,
             });
         }
-        let mut found: Vec<(RuntimeObject, RuntimeOrphan)> = Vec::new();
-        for object in inventory {
-            if let Some(why) = self.orphan_reason(&object).await? {
+        let mut found: Vec<(RuntimeObject, RuntimeOrphan, bool)> = Vec::new();
+        for object in inventory.iter().cloned() {
+            if let Some((why, removable)) = self.orphan_reason(&object).await? {
                 let orphan = RuntimeOrphan {
                     kind: object.kind.as_str().to_owned(),
                     name: object.name.clone(),
                     tenant: object.tenant.clone(),
                     why,
                 };
-                found.push((object, orphan));
+                found.push((object, orphan, removable));
             }
         }
         // Workloads first: a volume in use cannot be removed.
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let mut removed = Vec::new();
         if clean_orphans {
-            for (object, orphan) in &found {
+            for (object, orphan, removable) in &found {
+                if !removable {
+                    tracing::warn!(name = %object.name, why = %orphan.why, "orphan left for an operator");
+                    continue;
+                }
                 match self.runtime.remove(object).await {
                     Ok(()) => {
                         tracing::info!(kind = object.kind.as_str(), name = %object.name, "orphan removed");
@@ -84,7 +96,7 @@ impl Inspector {
                 }
             }
         }
-        let orphans = found.into_iter().map(|(_, orphan)| orphan).collect();
+        let orphans = found.into_iter().map(|(_, orphan, _)| orphan).collect();
         Ok(PodsReport {
             runtime: self.runtime.name().to_owned(),
             pods,
@@ -93,28 +105,75 @@ impl Inspector {
         })
     }
 
-    /// Why an object no live pod owns, or `None` when one does.
-    async fn orphan_reason(&self, object: &RuntimeObject) -> anyhow::Result<Option<String>> {
+    /// Why an object is an orphan and whether `clean_orphans` may remove it, or `None`
+    /// when a live pod of its own tenant owns it.
+    async fn orphan_reason(
+        &self,
+        object: &RuntimeObject,
+    ) -> anyhow::Result<Option<(String, bool)>> {
         let Some(pod_id) = object.pod_id else {
-            return Ok(Some("its name holds no pod id".into()));
+            return Ok(Some(("its name holds no pod id".into(), true)));
         };
-        let Some(tenant) = self
+        let mut own = None;
+        let mut live_elsewhere = None;
+        for tenant in self
             .pods
             .store()
-            .tenant_of(berth_schemas::pod::AGGREGATE, pod_id)
+            .owners(berth_schemas::pod::AGGREGATE, pod_id)
             .await?
-        else {
-            return Ok(Some("berth has no record of its pod".into()));
-        };
-        let pod = self.pods.load(&tenant, pod_id).await?;
-        let deleted = pod.state.status == Some(PodStatus::Deleted);
-        Ok(match object.kind {
-            ObjectKind::Workload if deleted => Some("its pod was deleted".into()),
-            ObjectKind::Volume if deleted && !pod.state.keep_volume => {
-                Some("its pod was deleted without keeping the volume".into())
+        {
+            let pod = self.pods.load(&tenant, pod_id).await?;
+            if object.tenant.as_deref() == Some(tenant.as_str()) {
+                own = Some(pod.state.clone());
+            } else if pod.state.status.is_some_and(|s| s != PodStatus::Deleted) {
+                live_elsewhere = Some(tenant);
             }
-            _ => None,
-        })
+        }
+        Ok(judge(
+            object.kind,
+            object.tenant.as_deref(),
+            own.as_ref(),
+            live_elsewhere.as_ref(),
+        ))
+    }
+}
+
+/// The rule, without I/O: `own` is the pod with the object's id in the object's own
+/// tenant, `live_elsewhere` another tenant whose pod with that id is not deleted.
+/// `Some((why, removable))` for an orphan.
+fn judge(
+    kind: ObjectKind,
+    tenant: Option<&str>,
+    own: Option<&Pod>,
+    live_elsewhere: Option<&TenantId>,
+) -> Option<(String, bool)> {
+    let Some(tenant) = tenant else {
+        return Some(match live_elsewhere {
+            Some(other) => (
+                format!("conflict: it records no owning tenant, but tenant {other}'s pod with its id is live; left for an operator, never given to tenant {other} nor removed"),
+                false,
+            ),
+            None => ("it records no owning tenant and no live pod has its id".into(), true),
+        });
+    };
+    let Some(pod) = own.filter(|pod| pod.status.is_some()) else {
+        let whose = match live_elsewhere {
+            Some(other) => format!(" (tenant {other}'s pod with this id never owns it)"),
+            None => String::new(),
+        };
+        return Some((
+            format!("tenant {tenant} has no pod with its id{whose}"),
+            true,
+        ));
+    };
+    let deleted = pod.status == Some(PodStatus::Deleted);
+    match kind {
+        ObjectKind::Workload if deleted => Some(("its pod was deleted".into(), true)),
+        ObjectKind::Volume if deleted && !pod.keep_volume => Some((
+            "its pod was deleted without keeping the volume".into(),
+            true,
+        )),
+        _ => None,
     }
 }
 
@@ -151,4 +210,59 @@ pub async fn serve(rt: &Runtime, inspector: &Inspector) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: PodStatus, keep_volume: bool) -> Pod {
+        Pod {
+            status: Some(status),
+            keep_volume,
+            ..Pod::default()
+        }
+    }
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn an_object_belongs_to_the_live_pod_of_its_own_tenant_only() {
+        let running = pod(PodStatus::Running, false);
+        let a = tenant("a");
+        assert_eq!(
+            judge(ObjectKind::Volume, Some("a"), Some(&running), None),
+            None
+        );
+        // b's deleted pod with a's id never makes a's volume an orphan …
+        assert_eq!(
+            judge(
+                ObjectKind::Volume,
+                Some("a"),
+                Some(&running),
+                Some(&tenant("b"))
+            ),
+            None
+        );
+        // … and a's live pod never makes b's volume a's: b's orphan, removable.
+        let (why, removable) = judge(ObjectKind::Volume, Some("b"), None, Some(&a)).unwrap();
+        assert!(removable && why.contains("tenant b has no pod"), "{why}");
+        let deleted = pod(PodStatus::Deleted, false);
+        assert!(judge(ObjectKind::Workload, Some("b"), Some(&deleted), Some(&a)).is_some());
+        let kept = pod(PodStatus::Deleted, true);
+        assert_eq!(
+            judge(ObjectKind::Volume, Some("b"), Some(&kept), Some(&a)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_object_without_an_owner_is_removable_only_when_no_live_pod_has_its_id() {
+        let (_, removable) = judge(ObjectKind::Volume, None, None, None).unwrap();
+        assert!(removable);
+        let (why, removable) = judge(ObjectKind::Volume, None, None, Some(&tenant("a"))).unwrap();
+        assert!(!removable && why.starts_with("conflict:"), "{why}");
+    }
 }

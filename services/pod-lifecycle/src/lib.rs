@@ -86,7 +86,7 @@ pub async fn run(
             runtime: runtime.clone(),
             clock: config.clock.clone(),
         }),
-        rt.settings.max_command_bytes,
+        &rt,
     ));
     let reactor = Arc::new(PodReactor::new(
         pods.clone(),

@@ -335,6 +335,15 @@ impl Projection for PodsProjection {
             })?;
             let id = event.meta.subject;
             let entry = match (folded.get_mut(&id), &decoded) {
+                (Some(entry), _) if entry.tenant != event.meta.tenant.as_str() => {
+                    return Err(ApplyError::Event {
+                        sequence: event.sequence,
+                        reason: format!(
+                            "pod {id} belongs to tenant {}, not {}",
+                            entry.tenant, event.meta.tenant
+                        ),
+                    })
+                }
                 (Some(entry), _) => entry,
                 (None, PodEvent::Requested(_)) => folded.entry(id).or_insert_with(|| Folded {
                     tenant: event.meta.tenant.to_string(),

@@ -93,7 +93,7 @@ impl PodReactor {
             .acquire()
             .await
             .map_err(|_| RuntimeError::Transient("pod-lifecycle is stopping".into()))?;
-        let tenant = target.tenant.as_str();
+        let tenant = &target.tenant;
         let spec = self.specs.workload(&target.tenant, target.id, pod)?;
         let replicas = pod.desired_replicas;
         Ok(match step {

@@ -5,11 +5,24 @@
 //! call is idempotent: names are deterministic, `ensure_volume` and `deploy` find what
 //! exists, deletes of missing things succeed. Runtimes never log a spec's `env`: it holds
 //! the pod's generated secrets.
+//!
+//! # Ownership
+//!
+//! Names are keyed by the pod id alone, while pods live under their tenant
+//! (`evt.<tenant>.pod.<id>`): two tenants could each have a pod with the same id. So every
+//! object records its tenant ([`LABEL_TENANT`]; on Kubernetes also its namespace, one per
+//! tenant) and every call names the tenant it acts for — in the [`WorkloadSpec`] or as an
+//! argument. A workload or volume of another tenant, or a berth-named one without an
+//! owner, is refused with [`RuntimeError::Permanent`] naming the conflict: never adopted
+//! by `ensure_volume`/`deploy`, mounted, restarted, scaled, read (`health`, `logs`) or
+//! deleted. Only orphan clean-up removes an object on no tenant's behalf, with
+//! [`PodRuntime::remove`], and only while it still carries the owner the inventory saw.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
+use berth_schemas::TenantId;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -19,6 +32,8 @@ pub const LABEL_MANAGED: &str = "berth.managed";
 pub const LABEL_TENANT: &str = "berth.tenant";
 /// Label holding the pod id.
 pub const LABEL_POD: &str = "berth.pod";
+/// Label holding the id of the aggregate the object belongs to (the pod id too).
+pub const LABEL_ID: &str = "berth.id";
 /// Label holding a hash of the workload's spec: a different hash means redeploy.
 pub const LABEL_SPEC_HASH: &str = "berth.spec-hash";
 
@@ -122,6 +137,9 @@ pub struct WorkloadSpec {
     pub resources: Resources,
     pub health: HealthCheck,
     pub volume: VolumeSpec,
+    /// The user id the image runs as when it can run as non-root (the catalog's
+    /// `run_as_user`): Kubernetes then enforces `runAsNonRoot`. `None`: the image's own.
+    pub run_as_user: Option<u32>,
 }
 
 impl fmt::Debug for WorkloadSpec {
@@ -133,6 +151,7 @@ impl fmt::Debug for WorkloadSpec {
             .field("variant", &self.variant)
             .field("image", &self.image)
             .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("run_as_user", &self.run_as_user)
             .finish_non_exhaustive()
     }
 }
@@ -189,8 +208,40 @@ pub struct RuntimeObject {
     pub kind: ObjectKind,
     /// The runtime's name for it (`berth-pod-<id>`, `berth-vol-<id>`).
     pub name: String,
+    /// The tenant the runtime records as its owner; `None` when it records none (or,
+    /// on Kubernetes, when the label and the namespace disagree).
     pub tenant: Option<String>,
     pub pod_id: Option<Uuid>,
+}
+
+impl RuntimeObject {
+    /// What errors call it: `volume berth-vol-…`.
+    pub fn what(&self) -> String {
+        format!("{} {}", self.kind.as_str(), self.name)
+    }
+}
+
+/// `Ok` if `owner` (what the runtime records for `what`) is `tenant`, else a permanent
+/// `conflict: …` naming both.
+pub fn check_owner(what: &str, owner: Option<&str>, tenant: &str) -> Result<(), RuntimeError> {
+    if owner == Some(tenant) {
+        Ok(())
+    } else {
+        Err(berth_provisioner::provider::foreign(what, owner, tenant).into())
+    }
+}
+
+/// The refusal to remove `listed` (an orphan) whose owner is now `now`.
+pub fn changed_hands(listed: &RuntimeObject, now: Option<&str>) -> RuntimeError {
+    let owner = |tenant: Option<&str>| {
+        tenant.map_or_else(|| "no tenant".to_owned(), |t| format!("tenant {t}"))
+    };
+    RuntimeError::Permanent(format!(
+        "conflict: {} was listed as {}'s but is now {}'s; it was left untouched",
+        listed.what(),
+        owner(listed.tenant.as_deref()),
+        owner(now)
+    ))
 }
 
 /// Workloads and volumes.
@@ -215,7 +266,8 @@ pub enum RuntimeError {
     /// Worth retrying: timeouts, a lost connection, a 5xx.
     #[error("{0}")]
     Transient(String),
-    /// Retrying will not help: a missing image, a refused spec.
+    /// Retrying will not help: a missing image, a refused spec, an object of another
+    /// tenant.
     #[error("{0}")]
     Permanent(String),
     /// The workload or volume is not there.
@@ -223,36 +275,41 @@ pub enum RuntimeError {
     NotFound(String),
 }
 
-/// A platform that runs pods.
+/// A platform that runs pods. Every call acts for the tenant in the spec or named, and
+/// refuses objects of another tenant (see the module docs).
 #[async_trait]
 pub trait PodRuntime: Send + Sync + 'static {
     /// `sim`, `docker`, `kubernetes`.
     fn name(&self) -> &'static str;
-    /// Makes the pod's volume unless it exists; returns its name.
+    /// Makes the pod's volume unless it exists; returns its name. An existing volume of
+    /// another tenant is refused, never adopted.
     async fn ensure_volume(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError>;
-    /// Removes the pod's volume and its data; a missing volume is not an error.
-    async fn delete_volume(&self, tenant: &str, pod_id: Uuid) -> Result<(), RuntimeError>;
-    /// Makes or updates the workload (the volume must exist) with `replicas` (0 or 1);
-    /// an existing workload with the same spec is only scaled. Returns its name.
+    /// Removes the tenant's pod volume and its data; a missing volume is not an error.
+    async fn delete_volume(&self, tenant: &TenantId, pod_id: Uuid) -> Result<(), RuntimeError>;
+    /// Makes or updates the workload (the tenant's volume must exist) with `replicas`
+    /// (0 or 1); an existing workload with the same spec is only scaled. Returns its name.
     async fn deploy(&self, spec: &WorkloadSpec, replicas: u32) -> Result<String, RuntimeError>;
     /// Restarts the running workload; the volume and its data stay.
     async fn restart(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError>;
     /// Sets the workload's replicas (0 or 1); the volume stays.
     async fn scale(&self, spec: &WorkloadSpec, replicas: u32) -> Result<(), RuntimeError>;
-    /// Removes the workload; the volume stays. A missing workload is not an error.
-    async fn delete_workload(&self, tenant: &str, pod_id: Uuid) -> Result<(), RuntimeError>;
+    /// Removes the tenant's workload; the volume stays. A missing workload is not an
+    /// error.
+    async fn delete_workload(&self, tenant: &TenantId, pod_id: Uuid) -> Result<(), RuntimeError>;
     async fn health(&self, spec: &WorkloadSpec) -> Result<Health, RuntimeError>;
-    /// The workload's recent output, oldest first.
+    /// The tenant's workload's recent output, oldest first.
     async fn logs(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         pod_id: Uuid,
         tail: Option<u32>,
         since: Option<DateTime<Utc>>,
     ) -> Result<String, RuntimeError>;
     /// Every workload and volume berth manages on this runtime.
     async fn inventory(&self) -> Result<Vec<RuntimeObject>, RuntimeError>;
-    /// Removes one object found by `inventory` (orphan clean-up).
+    /// Removes one object found by `inventory` (orphan clean-up), on no tenant's behalf:
+    /// only while it still carries the owner the inventory saw; a missing one is not an
+    /// error.
     async fn remove(&self, object: &RuntimeObject) -> Result<(), RuntimeError>;
 }
 

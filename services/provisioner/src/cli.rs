@@ -51,7 +51,8 @@ pub struct Cli {
     /// docker: the server name the engine is registered as.
     #[arg(long, env = "BERTH_DOCKER_SERVER", default_value = "docker-local")]
     docker_server: String,
-    /// docker: the containers' network mode (`none` on an engine without a bridge).
+    /// docker: `tenant` (default: an internal network per tenant), `tenant-external`
+    /// (per tenant, with a route out) or `none`; `host` and shared networks are refused.
     #[arg(long, env = "BERTH_DOCKER_NETWORK")]
     docker_network: Option<String>,
     /// docker: disk sold on the engine's server, in GB (the engine does not say).

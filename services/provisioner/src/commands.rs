@@ -97,7 +97,7 @@ impl VmCommands {
         );
         let mut output = self
             .provider
-            .exec(&machine_name(id), &exec.command, timeout)
+            .exec(tenant, &machine_name(id), &exec.command, timeout)
             .await
             .map_err(|e| match e {
                 ProviderError::Transient(reason) => {

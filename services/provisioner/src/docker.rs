@@ -9,9 +9,32 @@
 //! |------------------|-----------------------------------------|
 //! | `berth.managed`  | `true`                                  |
 //! | `berth.tenant`   | the owning tenant                       |
-//! | `berth.vm`       | the VM id                               |
+//! | `berth.id`       | the VM id                               |
+//! | `berth.vm`       | the VM id (older name, kept)            |
 //! | `berth.host`     | the placement host from the spec        |
 //! | `berth.disk_gb`  | the requested disk size (not enforced)  |
+//!
+//! # Ownership
+//!
+//! The name is keyed by the VM id alone, so the tenant lives in `berth.tenant` and is
+//! checked before every act (see [`crate::provider`]): create (look before create),
+//! start, stop, restart, resize, exec and destroy inspect the container first and refuse
+//! one of another tenant, or one without the label, with a permanent `conflict: …`
+//! error; then they act on the container *id* they inspected, so a container swapped in
+//! under the same name meanwhile is not the one touched.
+//!
+//! # Hardening
+//!
+//! Tenants' code runs in these containers. Each gets [`harden`]: at most [`PIDS_LIMIT`]
+//! processes (a fork bomb stays inside its VM), every capability dropped but the few in
+//! [`CAPABILITIES`], and `no-new-privileges` (setuid binaries gain nothing). Networking
+//! is [`NetworkMode`]: by default a bridge network per tenant, `berth-net-<tenant>`
+//! (labelled, internal — no route out — unless `tenant-external`), so no two tenants
+//! share a network; or `none`. The host network and other shared networks are refused
+//! when the provider is configured. Note: the isolation between two tenant networks is
+//! the engine's (its iptables rules); an engine run with `--iptables=false`, like the
+//! one `infra/docker-up.sh` starts, creates the networks but routes between them, so on
+//! such an engine use `none` (as the tests and the README do).
 //!
 //! Every call maps the engine's answer onto [`ProviderError`] in one place, `classify`:
 //! 404 is [`ProviderError::NotFound`] (except a missing image, which is permanent),
@@ -25,32 +48,63 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_schemas::TenantId;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum,
-    ContainerUpdateBody, HostConfig,
+    ContainerUpdateBody, HostConfig, NetworkCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
 
-use crate::provider::{ExecOutput, Machine, MachineSpec, PowerState, ProviderError, VmProvider};
+use crate::provider::{
+    changed_hands, check_owner, ExecOutput, Machine, MachineSpec, PowerState, ProviderError,
+    VmProvider,
+};
 
 /// Label every berth container carries, with the value `true`.
 pub const LABEL_MANAGED: &str = "berth.managed";
-/// Label holding the tenant that owns the VM.
+/// Label holding the tenant that owns the VM (and the network of a tenant).
 pub const LABEL_TENANT: &str = "berth.tenant";
-/// Label holding the VM id.
+/// Label holding the id of the aggregate the container belongs to.
+pub const LABEL_ID: &str = "berth.id";
+/// Label holding the VM id (the older name of [`LABEL_ID`], still written).
 pub const LABEL_VM: &str = "berth.vm";
 /// Label holding the placement host the VM was created for.
 pub const LABEL_HOST: &str = "berth.host";
 /// Label holding the requested disk size in GB, which the engine does not enforce.
 pub const LABEL_DISK_GB: &str = "berth.disk_gb";
+
+/// The most processes (threads included) one container may run.
+pub const PIDS_LIMIT: i64 = 512;
+/// The capabilities a container keeps; every other one is dropped. These are what a
+/// typical base image's init and package scripts need as root: `CHOWN`, `FOWNER` and
+/// `DAC_OVERRIDE` to own and write files not yet theirs (package installs, volume
+/// set-up), `SETUID`/`SETGID` to drop from root to a service user (`su-exec`, `gosu`,
+/// Apache and nginx workers), `NET_BIND_SERVICE` to listen on ports below 1024, `KILL`
+/// to signal workers running as other users. Left out, among others: `NET_RAW` (raw
+/// sockets, ARP spoofing on a shared segment), `MKNOD`, `SYS_CHROOT`, `AUDIT_WRITE`,
+/// `SETFCAP`, `SETPCAP`, `FSETID`, which Docker grants by default.
+pub const CAPABILITIES: [&str; 7] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+];
+/// The security options of every container: no process gains privileges through
+/// setuid binaries or file capabilities.
+pub const SECURITY_OPT: &str = "no-new-privileges";
+/// The prefix of a tenant's network: `berth-net-<tenant>`.
+pub const NETWORK_PREFIX: &str = "berth-net-";
 
 /// What errors about the engine itself, rather than one machine, name.
 const ENGINE: &str = "the engine";
@@ -63,9 +117,139 @@ const STOP_TIMEOUT_SECS: i32 = 10;
 pub struct DockerConfig {
     /// The server name this engine is registered as; reported as every machine's host.
     pub host_name: String,
-    /// The containers' network mode, e.g. `none` on an engine started with
-    /// `--bridge=none`; `None` leaves the engine's default.
+    /// The containers' networking, as [`NetworkMode::parse`] reads it: unset or `tenant`
+    /// for an internal network per tenant, `tenant-external` for one with a route out,
+    /// `none` for no network (an engine started with `--bridge=none`, or without
+    /// iptables). Anything shared (`host`, `bridge`, a named network) is refused.
     pub network_mode: Option<String>,
+}
+
+/// How containers are networked: never a network two tenants share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// No network at all (`--network none`).
+    None,
+    /// The tenant's own bridge network `berth-net-<tenant>`; `internal` ones have no
+    /// route out of the engine.
+    PerTenant { internal: bool },
+}
+
+impl NetworkMode {
+    /// Reads the configured mode; the host network and shared networks are refused.
+    pub fn parse(configured: Option<&str>) -> Result<Self, ProviderError> {
+        match configured {
+            None | Some("tenant") => Ok(Self::PerTenant { internal: true }),
+            Some("tenant-external") => Ok(Self::PerTenant { internal: false }),
+            Some("none") => Ok(Self::None),
+            Some("host") => Err(ProviderError::Permanent(
+                "docker network mode host is refused: tenants' code would share the host's network".into(),
+            )),
+            Some(other) => Err(ProviderError::Permanent(format!(
+                "docker network mode {other:?} is refused: a network shared by tenants connects their machines; use tenant (the default), tenant-external or none"
+            ))),
+        }
+    }
+}
+
+/// The network of one tenant.
+pub fn tenant_network(tenant: &str) -> String {
+    format!("{NETWORK_PREFIX}{tenant}")
+}
+
+/// Limits what a tenant's container may do; see the module docs.
+pub fn harden(host: &mut HostConfig) {
+    host.pids_limit = Some(PIDS_LIMIT);
+    host.cap_drop = Some(vec!["ALL".to_owned()]);
+    host.cap_add = Some(CAPABILITIES.iter().map(|c| (*c).to_owned()).collect());
+    host.security_opt = Some(vec![SECURITY_OPT.to_owned()]);
+}
+
+/// The tenant networks of one engine, made on first use.
+pub struct TenantNetworks {
+    docker: Docker,
+    mode: NetworkMode,
+    /// One look-then-create at a time in this process: engines before API 1.44 accept a
+    /// second network of the same name.
+    making: tokio::sync::Mutex<()>,
+}
+
+impl TenantNetworks {
+    pub fn new(docker: Docker, mode: NetworkMode) -> Self {
+        Self {
+            docker,
+            mode,
+            making: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn mode(&self) -> NetworkMode {
+        self.mode
+    }
+
+    /// The `NetworkMode` of a container of `tenant`: `none`, or the id of the tenant's
+    /// network, made (labelled) if missing. A network of that name that is not labelled
+    /// as the tenant's is refused, never joined.
+    pub async fn network_for(&self, tenant: &str) -> Result<String, ProviderError> {
+        let NetworkMode::PerTenant { internal } = self.mode else {
+            return Ok("none".to_owned());
+        };
+        let name = tenant_network(tenant);
+        let _one_at_a_time = self.making.lock().await;
+        if let Some(id) = self.find(tenant, &name).await? {
+            return Ok(id);
+        }
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".to_owned()),
+            internal: Some(internal),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                (LABEL_TENANT.to_owned(), tenant.to_owned()),
+            ])),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_network(request)
+            .await
+            .map_err(|error| classify(&format!("network {name}"), error))?;
+        if !created.warning.is_empty() {
+            // Another process made one first (older engines allow duplicate names):
+            // drop ours and use the first.
+            let _ = self.docker.remove_network(&created.id).await;
+        }
+        self.find(tenant, &name).await?.ok_or_else(|| {
+            ProviderError::Transient(format!("network {name} disappeared right after create"))
+        })
+    }
+
+    /// The id of the oldest network called `name`, if every one of that name is the
+    /// tenant's.
+    async fn find(&self, tenant: &str, name: &str) -> Result<Option<String>, ProviderError> {
+        let filters = HashMap::from([("name", vec![name])]);
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let mut found: Vec<_> = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|error| classify(ENGINE, error))?
+            .into_iter()
+            // The name filter matches parts of names too.
+            .filter(|network| network.name.as_deref() == Some(name))
+            .collect();
+        for network in &found {
+            let owner = network.labels.as_ref().and_then(|l| l.get(LABEL_TENANT));
+            let tenant_id = TenantId::parse(tenant)
+                .map_err(|e| ProviderError::Permanent(format!("network of {tenant:?}: {e}")))?;
+            check_owner(
+                &format!("network {name}"),
+                owner.map(String::as_str),
+                &tenant_id,
+            )?;
+        }
+        found.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(found.into_iter().next().and_then(|network| network.id))
+    }
 }
 
 /// VMs as containers on one Docker engine.
@@ -76,12 +260,21 @@ pub struct DockerConfig {
 pub struct DockerProvider {
     docker: Docker,
     config: DockerConfig,
+    networks: TenantNetworks,
+}
+
+/// A container as inspected: its id and owner.
+struct Found {
+    id: String,
+    tenant: Option<String>,
+    running: bool,
 }
 
 impl DockerProvider {
     /// Connects to the engine named by `DOCKER_HOST` (else the default socket) and agrees
-    /// on an API version with it.
+    /// on an API version with it. A refused network mode fails here.
     pub async fn connect(config: DockerConfig) -> Result<Self, ProviderError> {
+        let mode = NetworkMode::parse(config.network_mode.as_deref())?;
         // A missing socket is transient (the engine may not be up yet), a malformed
         // address permanent.
         let docker = Docker::connect_with_defaults().map_err(|error| classify(ENGINE, error))?;
@@ -91,7 +284,11 @@ impl DockerProvider {
             .negotiate_version()
             .await
             .map_err(|error| classify(ENGINE, error))?;
-        Ok(Self { docker, config })
+        Ok(Self {
+            networks: TenantNetworks::new(docker.clone(), mode),
+            docker,
+            config,
+        })
     }
 
     /// The engine's CPUs and memory in MB, to register it as a server.
@@ -109,6 +306,7 @@ impl DockerProvider {
     async fn exec_to_end(
         &self,
         name: &str,
+        id: &str,
         command: &[String],
     ) -> Result<ExecOutput, ProviderError> {
         let options = CreateExecOptions {
@@ -117,7 +315,7 @@ impl DockerProvider {
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let exec = match self.docker.create_exec(name, options).await {
+        let exec = match self.docker.create_exec(id, options).await {
             Ok(exec) => exec,
             // 409: "Container … is not running" (or paused, or restarting).
             Err(DockerError::DockerResponseServerError {
@@ -169,146 +367,84 @@ impl DockerProvider {
         })
     }
 
-    fn create_body(&self, spec: &MachineSpec) -> ContainerCreateBody {
+    fn create_body(&self, spec: &MachineSpec, network_mode: String) -> ContainerCreateBody {
         let labels = HashMap::from([
             (LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (LABEL_TENANT.to_owned(), spec.tenant.clone()),
+            (LABEL_TENANT.to_owned(), spec.tenant.to_string()),
+            (LABEL_ID.to_owned(), spec.vm_id.to_string()),
             (LABEL_VM.to_owned(), spec.vm_id.to_string()),
             (LABEL_HOST.to_owned(), spec.host.clone()),
             (LABEL_DISK_GB.to_owned(), spec.disk_gb.to_string()),
         ]);
         let (nano_cpus, memory) = limits(spec);
+        let mut host_config = HostConfig {
+            nano_cpus: Some(nano_cpus),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            network_mode: Some(network_mode),
+            ..Default::default()
+        };
+        harden(&mut host_config);
         ContainerCreateBody {
             image: Some(spec.image.clone()),
             labels: Some(labels),
-            host_config: Some(HostConfig {
-                nano_cpus: Some(nano_cpus),
-                memory: Some(memory),
-                memory_swap: Some(memory),
-                network_mode: self.config.network_mode.clone(),
-                ..Default::default()
-            }),
+            host_config: Some(host_config),
             ..Default::default()
         }
     }
 
-    fn machine(&self, name: &str, running: bool) -> Machine {
+    fn machine(&self, name: &str, found: &Found) -> Machine {
         Machine {
             name: name.to_owned(),
             host: self.config.host_name.clone(),
-            power: if running {
+            power: if found.running {
                 PowerState::Running
             } else {
                 PowerState::Stopped
             },
+            tenant: found.tenant.clone(),
         }
     }
 
-    async fn inspect_container(
-        &self,
-        name: &str,
-    ) -> Result<Option<ContainerInspectResponse>, ProviderError> {
+    /// The container called `name`, whoever owns it.
+    async fn find(&self, name: &str) -> Result<Option<Found>, ProviderError> {
         match self.docker.inspect_container(name, None).await {
-            Ok(container) => Ok(Some(container)),
+            Ok(container) => Ok(Some(found(name, container)?)),
             Err(error) => match classify(name, error) {
                 ProviderError::NotFound(_) => Ok(None),
                 other => Err(other),
             },
         }
     }
-}
 
-#[async_trait]
-impl VmProvider for DockerProvider {
-    fn name(&self) -> &'static str {
-        "docker"
-    }
-
-    async fn create(&self, spec: &MachineSpec) -> Result<Machine, ProviderError> {
-        let name = spec.machine_name();
-        if let Some(machine) = self.inspect(&name).await? {
-            return Ok(machine);
-        }
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        match self
-            .docker
-            .create_container(Some(options), self.create_body(spec))
-            .await
-        {
-            // 409: a concurrent create got there first; report its container.
-            Ok(_)
-            | Err(DockerError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {}
-            Err(error) => return Err(classify(&name, error)),
-        }
-        self.inspect(&name).await?.ok_or_else(|| {
-            ProviderError::Transient(format!("{name} disappeared right after create"))
-        })
-    }
-
-    async fn start(&self, name: &str) -> Result<(), ProviderError> {
-        // An already running container answers 304, which bollard reports as success.
-        self.docker
-            .start_container(name, None)
-            .await
-            .map_err(|error| classify(name, error))
-    }
-
-    async fn stop(&self, name: &str) -> Result<(), ProviderError> {
-        // An already stopped container answers 304, which bollard reports as success.
-        let options = StopContainerOptionsBuilder::new()
-            .t(STOP_TIMEOUT_SECS)
-            .build();
-        self.docker
-            .stop_container(name, Some(options))
-            .await
-            .map_err(|error| classify(name, error))
-    }
-
-    async fn restart(&self, name: &str) -> Result<(), ProviderError> {
-        let options = RestartContainerOptionsBuilder::new()
-            .t(STOP_TIMEOUT_SECS)
-            .build();
-        self.docker
-            .restart_container(name, Some(options))
-            .await
-            .map_err(|error| classify(name, error))
-    }
-
-    /// Sets the container's CPU and memory limits. Its labels keep the sizes it was
-    /// created with: the engine cannot change labels.
-    async fn resize(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
-        let name = spec.machine_name();
-        match self.inspect(&name).await? {
-            None => return Err(ProviderError::NotFound(name)),
-            Some(machine) if machine.power == PowerState::Running => {
-                return Err(ProviderError::Permanent(format!(
-                    "{name} must be stopped to resize"
-                )))
-            }
-            Some(_) => {}
-        }
-        let (nano_cpus, memory) = limits(spec);
-        let update = ContainerUpdateBody {
-            nano_cpus: Some(nano_cpus),
-            memory: Some(memory),
-            // The engine refuses a memory limit above the swap limit.
-            memory_swap: Some(memory),
-            ..Default::default()
+    /// The container called `name` if it is `tenant`'s; `None` if there is none; a
+    /// conflict if it is another tenant's or no one's.
+    async fn find_owned(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<Found>, ProviderError> {
+        let Some(found) = self.find(name).await? else {
+            return Ok(None);
         };
-        self.docker
-            .update_container(&name, update)
-            .await
-            .map_err(|error| classify(&name, error))
+        check_owner(&format!("machine {name}"), found.tenant.as_deref(), tenant)?;
+        Ok(Some(found))
     }
 
-    async fn destroy(&self, name: &str) -> Result<(), ProviderError> {
+    /// Like [`Self::find_owned`], and a missing container is [`ProviderError::NotFound`].
+    async fn owned(&self, tenant: &TenantId, name: &str) -> Result<Found, ProviderError> {
+        self.find_owned(tenant, name)
+            .await?
+            .ok_or_else(|| ProviderError::NotFound(name.to_owned()))
+    }
+
+    /// Removes the container `id` (called `name`) and its anonymous volumes.
+    async fn remove(&self, name: &str, id: &str) -> Result<(), ProviderError> {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
             .build();
-        match self.docker.remove_container(name, Some(options)).await {
+        match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             // 409: "removal of container … is already in progress".
             Err(DockerError::DockerResponseServerError {
@@ -323,15 +459,126 @@ impl VmProvider for DockerProvider {
             },
         }
     }
+}
+
+/// The id, owner and state of an inspected container.
+fn found(name: &str, container: ContainerInspectResponse) -> Result<Found, ProviderError> {
+    let id = container.id.ok_or_else(|| {
+        ProviderError::Transient(format!("the engine reported {name} without an id"))
+    })?;
+    Ok(Found {
+        id,
+        tenant: container
+            .config
+            .and_then(|config| config.labels)
+            .and_then(|mut labels| labels.remove(LABEL_TENANT)),
+        running: container
+            .state
+            .and_then(|state| state.running)
+            .unwrap_or(false),
+    })
+}
+
+#[async_trait]
+impl VmProvider for DockerProvider {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn create(&self, spec: &MachineSpec) -> Result<Machine, ProviderError> {
+        let name = spec.machine_name();
+        if let Some(found) = self.find_owned(&spec.tenant, &name).await? {
+            return Ok(self.machine(&name, &found));
+        }
+        let network_mode = self.networks.network_for(spec.tenant.as_str()).await?;
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        match self
+            .docker
+            .create_container(Some(options), self.create_body(spec, network_mode))
+            .await
+        {
+            // 409: a concurrent create got there first; report its container, if it is
+            // this tenant's.
+            Ok(_)
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(error) => return Err(classify(&name, error)),
+        }
+        let found = self.find_owned(&spec.tenant, &name).await?.ok_or_else(|| {
+            ProviderError::Transient(format!("{name} disappeared right after create"))
+        })?;
+        Ok(self.machine(&name, &found))
+    }
+
+    async fn start(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        let found = self.owned(tenant, name).await?;
+        // An already running container answers 304, which bollard reports as success.
+        self.docker
+            .start_container(&found.id, None)
+            .await
+            .map_err(|error| classify(name, error))
+    }
+
+    async fn stop(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        let found = self.owned(tenant, name).await?;
+        // An already stopped container answers 304, which bollard reports as success.
+        let options = StopContainerOptionsBuilder::new()
+            .t(STOP_TIMEOUT_SECS)
+            .build();
+        self.docker
+            .stop_container(&found.id, Some(options))
+            .await
+            .map_err(|error| classify(name, error))
+    }
+
+    async fn restart(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        let found = self.owned(tenant, name).await?;
+        let options = RestartContainerOptionsBuilder::new()
+            .t(STOP_TIMEOUT_SECS)
+            .build();
+        self.docker
+            .restart_container(&found.id, Some(options))
+            .await
+            .map_err(|error| classify(name, error))
+    }
+
+    /// Sets the container's CPU and memory limits. Its labels keep the sizes it was
+    /// created with: the engine cannot change labels.
+    async fn resize(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
+        let name = spec.machine_name();
+        let found = self.owned(&spec.tenant, &name).await?;
+        if found.running {
+            return Err(ProviderError::Permanent(format!(
+                "{name} must be stopped to resize"
+            )));
+        }
+        let (nano_cpus, memory) = limits(spec);
+        let update = ContainerUpdateBody {
+            nano_cpus: Some(nano_cpus),
+            memory: Some(memory),
+            // The engine refuses a memory limit above the swap limit.
+            memory_swap: Some(memory),
+            ..Default::default()
+        };
+        self.docker
+            .update_container(&found.id, update)
+            .await
+            .map_err(|error| classify(&name, error))
+    }
+
+    async fn destroy(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        match self.find_owned(tenant, name).await? {
+            None => Ok(()),
+            Some(found) => self.remove(name, &found.id).await,
+        }
+    }
 
     async fn inspect(&self, name: &str) -> Result<Option<Machine>, ProviderError> {
-        Ok(self.inspect_container(name).await?.map(|container| {
-            let running = container
-                .state
-                .and_then(|state| state.running)
-                .unwrap_or(false);
-            self.machine(name, running)
-        }))
+        Ok(self
+            .find(name)
+            .await?
+            .map(|found| self.machine(name, &found)))
     }
 
     /// The managed containers of this engine's server (`berth.host` = its name): engines
@@ -356,8 +603,15 @@ impl VmProvider for DockerProvider {
         Ok(containers
             .iter()
             .filter_map(|container| {
-                let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
-                Some(self.machine(container_name(container)?, running))
+                let found = Found {
+                    id: container.id.clone()?,
+                    tenant: container
+                        .labels
+                        .as_ref()
+                        .and_then(|labels| labels.get(LABEL_TENANT).cloned()),
+                    running: container.state == Some(ContainerSummaryStateEnum::RUNNING),
+                };
+                Some(self.machine(container_name(container)?, &found))
             })
             .collect())
     }
@@ -368,6 +622,7 @@ impl VmProvider for DockerProvider {
     /// way to kill an exec, so the process is left to finish inside the VM.
     async fn exec(
         &self,
+        tenant: &TenantId,
         name: &str,
         command: &[String],
         timeout: Duration,
@@ -377,13 +632,26 @@ impl VmProvider for DockerProvider {
                 "exec in {name} needs a command"
             )));
         }
-        tokio::time::timeout(timeout, self.exec_to_end(name, command))
+        let found = self.owned(tenant, name).await?;
+        tokio::time::timeout(timeout, self.exec_to_end(name, &found.id, command))
             .await
             .map_err(|_| {
                 ProviderError::Transient(format!(
                     "exec in {name} did not finish within {timeout:?}"
                 ))
             })?
+    }
+
+    async fn remove_orphan(&self, orphan: &Machine) -> Result<(), ProviderError> {
+        let name = &orphan.name;
+        let Some(found) = self.find(name).await? else {
+            return Ok(());
+        };
+        let now = self.machine(name, &found);
+        if now.tenant != orphan.tenant {
+            return Err(changed_hands(&now, orphan));
+        }
+        self.remove(name, &found.id).await
     }
 }
 

@@ -90,19 +90,18 @@ pub async fn run(
         provider: provider.clone(),
         default_limits: config.default_limits,
     };
-    let max_bytes = rt.settings.max_command_bytes;
-    let vm_handler = Arc::new(CommandHandler::new(Arc::new(vm_commands), max_bytes));
+    let vm_handler = Arc::new(CommandHandler::new(Arc::new(vm_commands), &rt));
     let tenant_handler = Arc::new(CommandHandler::new(
         Arc::new(TenantCommands {
             usage: usage.clone(),
         }),
-        max_bytes,
+        &rt,
     ));
     let server_handler = Arc::new(CommandHandler::new(
         Arc::new(ServerCommands {
             servers: servers.clone(),
         }),
-        max_bytes,
+        &rt,
     ));
     let repos = Repositories {
         vms,

@@ -220,6 +220,15 @@ impl Projection for VmsProjection {
             })?;
             let id = event.meta.subject;
             let row = match (rows.get_mut(&id), &decoded) {
+                (Some(row), _) if row.tenant != event.meta.tenant.as_str() => {
+                    return Err(ApplyError::Event {
+                        sequence: event.sequence,
+                        reason: format!(
+                            "vm {id} belongs to tenant {}, not {}",
+                            row.tenant, event.meta.tenant
+                        ),
+                    })
+                }
                 (Some(row), _) => row,
                 (None, VmEvent::Requested(_)) => rows.entry(id).or_insert_with(|| VmRow {
                     id,

@@ -2,17 +2,33 @@
 //! engine. Every call is idempotent: machines have deterministic names
 //! (`berth-vm-<id>`), create finds an existing machine instead of making a second one,
 //! destroy of a missing machine succeeds.
+//!
+//! # Ownership
+//!
+//! Aggregates live under their tenant (`evt.<tenant>.vm.<id>`), so two tenants could
+//! each hold a VM with the same id; the machine name is keyed by the id alone. A
+//! provider therefore records the owning tenant with every machine (a label, or the
+//! simulator's own record) and every call that acts for a VM names the tenant it acts
+//! for: a machine of another tenant — or a berth-named machine with no owner at all —
+//! is refused with [`ProviderError::Permanent`] naming the conflict ([`foreign`]) and is
+//! never adopted, started, stopped, resized, exec'd in or removed. Reading
+//! ([`VmProvider::inspect`], [`VmProvider::list`]) is not acting: it reports the owner in
+//! [`Machine::tenant`] and lets the caller judge. Only reconciliation removes a machine
+//! on no tenant's behalf, with [`VmProvider::remove_orphan`], and only while the machine
+//! still carries the owner its listing showed.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_schemas::TenantId;
 use uuid::Uuid;
 
 /// What a provider is asked to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineSpec {
     pub vm_id: Uuid,
-    pub tenant: String,
+    /// The tenant the machine is made for and belongs to.
+    pub tenant: TenantId,
     /// The server placement chose.
     pub host: String,
     pub vcpus: u32,
@@ -28,9 +44,18 @@ impl MachineSpec {
     }
 }
 
+/// The prefix of every machine name.
+pub const MACHINE_PREFIX: &str = "berth-vm-";
+
 /// The provider-side name of a VM.
 pub fn machine_name(vm_id: Uuid) -> String {
-    format!("berth-vm-{vm_id}")
+    format!("{MACHINE_PREFIX}{vm_id}")
+}
+
+/// The VM id in a machine name, if it is one of berth's.
+pub fn vm_id_in(name: &str) -> Option<Uuid> {
+    name.strip_prefix(MACHINE_PREFIX)
+        .and_then(|id| Uuid::parse_str(id).ok())
 }
 
 /// Power state as the provider sees it.
@@ -46,6 +71,75 @@ pub struct Machine {
     pub name: String,
     pub host: String,
     pub power: PowerState,
+    /// The tenant the provider recorded as the machine's owner; `None` for a machine
+    /// made behind berth's back without one.
+    pub tenant: Option<String>,
+}
+
+impl Machine {
+    /// Whether the machine is recorded as `tenant`'s.
+    pub fn belongs_to(&self, tenant: &TenantId) -> bool {
+        self.tenant.as_deref() == Some(tenant.as_str())
+    }
+
+    /// `Ok` if the machine is `tenant`'s, else the refusal [`foreign`] describes.
+    pub fn check_owner(&self, tenant: &TenantId) -> Result<(), ProviderError> {
+        check_owner(
+            &format!("machine {}", self.name),
+            self.tenant.as_deref(),
+            tenant,
+        )
+    }
+}
+
+/// `Ok` if `owner` (what the provider recorded for `what`) is `tenant`, else the
+/// refusal [`foreign`] describes.
+pub fn check_owner(
+    what: &str,
+    owner: Option<&str>,
+    tenant: &TenantId,
+) -> Result<(), ProviderError> {
+    if owner == Some(tenant.as_str()) {
+        Ok(())
+    } else {
+        Err(foreign(what, owner, tenant.as_str()))
+    }
+}
+
+/// The permanent refusal to act for `tenant` on `what` (`machine berth-vm-…`,
+/// `volume berth-vol-…`), which the provider records as `owner`'s (or no one's). The
+/// message reaches `tenant` (a failed VM's reason, a command's rejection), so it never
+/// names the other tenant; the log line for operators does.
+pub fn foreign(what: &str, owner: Option<&str>, tenant: &str) -> ProviderError {
+    tracing::warn!(
+        what,
+        owner,
+        tenant,
+        "refused to act on another tenant's resource"
+    );
+    ProviderError::Permanent(match owner {
+        Some(_) => format!(
+            "conflict: {what} belongs to another tenant, not to tenant {tenant}; it was left untouched"
+        ),
+        None => format!(
+            "conflict: {what} carries no owning tenant, so tenant {tenant} may not use it; it was left untouched"
+        ),
+    })
+}
+
+/// The refusal to remove an orphan whose owner changed since it was listed as `listed`.
+pub fn changed_hands(now: &Machine, listed: &Machine) -> ProviderError {
+    let owner = |tenant: &Option<String>| {
+        tenant
+            .as_ref()
+            .map_or_else(|| "no tenant".to_owned(), |t| format!("tenant {t}"))
+    };
+    ProviderError::Permanent(format!(
+        "conflict: machine {} was listed as {}'s but is now {}'s; it was left untouched",
+        listed.name,
+        owner(&listed.tenant),
+        owner(&now.tenant)
+    ))
 }
 
 pub use berth_schemas::vm::ExecOutput;
@@ -56,7 +150,7 @@ pub enum ProviderError {
     /// Worth retrying: timeouts, a busy host, a lost connection.
     #[error("{0}")]
     Transient(String),
-    /// Retrying will not help: a bad image, a refused size.
+    /// Retrying will not help: a bad image, a refused size, a machine of another tenant.
     #[error("{0}")]
     Permanent(String),
     /// The machine is not there.
@@ -64,28 +158,71 @@ pub enum ProviderError {
     NotFound(String),
 }
 
-/// A hypervisor or container engine that runs VMs.
+/// A hypervisor or container engine that runs VMs. Calls that act for a VM name its
+/// tenant (directly or in the spec) and are refused on a machine of another (see the
+/// module docs).
 #[async_trait]
 pub trait VmProvider: Send + Sync + 'static {
     /// `sim`, `docker`, …
     fn name(&self) -> &'static str;
-    /// Makes the machine (stopped) unless it exists; returns it either way.
+    /// Makes the machine (stopped) for `spec.tenant` unless it exists; returns it either
+    /// way. An existing machine of another tenant is refused, never adopted.
     async fn create(&self, spec: &MachineSpec) -> Result<Machine, ProviderError>;
-    async fn start(&self, name: &str) -> Result<(), ProviderError>;
-    async fn stop(&self, name: &str) -> Result<(), ProviderError>;
-    async fn restart(&self, name: &str) -> Result<(), ProviderError>;
+    async fn start(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError>;
+    async fn stop(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError>;
+    async fn restart(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError>;
     /// Gives a stopped machine the spec's size.
     async fn resize(&self, spec: &MachineSpec) -> Result<(), ProviderError>;
-    /// Removes the machine; a missing machine is not an error.
-    async fn destroy(&self, name: &str) -> Result<(), ProviderError>;
+    /// Removes `tenant`'s machine; a missing machine is not an error.
+    async fn destroy(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError>;
+    /// The machine called `name`, whoever owns it.
     async fn inspect(&self, name: &str) -> Result<Option<Machine>, ProviderError>;
     /// Every machine berth manages at this provider.
     async fn list(&self) -> Result<Vec<Machine>, ProviderError>;
-    /// Runs a command in a running machine; gives up (transiently) after `timeout`.
+    /// Runs a command in `tenant`'s running machine; gives up (transiently) after `timeout`.
     async fn exec(
         &self,
+        tenant: &TenantId,
         name: &str,
         command: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, ProviderError>;
+    /// Removes a machine that [`list`](Self::list) reported, on no tenant's behalf
+    /// (orphan clean-up), if it still carries the owner the listing showed; a machine
+    /// that changed hands meanwhile is refused, a missing one is not an error.
+    async fn remove_orphan(&self, machine: &Machine) -> Result<(), ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_recorded_tenant_owns_a_machine() {
+        let acme = TenantId::parse("acme").unwrap();
+        let mut machine = Machine {
+            name: machine_name(Uuid::nil()),
+            host: "h".into(),
+            power: PowerState::Running,
+            tenant: Some("acme".into()),
+        };
+        assert!(machine.check_owner(&acme).is_ok());
+        machine.tenant = Some("globex".into());
+        let refused = machine.check_owner(&acme).unwrap_err().to_string();
+        assert!(
+            refused.contains("belongs to another tenant, not to tenant acme"),
+            "{refused}"
+        );
+        assert!(
+            !refused.contains("globex"),
+            "the owner is not named: {refused}"
+        );
+        machine.tenant = None;
+        assert!(matches!(
+            machine.check_owner(&acme),
+            Err(ProviderError::Permanent(m)) if m.contains("carries no owning tenant")
+        ));
+        assert_eq!(vm_id_in(&machine_name(Uuid::nil())), Some(Uuid::nil()));
+        assert_eq!(vm_id_in("stray-1"), None);
+    }
 }

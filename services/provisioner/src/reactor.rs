@@ -105,6 +105,7 @@ impl VmReactor {
             .await
             .map_err(|_| ProviderError::Transient("the provisioner is stopping".into()))?;
         let name = machine_name(target.id);
+        let tenant = &target.tenant;
         Ok(match step {
             Step::Place => {
                 return Err(ProviderError::Permanent(
@@ -116,12 +117,12 @@ impl VmReactor {
                 provisioned(self.provider.name(), machine.host, machine.name)
             }
             Step::Start => {
-                self.recreating_if_lost(vm, target, || self.provider.start(&name))
+                self.recreating_if_lost(vm, target, || self.provider.start(tenant, &name))
                     .await?;
                 VmEvent::Started(Empty {})
             }
             Step::Stop => {
-                match self.provider.stop(&name).await {
+                match self.provider.stop(tenant, &name).await {
                     // A machine that is gone is not running; a later start recreates it.
                     Ok(()) | Err(ProviderError::NotFound(_)) => {}
                     Err(e) => return Err(e),
@@ -129,7 +130,7 @@ impl VmReactor {
                 VmEvent::Stopped(Empty {})
             }
             Step::Restart => {
-                self.recreating_if_lost(vm, target, || self.provider.restart(&name))
+                self.recreating_if_lost(vm, target, || self.provider.restart(tenant, &name))
                     .await?;
                 VmEvent::Restarted(Empty {})
             }
@@ -140,9 +141,9 @@ impl VmReactor {
                 VmEvent::Resized(Empty {})
             }
             Step::Recreate => {
-                self.provider.destroy(&name).await?;
+                self.provider.destroy(tenant, &name).await?;
                 let machine = self.create_machine(vm, target).await?;
-                self.provider.start(&machine.name).await?;
+                self.provider.start(tenant, &machine.name).await?;
                 VmEvent::Recreated(VmProvisioned {
                     provider: self.provider.name().to_owned(),
                     host: machine.host,
@@ -150,7 +151,7 @@ impl VmReactor {
                 })
             }
             Step::Destroy => {
-                self.provider.destroy(&name).await?;
+                self.provider.destroy(tenant, &name).await?;
                 VmEvent::Destroyed(Empty {})
             }
         })
@@ -168,7 +169,7 @@ impl VmReactor {
             .ok_or_else(|| ProviderError::Permanent("the vm is not placed on a server".into()))?;
         Ok(MachineSpec {
             vm_id: target.id,
-            tenant: target.tenant.to_string(),
+            tenant: target.tenant.clone(),
             host,
             vcpus: spec.vcpus,
             memory_mb: spec.memory_mb,
@@ -401,7 +402,11 @@ impl Reactor for VmReactor {
         };
         // Undo what the provider may have half made, so nothing outlives the release.
         if step != Step::Place {
-            if let Err(e) = self.provider.destroy(&machine_name(target.id)).await {
+            if let Err(e) = self
+                .provider
+                .destroy(&target.tenant, &machine_name(target.id))
+                .await
+            {
                 tracing::warn!(vm = %target.id, error = %e, "could not remove the failed vm's machine; reconciliation will report it");
             }
         }

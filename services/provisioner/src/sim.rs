@@ -2,6 +2,11 @@
 //! live in memory, every call takes a configurable latency and fails at a configurable
 //! rate. For demos and load tests of thousands of VMs; it is a provider users can
 //! select, not a test double.
+//!
+//! Each machine records the tenant it was made for, and the simulator enforces the
+//! ownership rule of [`crate::provider`] as the real providers do: a call for one tenant
+//! on another tenant's machine (or on a stray with no owner) is refused and changes
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,9 +14,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_schemas::server::RegisterServer;
+use berth_schemas::TenantId;
 use rand::Rng;
 
-use crate::provider::{ExecOutput, Machine, MachineSpec, PowerState, ProviderError, VmProvider};
+use crate::provider::{
+    changed_hands, ExecOutput, Machine, MachineSpec, PowerState, ProviderError, VmProvider,
+};
 
 /// How the simulated datacenter behaves.
 #[derive(Debug, Clone)]
@@ -164,7 +172,8 @@ impl SimProvider {
             .is_some()
     }
 
-    /// Someone starts a machine by hand, with berth's name pattern but no VM behind it.
+    /// Someone starts a machine by hand, with berth's name pattern but no VM behind it
+    /// and no owning tenant.
     pub fn start_stray(&self, name: &str, host: &str) {
         self.machines.lock().expect("sim lock").insert(
             name.to_owned(),
@@ -172,15 +181,23 @@ impl SimProvider {
                 name: name.to_owned(),
                 host: host.to_owned(),
                 power: PowerState::Running,
+                tenant: None,
             },
         );
     }
 
-    fn set_power(&self, name: &str, power: PowerState) -> Result<(), ProviderError> {
+    /// Sets the power of `tenant`'s machine.
+    fn set_power(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        power: PowerState,
+    ) -> Result<(), ProviderError> {
         let mut machines = self.machines.lock().expect("sim lock");
         let machine = machines
             .get_mut(name)
             .ok_or_else(|| ProviderError::NotFound(name.to_owned()))?;
+        machine.check_owner(tenant)?;
         machine.power = power;
         Ok(())
     }
@@ -202,26 +219,29 @@ impl VmProvider for SimProvider {
                 host: spec.host.clone(),
                 name: name.clone(),
                 power: PowerState::Stopped,
+                tenant: Some(spec.tenant.to_string()),
             })
             .clone();
+        drop(machines);
+        machine.check_owner(&spec.tenant)?;
         self.reply("create", &name, machine)
     }
 
-    async fn start(&self, name: &str) -> Result<(), ProviderError> {
+    async fn start(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
         self.call("start", name).await?;
-        self.set_power(name, PowerState::Running)?;
+        self.set_power(tenant, name, PowerState::Running)?;
         self.reply("start", name, ())
     }
 
-    async fn stop(&self, name: &str) -> Result<(), ProviderError> {
+    async fn stop(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
         self.call("stop", name).await?;
-        self.set_power(name, PowerState::Stopped)?;
+        self.set_power(tenant, name, PowerState::Stopped)?;
         self.reply("stop", name, ())
     }
 
-    async fn restart(&self, name: &str) -> Result<(), ProviderError> {
+    async fn restart(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
         self.call("restart", name).await?;
-        self.set_power(name, PowerState::Running)?;
+        self.set_power(tenant, name, PowerState::Running)?;
         self.reply("restart", name, ())
     }
 
@@ -229,20 +249,42 @@ impl VmProvider for SimProvider {
         let name = spec.machine_name();
         self.call("resize", &name).await?;
         let machines = self.machines.lock().expect("sim lock");
-        match machines.get(&name) {
-            Some(machine) if machine.power == PowerState::Stopped => {
-                self.reply("resize", &name, ())
-            }
-            Some(_) => Err(ProviderError::Permanent(format!(
+        let Some(machine) = machines.get(&name) else {
+            return Err(ProviderError::NotFound(name));
+        };
+        machine.check_owner(&spec.tenant)?;
+        if machine.power != PowerState::Stopped {
+            return Err(ProviderError::Permanent(format!(
                 "{name} must be stopped to resize"
-            ))),
-            None => Err(ProviderError::NotFound(name)),
+            )));
         }
+        self.reply("resize", &name, ())
     }
 
-    async fn destroy(&self, name: &str) -> Result<(), ProviderError> {
+    async fn destroy(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
         self.call("destroy", name).await?;
-        self.machines.lock().expect("sim lock").remove(name);
+        {
+            let mut machines = self.machines.lock().expect("sim lock");
+            if let Some(machine) = machines.get(name) {
+                machine.check_owner(tenant)?;
+                machines.remove(name);
+            }
+        }
+        self.reply("destroy", name, ())
+    }
+
+    async fn remove_orphan(&self, orphan: &Machine) -> Result<(), ProviderError> {
+        let name = &orphan.name;
+        self.call("destroy", name).await?;
+        {
+            let mut machines = self.machines.lock().expect("sim lock");
+            if let Some(machine) = machines.get(name) {
+                if machine.tenant != orphan.tenant {
+                    return Err(changed_hands(machine, orphan));
+                }
+                machines.remove(name);
+            }
+        }
         self.reply("destroy", name, ())
     }
 
@@ -264,6 +306,7 @@ impl VmProvider for SimProvider {
     /// (exit 127), as in a minimal image.
     async fn exec(
         &self,
+        tenant: &TenantId,
         name: &str,
         command: &[String],
         _timeout: Duration,
@@ -271,10 +314,12 @@ impl VmProvider for SimProvider {
         self.call("exec", name).await?;
         match self.machines.lock().expect("sim lock").get(name) {
             None => return Err(ProviderError::NotFound(name.to_owned())),
-            Some(machine) if machine.power != PowerState::Running => {
-                return Err(ProviderError::Permanent(format!("{name} is not running")))
+            Some(machine) => {
+                machine.check_owner(tenant)?;
+                if machine.power != PowerState::Running {
+                    return Err(ProviderError::Permanent(format!("{name} is not running")));
+                }
             }
-            Some(_) => {}
         }
         let output = |exit_code, stdout: String, stderr: String| ExecOutput {
             exit_code,
@@ -300,10 +345,18 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    fn other() -> TenantId {
+        TenantId::parse("other").unwrap()
+    }
+
     fn spec() -> MachineSpec {
         MachineSpec {
             vm_id: Uuid::now_v7(),
-            tenant: "acme".into(),
+            tenant: acme(),
             host: "sim-host-1".into(),
             vcpus: 1,
             memory_mb: 512,
@@ -319,6 +372,10 @@ mod tests {
         })
     }
 
+    fn is_conflict<T: std::fmt::Debug>(result: Result<T, ProviderError>) -> bool {
+        matches!(&result, Err(ProviderError::Permanent(m)) if m.starts_with("conflict:"))
+    }
+
     #[tokio::test]
     async fn create_is_idempotent_and_destroy_forgets() {
         let sim = instant();
@@ -326,19 +383,74 @@ mod tests {
         let first = sim.create(&spec).await.unwrap();
         let second = sim.create(&spec).await.unwrap();
         assert_eq!(first, second);
+        assert_eq!(first.tenant.as_deref(), Some("acme"));
         assert_eq!(sim.list().await.unwrap().len(), 1);
-        sim.start(&first.name).await.unwrap();
+        sim.start(&acme(), &first.name).await.unwrap();
         assert_eq!(
             sim.inspect(&first.name).await.unwrap().unwrap().power,
             PowerState::Running
         );
-        sim.destroy(&first.name).await.unwrap();
-        sim.destroy(&first.name).await.unwrap();
+        sim.destroy(&acme(), &first.name).await.unwrap();
+        sim.destroy(&acme(), &first.name).await.unwrap();
         assert!(sim.list().await.unwrap().is_empty());
         assert_eq!(
-            sim.start(&first.name).await,
+            sim.start(&acme(), &first.name).await,
             Err(ProviderError::NotFound(first.name))
         );
+    }
+
+    #[tokio::test]
+    async fn another_tenant_with_the_same_vm_id_cannot_adopt_or_touch_the_machine() {
+        let sim = instant();
+        let mine = spec();
+        let machine = sim.create(&mine).await.unwrap();
+        sim.start(&acme(), &machine.name).await.unwrap();
+        let theirs = MachineSpec {
+            tenant: other(),
+            ..mine.clone()
+        };
+        let name = machine.name.as_str();
+        let command = vec!["echo".to_owned(), "hi".to_owned()];
+        assert!(is_conflict(sim.create(&theirs).await), "adopt");
+        assert!(is_conflict(sim.stop(&other(), name).await), "stop");
+        assert!(is_conflict(sim.restart(&other(), name).await), "restart");
+        assert!(is_conflict(sim.start(&other(), name).await), "start");
+        assert!(is_conflict(sim.resize(&theirs).await), "resize");
+        assert!(
+            is_conflict(sim.exec(&other(), name, &command, Duration::ZERO).await),
+            "exec"
+        );
+        assert!(is_conflict(sim.destroy(&other(), name).await), "destroy");
+        let still = sim.inspect(name).await.unwrap().expect("the machine stays");
+        assert_eq!(
+            (still.power, still.tenant.as_deref()),
+            (PowerState::Running, Some("acme"))
+        );
+        let echoed = sim.exec(&acme(), name, &command, Duration::ZERO).await;
+        assert_eq!(echoed.unwrap().stdout, "hi\n", "its owner still reaches it");
+    }
+
+    #[tokio::test]
+    async fn a_stray_without_an_owner_is_refused_to_every_tenant_and_removed_only_as_an_orphan() {
+        let sim = instant();
+        let stray = spec();
+        sim.start_stray(&stray.machine_name(), "sim-host-1");
+        assert!(is_conflict(sim.create(&stray).await));
+        assert!(is_conflict(
+            sim.destroy(&acme(), &stray.machine_name()).await
+        ));
+        let listed = sim.list().await.unwrap().remove(0);
+        assert_eq!(listed.tenant, None);
+
+        // An orphan listed as another owner's than it now has is left alone.
+        let misread = Machine {
+            tenant: Some("acme".into()),
+            ..listed.clone()
+        };
+        assert!(is_conflict(sim.remove_orphan(&misread).await));
+        sim.remove_orphan(&listed).await.unwrap();
+        sim.remove_orphan(&listed).await.unwrap();
+        assert!(sim.list().await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -369,7 +481,7 @@ mod tests {
         ));
         assert!(sim.inspect(&spec.machine_name()).await.unwrap().is_some());
         assert!(matches!(
-            sim.start(&spec.machine_name()).await,
+            sim.start(&acme(), &spec.machine_name()).await,
             Err(ProviderError::Permanent(_))
         ));
     }

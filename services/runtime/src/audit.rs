@@ -1,7 +1,8 @@
 //! The `audit_log` projection: every event — who, what, when — in one table.
 //!
-//! It reads any event type, so it keeps going when a domain projection stops at an
-//! event it cannot apply; `berth trace` and the event browser read it.
+//! It reads any event type, so it records the events a domain projection has to park;
+//! it parks only what Postgres refuses to store (a body that is not JSON, a `\u0000`
+//! that `jsonb` rejects). `berth trace` and the event browser read it.
 
 use async_trait::async_trait;
 use sqlx::PgConnection;

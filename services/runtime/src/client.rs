@@ -6,13 +6,15 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::RequestErrorKind;
 use berth_schemas::command::CommandMeta;
-use berth_schemas::subjects::{command_subject, STATUS_STREAM};
+use berth_schemas::subjects::STATUS_STREAM;
 use berth_schemas::{CommandReply, TenantId};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
 
-/// Sends a command and returns berth's reply.
+/// Sends a command about `tenant`'s things and returns berth's reply. An operator action
+/// (see [`berth_schemas::access`]) goes to `cmd.system.<aggregate>.<action>` naming the
+/// tenant in a header; the caller needs the rights to publish there.
 pub async fn send_command(
     nats: &async_nats::Client,
     tenant: &TenantId,
@@ -21,9 +23,13 @@ pub async fn send_command(
     meta: &CommandMeta,
     body: Vec<u8>,
 ) -> Result<CommandReply> {
-    let subject = command_subject(tenant, aggregate, action);
+    let (subject, target) = berth_schemas::access::route(tenant, aggregate, action);
+    let mut headers = meta.to_headers();
+    if let Some(target) = target {
+        headers.insert(berth_schemas::access::TARGET_TENANT, target.as_str());
+    }
     let reply = nats
-        .request_with_headers(subject.clone(), meta.to_headers(), body.into())
+        .request_with_headers(subject.clone(), headers, body.into())
         .await
         .map_err(|e| match e.kind() {
             RequestErrorKind::NoResponders => Error::Other(format!(
@@ -96,8 +102,15 @@ pub fn status_of(status: &serde_json::Value) -> Option<&str> {
 
 /// Sends a timer command to the scheduler from a reactor handling `event` (the command id
 /// derives from the event and the action, so redelivery resends the same command). A
-/// cancel of a timer that is not there is done already; `unavailable` is transient,
-/// any other refusal permanent.
+/// cancel of a timer that is not there is done already; `unavailable` and `busy` are
+/// transient, any other refusal permanent.
+///
+/// Service timers are about the event's tenant's things but are not the tenant's: they
+/// live under `system` (`cmd.system.timer.<action>`), where the tenant can neither
+/// cancel nor replace them, keyed by
+/// [`service_timer_key`](berth_schemas::schedule::service_timer_key)`(tenant, key)` so
+/// two tenants' timers never share a key. A `system` timer's command may name any tenant:
+/// the caller's [`Action::Command`](berth_schemas::schedule::Action) names the event's.
 pub async fn send_timer(
     nats: &async_nats::Client,
     event: &crate::store::StoredEvent,
@@ -117,13 +130,14 @@ pub async fn send_timer(
         correlation_id: event.meta.correlation_id,
         traceparent: event.meta.traceparent.clone(),
     };
+    let scoped = command.for_service(&event.meta.tenant);
     let reply = send_command(
         nats,
-        &event.meta.tenant,
+        &TenantId::system(),
         TIMER_COMMANDS,
-        command.action(),
+        scoped.action(),
         &meta,
-        command.body(),
+        scoped.body(),
     )
     .await
     .map_err(|e| ReactError::Transient(e.to_string()))?;
@@ -138,13 +152,85 @@ pub async fn send_timer(
         {
             Ok(())
         }
-        CommandReply::Rejected(rejection) if rejection.code == RejectionCode::Unavailable => {
+        CommandReply::Rejected(rejection)
+            if matches!(
+                rejection.code,
+                RejectionCode::Unavailable | RejectionCode::Busy
+            ) =>
+        {
             Err(ReactError::Transient(rejection.to_string()))
         }
         CommandReply::Rejected(rejection) => Err(ReactError::Permanent(format!(
-            "the scheduler refused timer {} {}: {rejection}",
+            "the scheduler refused timer {} {} (about tenant {}): {rejection}",
             command.action(),
-            command.key()
+            command.key(),
+            event.meta.tenant
+        ))),
+    }
+}
+
+/// The action and payload a fire carried out (`fired`, decoded from `event`): read from
+/// the `schedule.set` its [`spec_sequence`](berth_schemas::schedule::ScheduleFired)
+/// names — one direct get — since fires no longer copy them; a fire recorded before
+/// carries its own copy.
+pub async fn fired_spec(
+    store: &crate::store::EventStore,
+    event: &crate::store::StoredEvent,
+    fired: &berth_schemas::schedule::ScheduleFired,
+) -> Result<berth_schemas::schedule::FiredSpec> {
+    use berth_schemas::schedule::{FiredSpec, ScheduleEvent};
+    use jetstream_extra::batch_fetch::BatchFetchExt;
+    if let Some(recorded) = fired.recorded_spec() {
+        return Ok(recorded);
+    }
+    let Some(sequence) = fired.spec_sequence else {
+        return Err(Error::Other(format!(
+            "the fire #{} on {} names no spec",
+            event.sequence, event.subject
+        )));
+    };
+    let mut batch = store
+        .jetstream()
+        .get_batch(berth_schemas::subjects::EVENTS_STREAM, 1)
+        .subject(event.subject.clone())
+        .sequence(sequence)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::Other(format!(
+                "read the spec #{sequence} of {}: {e}",
+                event.subject
+            ))
+        })?;
+    let message = batch
+        .next()
+        .await
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "the spec #{sequence} of {} is not in the log",
+                event.subject
+            ))
+        })?
+        .map_err(|e| {
+            Error::Other(format!(
+                "read the spec #{sequence} of {}: {e}",
+                event.subject
+            ))
+        })?;
+    let set = crate::store::StoredEvent::from_parts(
+        message.sequence,
+        message.subject.to_string(),
+        message.headers,
+        message.payload,
+    )?;
+    match set.decode::<ScheduleEvent>()? {
+        ScheduleEvent::Set(spec) if set.sequence == sequence => Ok(FiredSpec {
+            action: spec.action,
+            payload: spec.payload,
+        }),
+        _ => Err(Error::Other(format!(
+            "#{sequence} of {} is not the schedule.set a fire names",
+            event.subject
         ))),
     }
 }

@@ -13,15 +13,22 @@ use std::time::Duration;
 use async_nats::service::ServiceExt;
 use async_nats::HeaderMap;
 use async_trait::async_trait;
+use berth_schemas::access::{self, Sender};
+use berth_schemas::bounds::check_command_body;
 use berth_schemas::command::CommandMeta;
+use berth_schemas::envelope::header_value;
+use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 use futures::StreamExt;
 use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 use tracing::{info_span, warn, Instrument};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::store::{Aggregate, AppendError, Cause, Loaded, Repository};
+use crate::fairness::FairShare;
+use crate::store::{Aggregate, AppendError, Cause, EventStore, Loaded, Repository};
 use crate::Runtime;
 
 /// How many times a command is decided again after a version conflict.
@@ -196,17 +203,24 @@ where
     }
 }
 
-/// Validates command messages and hands them to a [`CommandService`].
+/// Validates command messages and hands them to a [`CommandService`]: the size, the
+/// subject, who may send the action ([`access`]), the headers, clean JSON
+/// ([`bounds::check_command_body`]), the typed body, the tenant's fair share, and for a
+/// create, that its id is not another tenant's.
 pub struct CommandHandler<S: CommandService> {
     service: Arc<S>,
+    store: EventStore,
     max_command_bytes: usize,
+    fair: Arc<FairShare>,
 }
 
 impl<S: CommandService> CommandHandler<S> {
-    pub fn new(service: Arc<S>, max_command_bytes: usize) -> Self {
+    pub fn new(service: Arc<S>, rt: &Runtime) -> Self {
         Self {
             service,
-            max_command_bytes,
+            store: rt.store.clone(),
+            max_command_bytes: rt.settings.max_command_bytes,
+            fair: FairShare::new(rt.settings.tenant_limits),
         }
     }
 
@@ -217,7 +231,19 @@ impl<S: CommandService> CommandHandler<S> {
         headers: Option<&HeaderMap>,
         body: &[u8],
     ) -> CommandReply {
-        match self.try_handle(subject, headers, body).await {
+        self.handle_in_slot(subject, headers, body, None).await
+    }
+
+    /// [`Self::handle`] holding one of the endpoint's shared slots, which a long-running
+    /// command gives back once it is admitted.
+    async fn handle_in_slot(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        body: &[u8],
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> CommandReply {
+        match self.try_handle(subject, headers, body, slot).await {
             Ok(reply) => reply,
             Err(rejection) => CommandReply::Rejected(rejection),
         }
@@ -228,6 +254,7 @@ impl<S: CommandService> CommandHandler<S> {
         subject: &str,
         headers: Option<&HeaderMap>,
         body: &[u8],
+        slot: Option<OwnedSemaphorePermit>,
     ) -> Result<CommandReply, Rejection> {
         if body.len() > self.max_command_bytes {
             return Err(Rejection::new(
@@ -239,9 +266,23 @@ impl<S: CommandService> CommandHandler<S> {
                 ),
             ));
         }
-        let (tenant, action) = parse_command_subject(subject, self.service.kind())?;
+        let kind = self.service.kind();
+        let (sender, action) = parse_command_subject(subject, kind)?;
+        let tenant = target_tenant(&sender, kind, &action, headers)?;
         let meta = CommandMeta::from_headers(headers)?;
+        check_command_body(body)?;
         let command = S::Command::decode(&action, body)?;
+        let row = access::lookup(kind, &action).ok_or_else(|| {
+            Rejection::forbidden(format!("{kind}.{action} is not in berth's access table"))
+        })?;
+        let _admitted = self.fair.admit(&sender, command.long_running())?;
+        if command.long_running() {
+            drop(slot);
+        }
+        if row.creates {
+            self.refuse_foreign_id(&tenant, command.aggregate_id(meta.id))
+                .await?;
+        }
         let cause = Cause {
             id: meta.id,
             actor: meta.actor.clone(),
@@ -253,6 +294,51 @@ impl<S: CommandService> CommandHandler<S> {
         };
         self.service.execute(&tenant, &cause, &command).await
     }
+
+    /// A create may not name (or derive from its command id) the id of another
+    /// tenant's aggregate: aggregates are per tenant in the log, but the id is what
+    /// outsiders see, so it must name one thing.
+    async fn refuse_foreign_id(&self, tenant: &TenantId, id: Uuid) -> Result<(), Rejection> {
+        let kind = self.service.kind();
+        let owners = self.store.owners(kind, id).await.map_err(unavailable)?;
+        if owners.iter().any(|owner| owner != tenant) {
+            return Err(Rejection::new(
+                RejectionCode::Conflict,
+                format!("{kind} id {id} is taken; send the create with a new command id"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The tenant a command is about, and whether its sender may send it: a tenant sends
+/// tenant actions about itself on `cmd.<tenant>.…`; an operator sends anything on
+/// `cmd.system.…`, naming the tenant in the [`access::TARGET_TENANT`] header.
+pub fn target_tenant(
+    sender: &TenantId,
+    kind: &str,
+    action: &str,
+    headers: Option<&HeaderMap>,
+) -> Result<TenantId, Rejection> {
+    let named = headers.and_then(|map| header_value(map, access::TARGET_TENANT));
+    if sender.as_str() == SYSTEM_TENANT {
+        return match named {
+            Some(named) => TenantId::parse(&named).map_err(|e| Rejection::invalid(e.to_string())),
+            None => Ok(sender.clone()),
+        };
+    }
+    if named.is_some() {
+        return Err(Rejection::forbidden(format!(
+            "the {} header is for operators, on cmd.system.{kind}.{action}",
+            access::TARGET_TENANT
+        )));
+    }
+    if access::sender_of(kind, action) == Some(Sender::Operator) {
+        return Err(Rejection::forbidden(format!(
+            "{kind}.{action} is an operator action; tenants cannot send it"
+        )));
+    }
+    Ok(sender.clone())
 }
 
 /// The rejection when the store cannot be reached; safe to retry.
@@ -300,19 +386,29 @@ pub async fn serve<S: CommandService>(rt: &Runtime, handler: Arc<CommandHandler<
         .add(berth_schemas::subjects::command_filter(kind))
         .await
         .map_err(|e| Error::nats("add command endpoint", e))?;
-    let shutdown = rt.shutdown.clone();
-    endpoint
-        .take_until(shutdown.cancelled_owned())
-        .for_each_concurrent(rt.settings.max_concurrent_commands, |request| {
-            let handler = handler.clone();
-            let span = info_span!("command", subject = %request.message.subject);
-            crate::telemetry::set_parent(&span, request.message.headers.as_ref());
+    // Each request runs on its own task holding one of the endpoint's slots, so a
+    // long-running command can give its slot back while it runs.
+    let slots = Arc::new(Semaphore::new(rt.settings.max_concurrent_commands));
+    let in_flight = TaskTracker::new();
+    let requests = endpoint.take_until(rt.shutdown.clone().cancelled_owned());
+    let mut requests = std::pin::pin!(requests);
+    while let Some(request) = requests.next().await {
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the slots are never closed");
+        let handler = handler.clone();
+        let span = info_span!("command", subject = %request.message.subject);
+        crate::telemetry::set_parent(&span, request.message.headers.as_ref());
+        in_flight.spawn(
             async move {
                 let reply = handler
-                    .handle(
+                    .handle_in_slot(
                         request.message.subject.as_str(),
                         request.message.headers.as_ref(),
                         &request.message.payload,
+                        Some(slot),
                     )
                     .await;
                 if let Some(rejection) = reply.rejection() {
@@ -323,9 +419,11 @@ pub async fn serve<S: CommandService>(rt: &Runtime, handler: Arc<CommandHandler<
                     warn!(error = %e, "could not send a command reply");
                 }
             }
-            .instrument(span)
-        })
-        .await;
+            .instrument(span),
+        );
+    }
+    in_flight.close();
+    in_flight.wait().await;
     // The endpoint stream is gone by now, so the service's stop broadcast may find no
     // listener; dropping the service unsubscribes either way.
     if let Err(e) = service.stop().await {

@@ -42,6 +42,8 @@ pub struct Settings {
     pub projection_batch: usize,
     /// Overrides the `EVENTS` duplicate window (tests shorten it).
     pub events_duplicate_window: Option<Duration>,
+    /// Each tenant's share of a command endpoint: rate, in flight, long-running.
+    pub tenant_limits: crate::fairness::TenantLimits,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             reactor_backoff_max: Duration::from_secs(60),
             projection_batch: 500,
             events_duplicate_window: None,
+            tenant_limits: crate::fairness::TenantLimits::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use berth_schemas::TenantId;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
@@ -121,9 +122,10 @@ pub fn free_port() -> Result<u16> {
 
 /// Writes `contents` to `path` readable by its owner only (mode 0600): a secret kept
 /// beside the embedded servers' data. `create_new` refuses to replace an existing file.
+/// A file that exists with a looser mode is made 0600 before it is written.
 pub fn write_private(path: &Path, contents: &[u8], create_new: bool) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut options = std::fs::OpenOptions::new();
     options.write(true).mode(0o600);
     if create_new {
@@ -133,8 +135,22 @@ pub fn write_private(path: &Path, contents: &[u8], create_new: bool) -> Result<(
     }
     options
         .open(path)
-        .and_then(|mut file| file.write_all(contents))
+        .and_then(|mut file| {
+            // `mode` applies to new files only.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            file.write_all(contents)
+        })
         .map_err(|e| Error::Other(format!("writing {}: {e}", path.display())))
+}
+
+/// Makes `dir` (and its parents) and restricts it to its owner (mode 0700): a directory
+/// holding credentials (the generated `nats.conf`, keys, passwords). An existing
+/// directory is restricted too.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))
 }
 
 /// Finds a program on `PATH`.
@@ -178,7 +194,8 @@ pub struct NatsOptions {
 }
 
 /// A NATS user for a browser dashboard (see `nats/dev.conf`): a tenant's user may
-/// publish only to `cmd.<tenant>.>` and subscribe only to `status.<tenant>.>` and its
+/// publish only its tenant actions (`cmd.<tenant>.<kind>.<action>`, from
+/// [`berth_schemas::access`]) and subscribe only to `status.<tenant>.>` and its
 /// own inbox prefix `_INBOX_<user>.>`; the operator (`tenant: None`) sees every tenant.
 /// Services connect without credentials on the plain port as the `berth` user, which
 /// is not allowed over WebSocket.
@@ -202,12 +219,24 @@ impl std::fmt::Debug for DashboardUser {
 
 impl DashboardUser {
     fn config(&self) -> String {
+        // A tenant's user publishes exactly its tenant actions (berth_schemas::access),
+        // never an operator action and never another tenant's subject.
         let (publish, subscribe) = match &self.tenant {
-            Some(tenant) => (format!("cmd.{tenant}.>"), format!("status.{tenant}.>")),
-            None => ("cmd.>".to_owned(), "status.>".to_owned()),
+            Some(tenant) => (
+                TenantId::parse(tenant)
+                    .map(|tenant| berth_schemas::access::tenant_publish_subjects(&tenant))
+                    .unwrap_or_default(),
+                format!("status.{tenant}.>"),
+            ),
+            None => (vec!["cmd.>".to_owned()], "status.>".to_owned()),
         };
+        let publish = publish
+            .iter()
+            .map(|subject| format!("\"{subject}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "    {{ user: \"{user}\", password: \"{password}\", allowed_connection_types: [\"WEBSOCKET\", \"STANDARD\"],\n      permissions: {{ publish: {{ allow: [\"{publish}\"] }}, subscribe: {{ allow: [\"{subscribe}\", \"_INBOX_{user}.>\"] }} }} }}\n",
+            "    {{ user: \"{user}\", password: \"{password}\", allowed_connection_types: [\"WEBSOCKET\", \"STANDARD\"],\n      permissions: {{ publish: {{ allow: [{publish}] }}, subscribe: {{ allow: [\"{subscribe}\", \"_INBOX_{user}.>\"] }} }} }}\n",
             user = self.user,
             password = self.password,
         )
@@ -253,13 +282,18 @@ pub fn nats_config(dir: &Path, options: &NatsOptions) -> String {
     config
 }
 
+/// Writes `dir/nats.conf` (mode 0600, in `dir` made 0700: it holds the dashboard users'
+/// passwords) and returns its path.
+pub fn write_nats_config(dir: &Path, options: &NatsOptions) -> Result<PathBuf> {
+    create_private_dir(dir)?;
+    let path = dir.join("nats.conf");
+    write_private(&path, nats_config(dir, options).as_bytes(), false)?;
+    Ok(path)
+}
+
 impl NatsServer {
     pub async fn start(dir: &Path, options: NatsOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-        let config_path = dir.join("nats.conf");
-        std::fs::write(&config_path, nats_config(dir, &options))
-            .map_err(|e| Error::Other(e.to_string()))?;
+        let config_path = write_nats_config(dir, &options)?;
         let log = dir.join("nats.log");
         let mut process = DevProcess::spawn(
             "nats-server",
@@ -305,7 +339,8 @@ pub fn find_postgres_bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (the embedded Postgres then runs as `postgres`).
+pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
@@ -466,5 +501,58 @@ impl Postgres {
         }
         let _ = conn.close().await;
         Ok(self.url(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn private_files_are_0600_in_a_0700_directory_even_when_they_were_not() {
+        let root = std::env::temp_dir().join(format!("berth-private-{}", uuid::Uuid::new_v4()));
+        let dir = root.join("nats");
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("nats.conf");
+        std::fs::write(&file, "loose").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&file, b"password: secret", false).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "password: secret");
+        assert!(
+            write_private(&file, b"again", true).is_err(),
+            "create_new keeps it"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700, "an existing directory is restricted too");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn the_nats_config_with_passwords_is_private() {
+        let root = std::env::temp_dir().join(format!("berth-nats-{}", uuid::Uuid::new_v4()));
+        let options = NatsOptions {
+            port: 4222,
+            websocket_port: Some(8443),
+            binary: PathBuf::from("nats-server"),
+            dashboard_users: vec![DashboardUser {
+                user: "operator".into(),
+                password: "pa55word".into(),
+                tenant: None,
+            }],
+        };
+        let path = write_nats_config(&root.join("nats"), &options).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("pa55word"));
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&root.join("nats")), 0o700);
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -5,7 +5,9 @@
 //!   checks the nats-server version, applies the stream definitions and the migrations.
 //! - [`store`]: the event store on `EVENTS`, [`store::Aggregate`] and
 //!   [`store::Repository`] (fold, atomic append, command-id idempotency).
-//! - [`commands`]: command endpoints on `cmd.<tenant>.<kind>.<action>`.
+//! - [`commands`]: command endpoints on `cmd.<tenant>.<kind>.<action>`: who may send
+//!   what ([`berth_schemas::access`]), clean input, ids that stay in their tenant, and
+//!   each tenant's [`fairness`] share.
 //! - [`reactor`]: side effects on durable pull consumers, back-off, DLQ.
 //! - [`projection`]: Postgres read models with transactional checkpoints, status
 //!   publishing, and rebuild-and-swap.
@@ -26,8 +28,10 @@ pub mod config;
 pub mod devservers;
 pub mod dlq;
 pub mod error;
+pub mod fairness;
 pub mod history;
 pub mod locks;
+pub mod parked;
 pub mod projection;
 pub mod reactor;
 pub mod requests;

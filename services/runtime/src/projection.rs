@@ -8,17 +8,29 @@
 //! rows to `status.<tenant>.<kind>.<id>`, and on start it republishes every row's status
 //! (a crash between a commit and its publish would otherwise leave a subject behind).
 //!
-//! A projection that cannot apply an event commits everything before it, records the
-//! fault in `berth.projection_faults`, publishes `status.system.projection.<name>` and
-//! stops there; it never skips an event. The other projections go on.
+//! One bad event freezes nothing (DESIGN §7). When a batch fails, [`classify`] says
+//! whether trying again can help:
+//! - a **transient** error (connection, pool, deadlock, a server shutting down) is
+//!   retried from the checkpoint with capped back-off; after a few failures in a row
+//!   the projection shows as `retrying` (in `berth.projection_faults`);
+//! - a **deterministic** one (an envelope or body that does not decode, an
+//!   [`ApplyError::Event`], a Postgres data exception, constraint violation or schema
+//!   error) would fail the same way forever. The batch is then applied again event by
+//!   event, each in a savepoint of one transaction, and exactly the events that fail are
+//!   **parked** in `berth.parked_events` ([`crate::parked`]) while the checkpoint moves
+//!   past them in the same transaction. The projection goes on with the next events; the
+//!   fault stays visible on `status.system.projection.<name>` (`degraded`, the parked
+//!   count, the last error) and in `berth status` until an operator retries or skips
+//!   each parked event (`berth projections retry|skip`).
 //!
 //! Batches close when full or when the consumer has nothing more pending (see
 //! [`batched`]), so catching up commits few large transactions.
 //!
 //! [`rebuild`] folds from sequence 1 into a shadow schema while the live schema keeps
 //! serving, catches up to the live checkpoint under the projection's advisory lock,
-//! compares row counts and checksums, and swaps the schemas in one transaction. A
-//! rebuild publishes nothing and causes no side effect.
+//! compares row counts and checksums, and swaps the schemas in one transaction. It
+//! leaves out the events the live projection parked, as the live rows do. A rebuild
+//! publishes nothing and causes no side effect.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +44,7 @@ use sqlx::{PgConnection, PgPool};
 use tracing::{error, info, warn};
 
 use crate::error::{Error, Result};
+use crate::parked::{self, Parking};
 use crate::store::StoredEvent;
 use crate::Runtime;
 
@@ -45,11 +58,83 @@ pub struct StatusUpdate {
 /// Why a batch could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// This event cannot be applied: the projection stops here.
+    /// This event cannot be applied, and never will be: it is parked.
     #[error("event {sequence}: {reason}")]
     Event { sequence: u64, reason: String },
+    /// A body or a value that does not (de)serialize: parked like [`ApplyError::Event`].
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Postgres refused or failed; [`classify`] tells bad data from a lost connection.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// Whether applying an event again can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The same event fails the same way on every try (bad data, a constraint, a
+    /// decode, a schema bug): park it and go on with the next.
+    Deterministic,
+    /// The connection, the pool, a lock, the server: try again after a pause.
+    Transient,
+}
+
+/// Classifies an apply error: a deterministic error parks the event, a transient one is
+/// retried with back-off.
+///
+/// Postgres errors go by their SQLSTATE class. Deterministic: 21 cardinality violation,
+/// 22 data exception (a NUL in `text`, `\u0000` in `jsonb`, a number out of range), 23
+/// integrity constraint violation, 42 syntax error or undefined object (a schema bug)
+/// and 44 check option violation — except 42501, a missing privilege, which an operator
+/// fixes without touching the event. Transient: 08 connection, 40 transaction rollback
+/// (serialization failure, deadlock), 53 insufficient resources, 55 lock not available,
+/// 57 operator intervention (admin shutdown, cancel) and every other class. Errors sqlx
+/// raises itself are deterministic when they are about a row or a value (not found,
+/// column, encode, decode) and transient otherwise (I/O, TLS, protocol, pool), so an
+/// unknown error is never a reason to park.
+pub fn classify(error: &ApplyError) -> ErrorClass {
+    use ErrorClass::{Deterministic, Transient};
+    match error {
+        ApplyError::Event { .. } | ApplyError::Json(_) => Deterministic,
+        ApplyError::Db(sqlx::Error::Database(e)) => match e.code().as_deref() {
+            Some("42501") | None => Transient,
+            Some(code) => match code.get(..2) {
+                Some("21" | "22" | "23" | "42" | "44") => Deterministic,
+                _ => Transient,
+            },
+        },
+        ApplyError::Db(
+            sqlx::Error::RowNotFound
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Encode(_)
+            | sqlx::Error::Decode(_),
+        ) => Deterministic,
+        ApplyError::Db(_) => Transient,
+    }
+}
+
+/// The error as recorded with a parked event: Postgres errors with their SQLSTATE.
+pub(crate) fn describe(error: &ApplyError) -> String {
+    match error {
+        ApplyError::Event { reason, .. } => reason.clone(),
+        ApplyError::Db(sqlx::Error::Database(e)) => match e.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", e.message()),
+            None => e.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// An apply error as the runtime's error (a transient failure to retry).
+fn apply_error(name: &str, error: ApplyError) -> Error {
+    match error {
+        ApplyError::Db(e) => Error::db(format!("apply {name}"))(e),
+        other => Error::Other(format!("apply {name}: {other}")),
+    }
 }
 
 /// A read model in Postgres.
@@ -87,7 +172,7 @@ pub fn fault_subject(name: &str) -> String {
     format!("status.system.projection.{name}")
 }
 
-async fn lock_projection(conn: &mut PgConnection, name: &str) -> sqlx::Result<()> {
+pub(crate) async fn lock_projection(conn: &mut PgConnection, name: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('berth.projection.' || $1))")
         .bind(name)
         .execute(conn)
@@ -95,7 +180,10 @@ async fn lock_projection(conn: &mut PgConnection, name: &str) -> sqlx::Result<()
     Ok(())
 }
 
-async fn checkpoint_for_update(conn: &mut PgConnection, name: &str) -> sqlx::Result<u64> {
+pub(crate) async fn checkpoint_for_update(
+    conn: &mut PgConnection,
+    name: &str,
+) -> sqlx::Result<u64> {
     sqlx::query("INSERT INTO berth.checkpoints (projection, stream_seq) VALUES ($1, 0) ON CONFLICT DO NOTHING")
         .bind(name)
         .execute(&mut *conn)
@@ -190,6 +278,40 @@ async fn ordered_from(
     ))
 }
 
+/// How many events the projection follows lie above `checkpoint`: what it has yet to
+/// apply. Counted by the server (`num_pending` of a throw-away consumer on the
+/// projection's subjects starting after the checkpoint), so events on other subjects —
+/// however many — never make an idle projection look behind.
+pub async fn behind(
+    js: &jetstream::Context,
+    projection: &dyn Projection,
+    checkpoint: u64,
+) -> Result<u64> {
+    let stream = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| Error::nats("get EVENTS stream", e))?;
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            filter_subjects: projection.filter_subjects(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: checkpoint + 1,
+            },
+            ack_policy: consumer::AckPolicy::None,
+            headers_only: true,
+            memory_storage: true,
+            inactive_threshold: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::nats("create counting consumer", e))?;
+    let info = consumer.cached_info();
+    if let Err(e) = stream.delete_consumer(&info.name).await {
+        warn!(error = %e, "could not delete a counting consumer; it expires on its own");
+    }
+    Ok(info.num_pending)
+}
+
 /// Groups an ordered consumer's messages into batches: a batch closes when it is full
 /// or when the consumer reports nothing more pending, so a rebuild commits large
 /// batches and a live projection that is caught up commits at once.
@@ -223,18 +345,88 @@ fn batched(
     )
 }
 
-/// What happened to one batch.
-enum BatchOutcome {
-    Applied,
-    Stalled { sequence: u64, reason: String },
+/// Splits a batch into the events and the messages whose envelope does not even
+/// decode (those are parked without being applied).
+fn read_batch(batch: Vec<Result<jetstream::Message>>) -> Result<(Vec<StoredEvent>, Vec<Parking>)> {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut unreadable = Vec::new();
+    for message in batch {
+        let message = message?;
+        match StoredEvent::from_jetstream(&message) {
+            Ok(event) => events.push(event),
+            Err(e) => {
+                let info = message
+                    .info()
+                    .map_err(|e| Error::Other(format!("message without JetStream info: {e}")))?;
+                unreadable.push(Parking::unreadable(
+                    info.stream_sequence,
+                    &message.subject,
+                    message.headers.as_ref(),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    Ok((events, unreadable))
 }
 
 /// Applies one batch to the live schema with the checkpoint, then publishes status.
+/// When the batch fails deterministically it is applied again event by event, so that
+/// exactly the events that fail are parked; a transient failure is returned, to be
+/// retried from the checkpoint.
 async fn apply_live(
     rt: &Runtime,
     projection: &dyn Projection,
     events: Vec<StoredEvent>,
-) -> Result<BatchOutcome> {
+    unreadable: Vec<Parking>,
+) -> Result<()> {
+    let name = projection.name();
+    if unreadable.is_empty() {
+        match apply_batch(rt, projection, &events).await {
+            Ok(()) => return Ok(()),
+            Err(e) if classify(&e) == ErrorClass::Deterministic => {
+                warn!(projection = name, error = %e,
+                    "a batch failed on its data; applying it event by event to park what fails");
+            }
+            Err(e) => return Err(apply_error(name, e)),
+        }
+    }
+    apply_parking(rt, projection, events, unreadable).await
+}
+
+/// The common case: the whole batch in one transaction with the checkpoint.
+async fn apply_batch(
+    rt: &Runtime,
+    projection: &dyn Projection,
+    events: &[StoredEvent],
+) -> Result<(), ApplyError> {
+    let name = projection.name();
+    let mut tx = rt.db.begin().await?;
+    lock_projection(&mut tx, name).await?;
+    let done = checkpoint_for_update(&mut tx, name).await?;
+    let fresh = events
+        .iter()
+        .position(|e| e.sequence > done)
+        .map_or(&[][..], |first| &events[first..]);
+    let Some(last) = fresh.last().map(|e| e.sequence) else {
+        return Ok(());
+    };
+    let updates = projection.apply(&mut tx, name, fresh).await?;
+    advance_checkpoint(&mut tx, name, last).await?;
+    tx.commit().await?;
+    publish_status(rt, updates).await;
+    Ok(())
+}
+
+/// After a deterministic failure: each event in a savepoint of one transaction; the
+/// events that fail deterministically are parked, and the checkpoint moves past the whole
+/// batch in the same transaction as the park records.
+async fn apply_parking(
+    rt: &Runtime,
+    projection: &dyn Projection,
+    events: Vec<StoredEvent>,
+    mut parking: Vec<Parking>,
+) -> Result<()> {
     let name = projection.name();
     let mut tx = rt.db.begin().await.map_err(Error::db("begin"))?;
     lock_projection(&mut tx, name)
@@ -243,35 +435,77 @@ async fn apply_live(
     let done = checkpoint_for_update(&mut tx, name)
         .await
         .map_err(Error::db("checkpoint"))?;
-    let events: Vec<StoredEvent> = events.into_iter().filter(|e| e.sequence > done).collect();
-    let Some(last) = events.last().map(|e| e.sequence) else {
-        return Ok(BatchOutcome::Applied);
+    parking.retain(|p| p.sequence > done);
+    let mut updates = Vec::new();
+    for event in events.iter().filter(|e| e.sequence > done) {
+        match apply_one(&mut tx, projection, name, event).await? {
+            Ok(changed) => updates.extend(changed),
+            Err(error) => parking.push(Parking::event(event, error)),
+        }
+    }
+    let last = events
+        .iter()
+        .map(|e| e.sequence)
+        .chain(parking.iter().map(|p| p.sequence))
+        .max()
+        .filter(|last| *last > done);
+    let Some(last) = last else {
+        return Ok(());
     };
-    match projection.apply(&mut tx, name, &events).await {
+    parked::park(&mut tx, name, &parking)
+        .await
+        .map_err(Error::db("park events"))?;
+    advance_checkpoint(&mut tx, name, last)
+        .await
+        .map_err(Error::db("advance checkpoint"))?;
+    tx.commit().await.map_err(Error::db("commit batch"))?;
+    for parked in &parking {
+        error!(projection = name, sequence = parked.sequence, subject = %parked.subject,
+            event_type = %parked.event_type, error = %parked.error,
+            "parked an event the projection cannot apply; going on with the next");
+    }
+    publish_status(rt, updates).await;
+    if !parking.is_empty() {
+        parked::publish_health(rt, name).await;
+    }
+    Ok(())
+}
+
+/// Applies one event in a savepoint of `conn`'s transaction. `Ok(Ok(updates))`: applied;
+/// `Ok(Err(reason))`: it failed deterministically and the savepoint was rolled back;
+/// `Err`: a transient failure.
+pub(crate) async fn apply_one(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    schema: &str,
+    event: &StoredEvent,
+) -> Result<Result<Vec<StatusUpdate>, String>> {
+    let mut savepoint = sqlx::Connection::begin(&mut *conn)
+        .await
+        .map_err(Error::db("savepoint"))?;
+    match projection
+        .apply(&mut savepoint, schema, std::slice::from_ref(event))
+        .await
+    {
         Ok(updates) => {
-            advance_checkpoint(&mut tx, name, last)
+            savepoint
+                .commit()
                 .await
-                .map_err(Error::db("advance checkpoint"))?;
-            tx.commit().await.map_err(Error::db("commit batch"))?;
-            publish_status(rt, updates).await;
-            Ok(BatchOutcome::Applied)
+                .map_err(Error::db("release savepoint"))?;
+            Ok(Ok(updates))
         }
-        Err(ApplyError::Db(e)) => Err(Error::db(format!("apply {name}"))(e)),
-        Err(ApplyError::Event { sequence, reason }) => {
-            tx.rollback().await.map_err(Error::db("rollback"))?;
-            let before: Vec<StoredEvent> = events
-                .into_iter()
-                .filter(|e| e.sequence < sequence)
-                .collect();
-            if !before.is_empty() {
-                Box::pin(apply_live(rt, projection, before)).await?;
-            }
-            Ok(BatchOutcome::Stalled { sequence, reason })
+        Err(e) if classify(&e) == ErrorClass::Deterministic => {
+            savepoint
+                .rollback()
+                .await
+                .map_err(Error::db("roll back to savepoint"))?;
+            Ok(Err(describe(&e)))
         }
+        Err(e) => Err(apply_error(projection.name(), e)),
     }
 }
 
-async fn publish_status(rt: &Runtime, updates: Vec<StatusUpdate>) {
+pub(crate) async fn publish_status(rt: &Runtime, updates: Vec<StatusUpdate>) {
     let mut acks = Vec::with_capacity(updates.len());
     for update in updates {
         let body = serde_json::to_vec(&update.body).expect("status bodies serialize");
@@ -300,119 +534,76 @@ async fn republish_status(rt: &Runtime, projection: &dyn Projection) -> Result<(
     Ok(())
 }
 
-/// The recorded fault of a projection that stopped.
-#[derive(Debug, Clone, Serialize)]
-pub struct Fault {
-    pub projection: String,
-    pub sequence: u64,
-    pub error: String,
+/// The first pause after a transient failure; it doubles with each failure in a row.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest pause between two tries.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Failures in a row after which the projection shows as `retrying`.
+const RETRYING_AFTER: u32 = 3;
+
+/// The pause after `failures` transient failures in a row.
+fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
 }
 
-async fn record_fault(rt: &Runtime, fault: &Fault) {
-    error!(projection = %fault.projection, sequence = fault.sequence, error = %fault.error,
-        "projection stopped at an event it cannot apply");
-    let stored = sqlx::query(
-        "INSERT INTO berth.projection_faults (projection, stream_seq, error) VALUES ($1, $2, $3)
-         ON CONFLICT (projection) DO UPDATE SET stream_seq = $2, error = $3, at = now()",
-    )
-    .bind(&fault.projection)
-    .bind(fault.sequence as i64)
-    .bind(&fault.error)
-    .execute(&rt.db)
-    .await;
-    if let Err(e) = stored {
-        warn!(error = %e, "could not record the projection fault");
-    }
-    let body = serde_json::json!({
-        "kind": "projection", "id": fault.projection, "state": "stalled",
-        "sequence": fault.sequence, "reason": fault.error,
-    });
-    publish_status(
-        rt,
-        vec![StatusUpdate {
-            subject: fault_subject(&fault.projection),
-            body,
-        }],
-    )
-    .await;
-}
-
-async fn clear_fault(rt: &Runtime, name: &str) -> Result<()> {
-    sqlx::query("DELETE FROM berth.projection_faults WHERE projection = $1")
-        .bind(name)
-        .execute(&rt.db)
-        .await
-        .map_err(Error::db("clear fault"))?;
-    Ok(())
-}
-
-/// Runs a projection live until shutdown or until it meets an event it cannot apply.
+/// Runs a projection live until shutdown. Events it cannot apply are parked; transient
+/// failures are retried from the checkpoint with capped back-off.
 pub async fn run(rt: &Runtime, projection: Arc<dyn Projection>) -> Result<()> {
     let name = projection.name();
     prepare(&rt.db, projection.as_ref()).await?;
-    clear_fault(rt, name).await?;
+    parked::forget_retrying(&rt.db, name)
+        .await
+        .map_err(Error::db("clear the retrying fault"))?;
     republish_status(rt, projection.as_ref()).await?;
+    parked::announce(rt, name).await;
+    let mut failures = 0u32;
     while !rt.shutdown.is_cancelled() {
-        match follow(rt, projection.as_ref()).await {
-            Ok(Some(fault)) => {
-                record_fault(rt, &fault).await;
-                rt.shutdown.cancelled().await;
+        if let Err(e) = follow(rt, projection.as_ref(), &mut failures).await {
+            failures = failures.saturating_add(1);
+            let delay = retry_delay(failures);
+            warn!(projection = name, error = %e, failures, retry_in = ?delay,
+                "projection interrupted; retrying from its checkpoint");
+            if failures >= RETRYING_AFTER {
+                parked::record_retrying(rt, name, &e.to_string()).await;
             }
-            Ok(None) => {}
-            Err(e) => {
-                warn!(projection = name, error = %e, "projection interrupted; resuming from its checkpoint");
-                tokio::select! {
-                    _ = rt.shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+            tokio::select! {
+                _ = rt.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
             }
         }
     }
     Ok(())
 }
 
-/// Follows `EVENTS` from the checkpoint; returns a fault if it had to stop.
-async fn follow(rt: &Runtime, projection: &dyn Projection) -> Result<Option<Fault>> {
-    let start = checkpoint(&rt.db, projection.name()).await? + 1;
-    let (_, messages) = ordered_from(&rt.js, projection, start).await?;
+/// Follows `EVENTS` from the checkpoint until shutdown or a transient failure.
+async fn follow(rt: &Runtime, projection: &dyn Projection, failures: &mut u32) -> Result<()> {
+    let name = projection.name();
+    let start = checkpoint(&rt.db, name).await? + 1;
+    let (pending, messages) = ordered_from(&rt.js, projection, start).await?;
+    if pending == 0 {
+        recovered(rt, name, failures).await;
+    }
     let mut batches = Box::pin(batched(messages, rt.settings.projection_batch));
     loop {
         let batch = tokio::select! {
-            _ = rt.shutdown.cancelled() => return Ok(None),
+            _ = rt.shutdown.cancelled() => return Ok(()),
             batch = batches.next() => batch,
         };
-        let Some(batch) = batch else { return Ok(None) };
-        let mut events = Vec::with_capacity(batch.len());
-        let mut unreadable = None;
-        for message in batch {
-            let message = message?;
-            match StoredEvent::from_jetstream(&message) {
-                Ok(event) => events.push(event),
-                Err(e) => {
-                    let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                    unreadable = Some(Fault {
-                        projection: projection.name().into(),
-                        sequence,
-                        error: e.to_string(),
-                    });
-                    break;
-                }
-            }
-        }
-        match apply_live(rt, projection, events).await? {
-            BatchOutcome::Applied => {}
-            BatchOutcome::Stalled { sequence, reason } => {
-                return Ok(Some(Fault {
-                    projection: projection.name().into(),
-                    sequence,
-                    error: reason,
-                }))
-            }
-        }
-        if unreadable.is_some() {
-            return Ok(unreadable);
-        }
+        let Some(batch) = batch else { return Ok(()) };
+        let (events, unreadable) = read_batch(batch)?;
+        apply_live(rt, projection, events, unreadable).await?;
+        recovered(rt, name, failures).await;
     }
+}
+
+/// The projection moves again: forget the failures and a `retrying` state.
+async fn recovered(rt: &Runtime, name: &str, failures: &mut u32) {
+    if *failures >= RETRYING_AFTER {
+        info!(projection = name, "projection recovered");
+        parked::clear_retrying(rt, name).await;
+    }
+    *failures = 0;
 }
 
 /// What a rebuild did.
@@ -508,6 +699,9 @@ pub async fn rebuild(
     let mut applied = 0u64;
     let mut apply_time = Duration::ZERO;
     let mut shadow_seq = 0u64;
+    let mut parked = parked::sequences(&rt.db, name)
+        .await
+        .map_err(Error::db("read parked events"))?;
     let (total, messages) = ordered_from(&rt.js, projection, 1).await?;
     if total > 0 {
         let mut batches = Box::pin(batched(messages, rt.settings.projection_batch));
@@ -518,9 +712,11 @@ pub async fn rebuild(
                 let message = message?;
                 let info = message.info().map_err(|e| Error::Other(e.to_string()))?;
                 caught_up = info.pending == 0;
-                events.push(StoredEvent::from_jetstream(&message)?);
+                shadow_seq = info.stream_sequence;
+                if !parked.contains(&shadow_seq) {
+                    events.push(StoredEvent::from_jetstream(&message)?);
+                }
             }
-            shadow_seq = events.last().map_or(shadow_seq, |e| e.sequence);
             applied += events.len() as u64;
             let applying = Instant::now();
             apply_shadow(&rt.db, projection, &shadow, &events).await?;
@@ -544,18 +740,26 @@ pub async fn rebuild(
         .await
         .map_err(Error::db("checkpoint"))?;
     if live > shadow_seq {
+        // Events parked while the shadow was built are left out too.
+        parked = parked::sequences(&mut *tx, name)
+            .await
+            .map_err(Error::db("read parked events"))?;
         let (_, messages) = ordered_from(&rt.js, projection, shadow_seq + 1).await?;
         let mut messages = Box::pin(messages);
         let mut tail = Vec::new();
         while let Some(message) = messages.next().await {
             let message = message?;
-            let event = StoredEvent::from_jetstream(&message)?;
-            if event.sequence > live {
+            let sequence = message
+                .info()
+                .map_err(|e| Error::Other(e.to_string()))?
+                .stream_sequence;
+            if sequence > live {
                 break;
             }
-            let reached = event.sequence == live;
-            tail.push(event);
-            if reached {
+            if !parked.contains(&sequence) {
+                tail.push(StoredEvent::from_jetstream(&message)?);
+            }
+            if sequence == live {
                 break;
             }
         }
@@ -638,12 +842,139 @@ async fn apply_or_fail(
     if events.is_empty() {
         return Ok(());
     }
+    let name = projection.name();
     match projection.apply(conn, schema, events).await {
         Ok(_) => Ok(()),
-        Err(ApplyError::Db(e)) => Err(Error::db("apply")(e)),
         Err(ApplyError::Event { sequence, reason }) => Err(Error::Other(format!(
-            "rebuild of {} stopped at event {sequence}: {reason}",
-            projection.name()
+            "rebuild of {name} stopped at event {sequence}, which the live projection has not parked: {reason}"
         ))),
+        Err(e) if classify(&e) == ErrorClass::Deterministic => Err(Error::Other(format!(
+            "rebuild of {name} stopped in events {}..={}, which the live projection has not parked: {}",
+            events[0].sequence,
+            events[events.len() - 1].sequence,
+            describe(&e)
+        ))),
+        Err(e) => Err(apply_error(name, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A Postgres error with just a SQLSTATE, as the server would send it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{message} ({code})")]
+    struct PgError {
+        code: &'static str,
+        message: &'static str,
+    }
+
+    impl sqlx::error::DatabaseError for PgError {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.code))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn postgres(code: &'static str, message: &'static str) -> ApplyError {
+        ApplyError::Db(sqlx::Error::Database(Box::new(PgError { code, message })))
+    }
+
+    #[test]
+    fn bad_data_constraints_decodes_and_schema_bugs_are_deterministic() {
+        for (code, message) in [
+            ("22P05", "unsupported Unicode escape sequence"),
+            ("22021", "invalid byte sequence for encoding \"UTF8\": 0x00"),
+            ("22003", "integer out of range"),
+            ("23505", "duplicate key value violates unique constraint"),
+            ("23502", "null value in column violates not-null constraint"),
+            (
+                "21000",
+                "ON CONFLICT DO UPDATE command cannot affect row a second time",
+            ),
+            ("42P01", "relation does not exist"),
+            ("42703", "column does not exist"),
+            ("42601", "syntax error"),
+        ] {
+            let error = postgres(code, message);
+            assert_eq!(classify(&error), ErrorClass::Deterministic, "{code}");
+            assert_eq!(describe(&error), format!("{message} (SQLSTATE {code})"));
+        }
+        let event = ApplyError::Event {
+            sequence: 7,
+            reason: "unknown event type".into(),
+        };
+        assert_eq!(classify(&event), ErrorClass::Deterministic);
+        assert_eq!(describe(&event), "unknown event type");
+        let json = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+        assert_eq!(classify(&json.into()), ErrorClass::Deterministic);
+        for error in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("name".into()),
+            sqlx::Error::Decode("not a uuid".into()),
+            sqlx::Error::Encode("too long".into()),
+        ] {
+            assert_eq!(
+                classify(&error.into()),
+                ErrorClass::Deterministic,
+                "a row or a value error"
+            );
+        }
+    }
+
+    #[test]
+    fn connections_locks_and_shutdowns_are_transient() {
+        for code in [
+            "40001", // serialization failure
+            "40P01", // deadlock detected
+            "57P01", // admin shutdown
+            "57014", // query canceled
+            "08006", // connection failure
+            "53300", // too many connections
+            "55P03", // lock not available
+            "42501", // insufficient privilege: fixed by an operator, not in the event
+            "XX000", // internal error
+        ] {
+            assert_eq!(
+                classify(&postgres(code, "try again")),
+                ErrorClass::Transient,
+                "{code}"
+            );
+        }
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Protocol("unexpected message".into()),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ] {
+            assert_eq!(classify(&error.into()), ErrorClass::Transient);
+        }
+    }
+
+    #[test]
+    fn retries_back_off_doubling_up_to_a_cap() {
+        assert_eq!(retry_delay(1), RETRY_FIRST);
+        assert_eq!(retry_delay(2), RETRY_FIRST * 2);
+        assert_eq!(retry_delay(3), RETRY_FIRST * 4);
+        assert_eq!(retry_delay(10), RETRY_MAX);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
     }
 }

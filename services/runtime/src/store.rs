@@ -222,13 +222,20 @@ impl EventStore {
 
     /// The tenant an aggregate belongs to, if it exists (from the subject index).
     pub async fn tenant_of(&self, kind: &str, id: Uuid) -> Result<Option<TenantId>> {
+        Ok(self.owners(kind, id).await?.into_iter().next())
+    }
+
+    /// Every tenant with an aggregate of `kind` under `id` (from the subject index):
+    /// one, normally; a create refuses an id that another tenant holds.
+    pub async fn owners(&self, kind: &str, id: Uuid) -> Result<Vec<TenantId>> {
         let subjects = self
             .subjects(&format!("evt.*.{kind}.{}", id.hyphenated()))
             .await?;
         Ok(subjects
-            .first()
-            .and_then(|subject| subject.split('.').nth(1))
-            .and_then(|tenant| TenantId::parse(tenant).ok()))
+            .iter()
+            .filter_map(|subject| subject.split('.').nth(1))
+            .filter_map(|tenant| TenantId::parse(tenant).ok())
+            .collect())
     }
 
     /// The subjects of `EVENTS` matching `filter` that hold at least one message.

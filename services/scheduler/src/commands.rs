@@ -1,22 +1,41 @@
 //! `cmd.<tenant>.schedule.*` and `cmd.<tenant>.timer.*`.
+//!
+//! Every spec, a schedule's or a timer's, passes [`admit`] before anything is decided:
+//! [`validate_spec`] (names, bounds, what a tenant's schedule may send, payload and
+//! body), then its timing (a cron and a zone that parse; for a tenant, at most once a
+//! minute). Appends go through the [`Ledger`], which keeps the tenant's slot count in
+//! the same atomic batch.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_runtime::commands::{execute_with, CommandService};
-use berth_runtime::store::{Aggregate, Cause, Repository};
+use berth_runtime::commands::CommandService;
+use berth_runtime::store::{Aggregate, Cause};
+use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::schedule::{
-    schedule_id, timer_name, ScheduleCommand, SetSchedule, TimerCommand, When,
+    schedule_id, timer_name, validate_spec, ScheduleCommand, ScheduleTarget, SetSchedule,
+    TimerCommand,
 };
 use berth_schemas::{CommandReply, Rejection, TenantId};
+use chrono::{DateTime, Utc};
 
-use crate::clock::Clock;
-use crate::schedule::Schedule;
+use crate::schedule::spec_sequence;
+use crate::slots::Ledger;
+use crate::timing::Timing;
+
+/// Whether `tenant` may hold `spec` as of `now`: the one check of schedules and timers.
+pub fn admit(tenant: &TenantId, spec: &SetSchedule, now: DateTime<Utc>) -> Result<(), Rejection> {
+    validate_spec(tenant, spec)?;
+    let timing = Timing::parse(&spec.when).map_err(Rejection::invalid)?;
+    if tenant.as_str() != SYSTEM_TENANT {
+        timing.check_tenant_rate(now).map_err(Rejection::invalid)?;
+    }
+    Ok(())
+}
 
 /// Schedule commands.
 pub struct ScheduleCommands {
-    pub schedules: Arc<Repository<Schedule>>,
-    pub clock: Arc<dyn Clock>,
+    pub ledger: Arc<Ledger>,
 }
 
 #[async_trait]
@@ -33,24 +52,33 @@ impl CommandService for ScheduleCommands {
         cause: &Cause,
         command: &ScheduleCommand,
     ) -> Result<CommandReply, Rejection> {
+        if let ScheduleCommand::Create(set) | ScheduleCommand::Update(set) = command {
+            admit(tenant, set, self.ledger.clock.now())?;
+        }
         let id = schedule_id(tenant, command.name());
-        execute_with(&self.schedules, tenant, id, cause, None, |schedule| {
-            let now = self.clock.now();
-            match command {
-                ScheduleCommand::Create(set) => schedule.set(set, false, now),
-                ScheduleCommand::Update(set) => schedule.set(set, true, now),
-                ScheduleCommand::FireNow(_) => schedule.fire(now, now, false, true),
-                other => schedule.decide(other),
-            }
-        })
-        .await
+        self.ledger
+            .execute(tenant, id, cause, |loaded, now| {
+                let schedule = &loaded.state;
+                match command {
+                    ScheduleCommand::Create(set) => schedule.set(set, false, now),
+                    ScheduleCommand::Update(set) => schedule.set(set, true, now),
+                    ScheduleCommand::FireNow(_) => schedule.fire(
+                        now,
+                        now,
+                        false,
+                        true,
+                        spec_sequence(loaded).unwrap_or_default(),
+                    ),
+                    other => schedule.decide(other),
+                }
+            })
+            .await
     }
 }
 
 /// One-shot timers: a schedule named `timer-<key>` that fires once.
 pub struct TimerCommands {
-    pub schedules: Arc<Repository<Schedule>>,
-    pub clock: Arc<dyn Clock>,
+    pub ledger: Arc<Ledger>,
 }
 
 #[async_trait]
@@ -69,33 +97,26 @@ impl CommandService for TimerCommands {
     ) -> Result<CommandReply, Rejection> {
         let name = timer_name(command.key());
         let id = schedule_id(tenant, &name);
-        execute_with(&self.schedules, tenant, id, cause, None, |schedule| {
-            let now = self.clock.now();
-            match command {
-                TimerCommand::Set(set) => {
-                    let at = match (set.at, set.after_secs) {
-                        (Some(at), _) => at,
-                        (None, Some(secs)) => now + chrono::Duration::seconds(secs as i64),
-                        (None, None) => return Err(Rejection::invalid("give at or after_secs")),
-                    };
-                    let spec = SetSchedule {
-                        name: name.clone(),
-                        when: When::At { at },
-                        action: set.action.clone(),
-                        catch_up: berth_schemas::schedule::CatchUp::FireOnce,
-                        max_catch_up: 1,
-                        jitter_secs: 0,
-                        payload: set.payload.clone(),
-                    };
-                    schedule
-                        .set(&spec, true, now)
-                        .or_else(|_| schedule.set(&spec, false, now))
-                }
-                TimerCommand::Cancel(_) => schedule.decide(&ScheduleCommand::Delete(
-                    berth_schemas::schedule::ScheduleTarget { name: name.clone() },
-                )),
+        match command {
+            TimerCommand::Set(set) => {
+                // `after_secs` counts from when the command is first handled.
+                let spec = set.schedule(self.ledger.clock.now())?;
+                admit(tenant, &spec, self.ledger.clock.now())?;
+                self.ledger
+                    .execute(tenant, id, cause, |loaded, now| {
+                        let schedule = &loaded.state;
+                        schedule
+                            .set(&spec, true, now)
+                            .or_else(|_| schedule.set(&spec, false, now))
+                    })
+                    .await
             }
-        })
-        .await
+            TimerCommand::Cancel(_) => {
+                let delete = ScheduleCommand::Delete(ScheduleTarget { name });
+                self.ledger
+                    .execute(tenant, id, cause, |loaded, _| loaded.state.decide(&delete))
+                    .await
+            }
+        }
     }
 }

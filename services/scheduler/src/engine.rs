@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use berth_runtime::commands::contention_pause;
 use berth_runtime::store::{AppendError, Cause, Repository};
 use berth_runtime::Runtime;
 use berth_schemas::subjects::{event_filter, EventSubject, EVENTS_STREAM};
@@ -29,7 +30,8 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::schedule::Schedule;
+use crate::schedule::{spec_sequence, Schedule};
+use crate::slots::{Ledger, LedgerError};
 
 /// The longest the engine sleeps without looking again (a safety net; events and due
 /// times wake it earlier).
@@ -47,11 +49,8 @@ pub fn fire_cause(id: Uuid, due_at: DateTime<Utc>) -> Cause {
 }
 
 /// Fires schedules until shutdown.
-pub async fn run(
-    rt: &Runtime,
-    schedules: Arc<Repository<Schedule>>,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<()> {
+pub async fn run(rt: &Runtime, ledger: Arc<Ledger>) -> anyhow::Result<()> {
+    let clock = ledger.clock.clone();
     let stream = rt.js.get_stream(EVENTS_STREAM).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
@@ -88,7 +87,7 @@ pub async fn run(
             _ = due => {}
             _ = tokio::time::sleep_until(look_again) => {}
         }
-        agenda.fire_due(&schedules, started, clock.as_ref()).await;
+        agenda.fire_due(&ledger, started, clock.as_ref()).await;
         due_at = agenda.earliest();
         look_again = tokio::time::Instant::now() + MAX_SLEEP;
     }
@@ -131,12 +130,7 @@ impl Agenda {
 
     /// Fires what is due among the schedules that changed or whose next due time has
     /// come, and plans their next due times.
-    async fn fire_due(
-        &mut self,
-        schedules: &Repository<Schedule>,
-        started: DateTime<Utc>,
-        clock: &dyn Clock,
-    ) {
+    async fn fire_due(&mut self, ledger: &Ledger, started: DateTime<Utc>, clock: &dyn Clock) {
         let now = clock.now();
         let due: Vec<Uuid> = self
             .upcoming
@@ -150,7 +144,7 @@ impl Agenda {
             let Some(tenant) = self.tenants.get(&id).cloned() else {
                 continue;
             };
-            let next = self.fire_one(schedules, &tenant, id, started, clock).await;
+            let next = self.fire_one(ledger, &tenant, id, started, clock).await;
             self.plan(id, next);
         }
     }
@@ -158,12 +152,13 @@ impl Agenda {
     /// Fires one schedule's due times; returns when to look at it again.
     async fn fire_one(
         &mut self,
-        schedules: &Repository<Schedule>,
+        ledger: &Ledger,
         tenant: &TenantId,
         id: Uuid,
         started: DateTime<Utc>,
         clock: &dyn Clock,
     ) -> Option<DateTime<Utc>> {
+        let schedules: &Repository<Schedule> = &ledger.schedules;
         let cached = schedules
             .cached_state(tenant, id)
             .filter(|_| !self.changed.contains(&id));
@@ -182,7 +177,7 @@ impl Agenda {
         let now = clock.now();
         let (due, next) = loaded.state.due(now, self.seen.get(&id).copied(), started);
         for (due_at, caught_up) in due {
-            match fire(schedules, tenant, id, due_at, caught_up, clock.now()).await {
+            match fire(ledger, tenant, id, due_at, caught_up, clock.now()).await {
                 Ok(()) => {
                     self.seen.insert(id, due_at);
                 }
@@ -200,9 +195,10 @@ impl Agenda {
 }
 
 /// Appends the fire of `id` for `due_at`, once: a fire another replica recorded first
-/// counts as done.
+/// counts as done. The fire names the spec in force; a one-shot's fire frees its slot in
+/// the same atomic batch.
 async fn fire(
-    schedules: &Repository<Schedule>,
+    ledger: &Ledger,
     tenant: &TenantId,
     id: Uuid,
     due_at: DateTime<Utc>,
@@ -210,19 +206,24 @@ async fn fire(
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let cause = fire_cause(id, due_at);
-    for _ in 0..5 {
-        let loaded = schedules.load(tenant, id).await?;
-        let Ok(events) = loaded.state.fire(due_at, now, caught_up, false) else {
+    for attempt in 0..5 {
+        let loaded = ledger.schedules.load(tenant, id).await?;
+        let spec = spec_sequence(&loaded).unwrap_or_default();
+        let Ok(events) = loaded.state.fire(due_at, now, caught_up, false, spec) else {
             return Ok(()); // fired already, paused or deleted meanwhile
         };
-        match schedules.append(tenant, id, &loaded, &cause, events).await {
+        match ledger.append(tenant, id, &loaded, &cause, events).await {
             Ok(_) => {
                 tracing::info!(schedule = %id, %tenant, %due_at, caught_up, "fired");
                 return Ok(());
             }
-            Err(AppendError::Duplicate) => return Ok(()),
-            Err(AppendError::Conflict { .. } | AppendError::Busy) => continue,
-            Err(AppendError::Store(e)) => return Err(e.into()),
+            Err(LedgerError::Append(AppendError::Duplicate)) => return Ok(()),
+            Err(LedgerError::Append(AppendError::Conflict { .. } | AppendError::Busy)) => {
+                contention_pause(attempt).await
+            }
+            Err(LedgerError::Append(AppendError::Store(e))) => return Err(e.into()),
+            // Releasing a slot is never refused; say so if it ever is.
+            Err(LedgerError::Refused(rejection)) => anyhow::bail!("{rejection}"),
         }
     }
     anyhow::bail!("schedule {id} kept moving while firing {due_at}")

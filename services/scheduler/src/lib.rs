@@ -1,11 +1,23 @@
 //! berth-scheduler: durable cron schedules and one-shot timers that fire exactly once.
 //!
-//! - [`timing`]: cron in IANA time zones with the DST rules, one-shots.
+//! - [`timing`]: cron in IANA time zones with the DST rules, one-shots, and a tenant's
+//!   once-a-minute rule.
 //! - [`schedule`]: the `schedule` aggregate (timers are schedules that fire once).
-//! - [`commands`]: `cmd.<tenant>.schedule.*` and `cmd.<tenant>.timer.*`.
+//! - [`slots`]: per-tenant caps on schedules and timers, counted in the same atomic
+//!   append as each schedule change.
+//! - [`commands`]: `cmd.<tenant>.schedule.*` and `cmd.<tenant>.timer.*`; every spec is
+//!   admitted by one check (`berth_schemas::schedule::validate_spec` plus its timing).
 //! - [`engine`]: sleeps until the next due time and appends `schedule.fired`, once per
-//!   due time however many replicas run.
-//! - [`actions`]: sends the command a fire asks for; [`projection`]: `schedules`.
+//!   due time however many replicas run; a fire names its spec, it copies nothing.
+//! - [`actions`]: sends the command a fire asks for, as `schedule:<id>`;
+//!   [`projection`]: `schedules`.
+//!
+//! Trust (DESIGN §7): a tenant's schedule may send only tenant actions to its own
+//! tenant; `system` schedules (on `cmd.system.…`, which tenants cannot publish to) may
+//! send anything to anyone. Services keep their timers about a tenant's things under
+//! `system` (`berth_runtime::client::send_timer`), out of the tenant's reach.
+//!
+//! Worked example: `tests/tests/scheduler.rs`, `a_tenant_timer_fires_its_own_vm_stop_as_the_schedule`.
 
 pub mod actions;
 pub mod cli;
@@ -13,6 +25,7 @@ pub mod commands;
 pub mod engine;
 pub mod projection;
 pub mod schedule;
+pub mod slots;
 pub mod timing;
 
 pub use berth_runtime::clock;
@@ -35,6 +48,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::commands::{ScheduleCommands, TimerCommands};
 use crate::projection::SchedulesProjection;
 use crate::schedule::Schedule;
+use crate::slots::{Ledger, Slots};
 
 /// How the scheduler behaves beyond the runtime's settings.
 #[derive(Clone)]
@@ -134,29 +148,30 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
 
 /// Runs the scheduler until `rt.shutdown` is cancelled.
 pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
-    let schedules = Arc::new(Repository::<Schedule>::new(rt.store.clone(), rt.service));
-    let clock = config.clock.clone();
-    create_builtins(&schedules, &config.builtins, clock.as_ref()).await;
-    let max_bytes = rt.settings.max_command_bytes;
+    let ledger = Arc::new(Ledger {
+        schedules: Arc::new(Repository::<Schedule>::new(rt.store.clone(), rt.service)),
+        slots: Arc::new(Repository::<Slots>::new(rt.store.clone(), rt.service)),
+        clock: config.clock.clone(),
+    });
+    create_builtins(&ledger.schedules, &config.builtins, config.clock.as_ref()).await;
     let schedule_handler = Arc::new(CommandHandler::new(
         Arc::new(ScheduleCommands {
-            schedules: schedules.clone(),
-            clock: clock.clone(),
+            ledger: ledger.clone(),
         }),
-        max_bytes,
+        &rt,
     ));
     let timer_handler = Arc::new(CommandHandler::new(
         Arc::new(TimerCommands {
-            schedules: schedules.clone(),
-            clock: clock.clone(),
+            ledger: ledger.clone(),
         }),
-        max_bytes,
+        &rt,
     ));
     let fired_commands = Arc::new(FiredCommands {
         nats: rt.nats.clone(),
+        store: rt.store.clone(),
     });
     let engine = async {
-        engine::run(&rt, schedules, clock)
+        engine::run(&rt, ledger.clone())
             .await
             .map_err(|e| berth_runtime::Error::Other(format!("the firing engine: {e:#}")))
     };

@@ -1,10 +1,10 @@
 //! The `schedule` aggregate: a cron schedule or a one-shot timer, and the due times it
 //! has fired for.
 
-use berth_runtime::store::Aggregate;
+use berth_runtime::store::{Aggregate, Loaded};
 use berth_schemas::schedule::{
     CatchUp, ScheduleChanged, ScheduleCommand, ScheduleEvent, ScheduleFired, ScheduleSet,
-    SetSchedule,
+    SetSchedule, SlotKind, SET_EVENT_TYPE,
 };
 use berth_schemas::{Rejection, RejectionCode};
 use chrono::{DateTime, Utc};
@@ -106,6 +106,15 @@ impl Aggregate for Schedule {
 }
 
 impl Schedule {
+    /// The slot a live schedule holds in its tenant's count (a cron schedule or a
+    /// one-shot); `None` once it is deleted or a one-shot has fired.
+    pub fn slot(&self) -> Option<SlotKind> {
+        match (self.status, &self.spec) {
+            (Status::Active | Status::Paused, Some(spec)) => Some(SlotKind::of(&spec.when)),
+            _ => None,
+        }
+    }
+
     /// `create` (a no-op when the same spec is in force), `update`, `timer.set`: the
     /// spec takes effect `now`.
     pub fn set(
@@ -153,17 +162,20 @@ impl Schedule {
     }
 
     /// The fire for `due_at`, unless it already happened (or the schedule is not
-    /// active). `manual` fires (`fire_now`) need only a live schedule.
+    /// active). `manual` fires (`fire_now`) need only a live schedule. The fire names
+    /// the `schedule.set` at `spec_sequence` (see [`spec_sequence`]) instead of copying
+    /// its action and payload.
     pub fn fire(
         &self,
         due_at: DateTime<Utc>,
         now: DateTime<Utc>,
         caught_up: bool,
         manual: bool,
+        spec_sequence: u64,
     ) -> Result<Vec<ScheduleEvent>, Rejection> {
-        let spec = match (&self.spec, self.status) {
-            (Some(spec), Status::Active) => spec,
-            (Some(spec), Status::Paused | Status::Done) if manual => spec,
+        match (&self.spec, self.status) {
+            (Some(_), Status::Active) => {}
+            (Some(_), Status::Paused | Status::Done) if manual => {}
             _ => {
                 return Err(Rejection::invalid_state(format!(
                     "cannot fire a schedule that is {}",
@@ -180,8 +192,9 @@ impl Schedule {
         Ok(vec![ScheduleEvent::Fired(ScheduleFired {
             due_at,
             fired_at: now,
-            action: spec.action.clone(),
-            payload: spec.payload.clone(),
+            spec_sequence: Some(spec_sequence),
+            action: None,
+            payload: serde_json::Value::Null,
             caught_up,
             manual,
         })])
@@ -240,6 +253,18 @@ impl Schedule {
     }
 }
 
+/// The stream sequence of the `schedule.set` in force in `loaded`: the latest folded.
+/// (The fold itself does not see sequences; the repository records every event's.)
+pub fn spec_sequence(loaded: &Loaded<Schedule>) -> Option<u64> {
+    loaded
+        .applied
+        .values()
+        .flat_map(|applied| &applied.events)
+        .filter(|event| event.event_type == SET_EVENT_TYPE)
+        .map(|event| event.sequence)
+        .max()
+}
+
 /// How long after `due_at` a schedule with jitter fires: fixed per name and due time.
 pub fn jitter_of(spec: &ScheduleSet, due_at: DateTime<Utc>) -> chrono::Duration {
     if spec.jitter_secs == 0 {
@@ -295,6 +320,7 @@ mod tests {
                 utc("2026-01-01T00:00:01Z"),
                 false,
                 false,
+                1,
             )
             .unwrap()
         {

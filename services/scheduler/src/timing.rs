@@ -14,7 +14,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use berth_schemas::schedule::When;
+use berth_schemas::schedule::{When, MIN_TENANT_CRON_INTERVAL_SECS};
+use cron::TimeUnitSpec;
+
+/// How many upcoming due times [`Timing::check_tenant_rate`] looks at.
+const RATE_SAMPLE: usize = 1000;
 
 /// A schedule's timing, parsed.
 #[derive(Debug, Clone)]
@@ -56,6 +60,31 @@ impl Timing {
                 })
             }
         }
+    }
+
+    /// For a tenant's schedule (DESIGN §7): a cron fires at most once a minute. Its
+    /// seconds field must be one fixed value, and no two of its next due times from
+    /// `from` on may be less than [`MIN_TENANT_CRON_INTERVAL_SECS`] apart. One-shots pass.
+    pub fn check_tenant_rate(&self, from: DateTime<Utc>) -> Result<(), String> {
+        let Self::Cron { schedule, .. } = self else {
+            return Ok(());
+        };
+        let seconds = schedule.seconds().count();
+        if seconds != 1 {
+            return Err(format!(
+                "a tenant's cron fires at most once a minute: its seconds field must be one fixed value, not {seconds} values"
+            ));
+        }
+        let due: Vec<DateTime<Utc>> = schedule.after(&from).take(RATE_SAMPLE).collect();
+        let minimum = Duration::seconds(MIN_TENANT_CRON_INTERVAL_SECS);
+        if let Some(pair) = due.windows(2).find(|pair| pair[1] - pair[0] < minimum) {
+            return Err(format!(
+                "a tenant's cron fires at most once a minute: it would fire at {} and again at {}",
+                pair[0].format("%H:%M:%S"),
+                pair[1].format("%H:%M:%S")
+            ));
+        }
+        Ok(())
     }
 
     /// The first due instant strictly after `after`.
@@ -252,6 +281,26 @@ mod tests {
             Some(utc("2026-01-01T00:00:00Z"))
         );
         assert_eq!(once.next_after(utc("2026-01-01T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn tenant_crons_fire_at_most_once_a_minute() {
+        let from = utc("2026-01-01T00:00:00Z");
+        let rate = |expression: &str| cron(expression, "Europe/Berlin").check_tenant_rate(from);
+        for fine in ["* * * * *", "30 * * * * *", "0 */5 * * * *", "0 7 * * *"] {
+            assert_eq!(rate(fine), Ok(()), "{fine}");
+        }
+        for too_often in [
+            "* * * * * *",
+            "*/10 * * * * *",
+            "0,30 * * * * *",
+            "0-1 * * * * *",
+        ] {
+            let refused = rate(too_often).unwrap_err();
+            assert!(refused.contains("once a minute"), "{too_often}: {refused}");
+        }
+        let once = Timing::parse(&When::At { at: from }).unwrap();
+        assert_eq!(once.check_tenant_rate(from), Ok(()));
     }
 
     #[test]

@@ -19,10 +19,13 @@
 //! 9. notifications ([`notify`]): N events each mailed through the notifier into a local
 //!    SMTP sink — mails/s and event-to-delivery latency — next to lettre alone;
 //! 10. dashboard fan-out ([`fanout`]): status updates at a fixed rate through `STATUS`
-//!     to N subscribers, delay p50/p99 next to core NATS at the same rate.
+//!     to N subscribers, delay p50/p99 next to core NATS at the same rate;
+//! 11. tenant flood ([`flood`]): one tenant sends N commands/s while another tenant's
+//!     round trips are measured, next to the same round trips with no flood.
 
 mod billing;
 mod fanout;
+mod flood;
 mod notify;
 mod pods;
 mod timers;
@@ -57,6 +60,8 @@ struct Args {
     notifications: usize,
     fanout_rate: usize,
     fanout_subscribers: usize,
+    flood_rate: usize,
+    flood_samples: usize,
     /// Only this section (`notifications`, `timers`, `billing`), for a quick look.
     only: Option<String>,
 }
@@ -78,6 +83,8 @@ fn parse_args() -> anyhow::Result<Args> {
         notifications: 10_000,
         fanout_rate: 1000,
         fanout_subscribers: 20,
+        flood_rate: 5000,
+        flood_samples: 500,
         only: None,
     };
     let mut it = std::env::args().skip(1);
@@ -100,12 +107,29 @@ fn parse_args() -> anyhow::Result<Args> {
             "--notifications" => args.notifications = value,
             "--fanout-rate" => args.fanout_rate = value,
             "--fanout-subscribers" => args.fanout_subscribers = value,
+            "--flood-rate" => args.flood_rate = value,
+            "--flood-samples" => args.flood_samples = value,
             other => anyhow::bail!(
-                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N --timers N --notifications N --fanout-rate N --fanout-subscribers N (or --only notifications|timers|billing|fanout)"
+                "unknown flag {other}; use --round-trips N --status-trips N --rebuild-events N --placements N --servers N --docker-trips N --pods N --billing-vms N --timers N --notifications N --fanout-rate N --fanout-subscribers N --flood-rate N --flood-samples N (or --only notifications|timers|billing|fanout|flood)"
             ),
         }
     }
     Ok(args)
+}
+
+/// Settings for a section where one tenant is the whole load: its fair share (which
+/// guards other tenants, see the `flood` section) is lifted so the run measures berth's
+/// own limits.
+pub(crate) fn one_tenant_load() -> Settings {
+    Settings {
+        tenant_limits: berth_runtime::fairness::TenantLimits {
+            rate_per_sec: 1e9,
+            burst: u32::MAX,
+            in_flight: usize::MAX,
+            long_running: usize::MAX,
+        },
+        ..fast_settings()
+    }
 }
 
 /// p50 and p99 of a set of durations, in microseconds.
@@ -264,8 +288,8 @@ async fn main() -> anyhow::Result<()> {
         env.client.server_info().version
     );
     println!(
-        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {} --timers {} --notifications {} --fanout-rate {} --fanout-subscribers {}",
-        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms, args.timers, args.notifications, args.fanout_rate, args.fanout_subscribers
+        "reproduce: just bench --round-trips {} --status-trips {} --rebuild-events {} --placements {} --servers {} --docker-trips {} --pods {} --billing-vms {} --timers {} --notifications {} --fanout-rate {} --fanout-subscribers {} --flood-rate {} --flood-samples {}",
+        args.round_trips, args.status_trips, args.rebuild_events, args.placements, args.servers, args.docker_trips, args.pods, args.billing_vms, args.timers, args.notifications, args.fanout_rate, args.fanout_subscribers, args.flood_rate, args.flood_samples
     );
     println!();
     match args.only.as_deref() {
@@ -273,8 +297,9 @@ async fn main() -> anyhow::Result<()> {
         Some("timers") => return timers::timers(args.timers).await,
         Some("billing") => return billing::billing(&env.js, args.billing_vms).await,
         Some("fanout") => return fanout::fanout(args.fanout_rate, args.fanout_subscribers).await,
+        Some("flood") => return flood::flood(args.flood_rate, args.flood_samples).await,
         Some(other) => {
-            anyhow::bail!("--only {other}: choose notifications, timers, billing or fanout")
+            anyhow::bail!("--only {other}: choose notifications, timers, billing, fanout or flood")
         }
         None => {}
     }
@@ -407,6 +432,8 @@ async fn main() -> anyhow::Result<()> {
     notify::notifications(args.notifications).await?;
     eprintln!("… status fan-out");
     fanout::fanout(args.fanout_rate, args.fanout_subscribers).await?;
+    eprintln!("… tenant flood");
+    flood::flood(args.flood_rate, args.flood_samples).await?;
     Ok(())
 }
 
@@ -432,7 +459,7 @@ async fn placement(args: &Args) -> anyhow::Result<PlacementRun> {
         ..ProvisionerConfig::default()
     };
     let service = env
-        .provisioner_with(fast_settings(), instant_sim(), config)
+        .provisioner_with(one_tenant_load(), instant_sim(), config)
         .await?;
     let started = Instant::now();
     let commands: Vec<_> = (0..args.placements)

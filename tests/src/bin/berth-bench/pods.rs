@@ -14,7 +14,7 @@ use berth_schemas::pod::{CreatePod, PodCommand, PodTarget, ResetPod};
 use berth_schemas::subjects::status_subject;
 use berth_schemas::{CommandReply, TenantId};
 use berth_tests::pods::{busybox_overrides, pod_config, TEST_IMAGE};
-use berth_tests::{fast_settings, tenant, TestEnv};
+use berth_tests::{tenant, TestEnv};
 use futures::{stream as fstream, StreamExt};
 use uuid::Uuid;
 
@@ -34,7 +34,7 @@ pub async fn sim_pods(raw_js: &jetstream::Context, n: usize) -> anyhow::Result<(
     let env = TestEnv::start().await?;
     let service = env
         .pod_lifecycle(
-            fast_settings(),
+            crate::one_tenant_load(),
             Arc::new(SimRuntime::default()),
             pod_config(Default::default()),
         )
@@ -244,7 +244,7 @@ pub async fn docker_pods(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
     .await?;
     let service = env
         .pod_lifecycle(
-            fast_settings(),
+            crate::one_tenant_load(),
             Arc::new(runtime),
             pod_config(busybox_overrides()),
         )
