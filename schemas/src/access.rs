@@ -36,6 +36,9 @@ pub struct CommandAccess {
     /// Whether the command can bring a new aggregate into being under a caller-chosen
     /// or command-derived id (the id must then not belong to another tenant).
     pub creates: bool,
+    /// Whether it may run long (`vm.exec`): it then runs outside the endpoint's shared
+    /// slots, within its tenant's small long-running share.
+    pub long_running: bool,
 }
 
 const fn tenant(kind: &'static str, action: &'static str) -> CommandAccess {
@@ -44,24 +47,28 @@ const fn tenant(kind: &'static str, action: &'static str) -> CommandAccess {
         action,
         sender: Sender::Tenant,
         creates: false,
+        long_running: false,
     }
 }
 
 const fn tenant_create(kind: &'static str, action: &'static str) -> CommandAccess {
     CommandAccess {
-        kind,
-        action,
-        sender: Sender::Tenant,
         creates: true,
+        ..tenant(kind, action)
+    }
+}
+
+const fn tenant_long_running(kind: &'static str, action: &'static str) -> CommandAccess {
+    CommandAccess {
+        long_running: true,
+        ..tenant(kind, action)
     }
 }
 
 const fn operator(kind: &'static str, action: &'static str) -> CommandAccess {
     CommandAccess {
-        kind,
-        action,
         sender: Sender::Operator,
-        creates: false,
+        ..tenant(kind, action)
     }
 }
 
@@ -75,7 +82,8 @@ pub const COMMANDS: &[CommandAccess] = &[
     tenant("vm", "recreate"),
     tenant("vm", "resize"),
     tenant("vm", "destroy"),
-    tenant("vm", "exec"),
+    tenant_long_running("vm", "exec"),
+    tenant("vm", "retry"),
     // Pods: the tenant runs them; their subscription's life is billing's to drive.
     tenant_create("pod", "create"),
     tenant("pod", "restart"),
@@ -246,6 +254,24 @@ mod tests {
             route(&acme, "widget", "poke"),
             ("cmd.acme.widget.poke".to_owned(), None)
         );
+    }
+
+    /// `nats/dev.conf` documents the permissions `berth up` writes; it must not drift.
+    #[test]
+    fn the_documented_dev_config_grants_the_demo_user_exactly_its_tenant_actions() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats/dev.conf");
+        let config = std::fs::read_to_string(path).expect("nats/dev.conf");
+        let demo = config
+            .split("user: \"demo\"")
+            .nth(1)
+            .and_then(|rest| rest.split("subscribe").next())
+            .expect("the demo user");
+        let documented: Vec<&str> = demo
+            .split('"')
+            .filter(|token| token.starts_with("cmd."))
+            .collect();
+        let demo = TenantId::parse("demo").unwrap();
+        assert_eq!(documented, tenant_publish_subjects(&demo));
     }
 
     #[test]

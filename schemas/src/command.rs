@@ -218,9 +218,4 @@ pub trait CommandSet: Sized + Send + Sync + 'static {
     fn expected_version(&self) -> Option<u64>;
     /// The action token, as in the subject.
     fn action(&self) -> &'static str;
-    /// Whether it may run long (`vm.exec`): such a command runs outside the endpoint's
-    /// shared slots, within its tenant's small long-running share.
-    fn long_running(&self) -> bool {
-        false
-    }
 }

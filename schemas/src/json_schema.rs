@@ -131,7 +131,9 @@ pub fn command_body(kind: &str, action: &str) -> Option<Schema> {
         ("vm", "create") => schema_for!(CreateVm),
         ("vm", "resize") => schema_for!(ResizeVm),
         ("vm", "exec") => schema_for!(ExecVm),
-        ("vm", "start" | "stop" | "restart" | "recreate" | "destroy") => schema_for!(VmTarget),
+        ("vm", "start" | "stop" | "restart" | "recreate" | "destroy" | "retry") => {
+            schema_for!(VmTarget)
+        }
         ("pod", "create") => schema_for!(CreatePod),
         ("pod", "reset") => schema_for!(ResetPod),
         ("pod", "scale") => schema_for!(ScalePod),
@@ -177,6 +179,7 @@ pub fn event_schemas() -> Vec<(&'static str, Schema)> {
         .chain(crate::schedule::SlotEvent::json_schemas())
         .chain(DemoEvent::json_schemas())
         .chain(PodEvent::json_schemas())
+        .chain(crate::pod::PodSlotEvent::json_schemas())
         .chain(crate::billing::AccountEvent::json_schemas())
         .chain(crate::billing::MeterEvent::json_schemas())
         .chain(crate::billing::SubscriptionEvent::json_schemas())

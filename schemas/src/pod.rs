@@ -479,6 +479,24 @@ pub struct PodFailed {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PodStep {}
 
+/// A step on a pod keeps failing, and the pod is left as it is: its workload and its
+/// volume (with the customer's data) are never removed for it. Only a failed first
+/// deploy is undone instead, and then the pod has `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PodDegraded {
+    /// The step that fails: `restart`, `reset`, `scale`, `reconfigure`, `delete`; or,
+    /// while a transient failure is still retried, `deploy`.
+    pub step: String,
+    /// The last error, for people.
+    pub reason: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// berth keeps retrying on its own (a transient failure, with capped back-off);
+    /// otherwise the pod waits for its owner to restart, scale, reconfigure or delete it.
+    #[serde(default)]
+    pub retrying: bool,
+}
+
 domain_events! {
     /// Everything that happens to a pod.
     pub enum PodEvent {
@@ -499,6 +517,7 @@ domain_events! {
         DeleteRequested(PodDeleteRequested) = "berth.pod.delete_requested.v1",
         Deleted(PodDeleted) = "berth.pod.deleted.v1",
         Failed(PodFailed) = "berth.pod.failed.v1",
+        Degraded(PodDegraded) = "berth.pod.degraded.v1",
     }
 }
 
@@ -523,6 +542,8 @@ pub enum PodStatus {
     Deleting,
     Deleted,
     Failed,
+    /// A step keeps failing; the pod is left as it is (see [`PodDegraded`]).
+    Degraded,
 }
 
 impl PodStatus {
@@ -541,6 +562,7 @@ impl PodStatus {
             Self::Deleting => "deleting",
             Self::Deleted => "deleted",
             Self::Failed => "failed",
+            Self::Degraded => "degraded",
         }
     }
 }
@@ -556,6 +578,45 @@ impl std::str::FromStr for PodStatus {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json::from_value(serde_json::Value::String(s.to_owned()))
             .map_err(|_| format!("unknown pod status {s:?}"))
+    }
+}
+
+/// The aggregate kind that counts the live pods of a tenant:
+/// `evt.<tenant>.pod_slots.<pod_slots_id(tenant)>`.
+pub const POD_SLOTS_AGGREGATE: &str = "pod_slots";
+
+/// A tenant has at most this many live pods (created and not yet deleted); `system` has
+/// no pods. Counted by its [`POD_SLOTS_AGGREGATE`] aggregate.
+pub const MAX_TENANT_PODS: usize = 50;
+
+/// The id of a tenant's [`POD_SLOTS_AGGREGATE`]: one per tenant.
+pub fn pod_slots_id(tenant: &crate::ids::TenantId) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("berth.pod-slots.{tenant}").as_bytes(),
+    )
+}
+
+/// A pod was created and holds one of its tenant's slots (appended in the same atomic
+/// batch as its `pod.requested`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PodSlotHeld {
+    pub pod_id: Uuid,
+}
+
+/// These pods were found deleted when the tenant's count had reached its cap: their
+/// slots are free again (appended in the same atomic batch as the hold that needed
+/// them). A pod's deletion appends nothing here; its slot is released lazily.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PodSlotsReleased {
+    pub pod_ids: Vec<Uuid>,
+}
+
+domain_events! {
+    /// The slots a tenant's pods hold: held at create, released lazily once deleted.
+    pub enum PodSlotEvent {
+        Held(PodSlotHeld) = "berth.pod_slots.held.v1",
+        Released(PodSlotsReleased) = "berth.pod_slots.released.v1",
     }
 }
 

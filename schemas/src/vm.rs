@@ -195,7 +195,7 @@ pub struct VmSize {
     pub plan: Option<Plan>,
 }
 
-/// `vm.start`, `vm.stop`, `vm.restart`, `vm.destroy`: act on one VM.
+/// `vm.start`, `vm.stop`, `vm.restart`, `vm.destroy`, `vm.retry`: act on one VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmTarget {
@@ -265,12 +265,14 @@ pub enum VmCommand {
     Resize(ResizeVm),
     Destroy(VmTarget),
     Exec(ExecVm),
+    /// Ask a `degraded` VM to try its failed step again.
+    Retry(VmTarget),
 }
 
 impl VmCommand {
     /// Every action, as in `cmd.<tenant>.vm.<action>`.
-    pub const ACTIONS: [&'static str; 8] = [
-        "create", "start", "stop", "restart", "recreate", "resize", "destroy", "exec",
+    pub const ACTIONS: [&'static str; 9] = [
+        "create", "start", "stop", "restart", "recreate", "resize", "destroy", "exec", "retry",
     ];
 
     pub fn decode(action: &str, body: &[u8]) -> Result<Self, Rejection> {
@@ -283,6 +285,7 @@ impl VmCommand {
             "resize" => Self::Resize(parse_body(action, body)?),
             "destroy" => Self::Destroy(parse_body(action, body)?),
             "exec" => Self::Exec(parse_body(action, body)?),
+            "retry" => Self::Retry(parse_body(action, body)?),
             other => {
                 return Err(Rejection::invalid(format!(
                     "unknown vm action {:?}; expected one of {}",
@@ -305,6 +308,7 @@ impl VmCommand {
             Self::Resize(_) => "resize",
             Self::Destroy(_) => "destroy",
             Self::Exec(_) => "exec",
+            Self::Retry(_) => "retry",
         }
     }
 
@@ -318,7 +322,8 @@ impl VmCommand {
             | Self::Stop(t)
             | Self::Restart(t)
             | Self::Recreate(t)
-            | Self::Destroy(t) => t.vm_id,
+            | Self::Destroy(t)
+            | Self::Retry(t) => t.vm_id,
         }
     }
 
@@ -330,7 +335,8 @@ impl VmCommand {
             | Self::Stop(t)
             | Self::Restart(t)
             | Self::Recreate(t)
-            | Self::Destroy(t) => t.expected_version,
+            | Self::Destroy(t)
+            | Self::Retry(t) => t.expected_version,
         }
     }
 
@@ -343,7 +349,8 @@ impl VmCommand {
             | Self::Stop(t)
             | Self::Restart(t)
             | Self::Recreate(t)
-            | Self::Destroy(t) => serde_json::to_vec(t),
+            | Self::Destroy(t)
+            | Self::Retry(t) => serde_json::to_vec(t),
         };
         encoded.expect("commands are plain data")
     }
@@ -464,6 +471,31 @@ pub struct VmFailed {
     pub reason: String,
 }
 
+/// A step on a VM keeps failing, and the VM is left as it is: nothing it has is
+/// destroyed, its quota and its server's capacity stay held. Only a half-made machine
+/// (a failed `provision` or `recreate`) is undone instead, and then the VM has `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmDegraded {
+    /// The step that fails: `start`, `stop`, `restart`, `resize`, `destroy`; or, while a
+    /// transient failure is still retried, `place`, `provision` or `recreate`.
+    pub step: String,
+    /// The last error, for people.
+    pub reason: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// berth keeps retrying on its own (a transient failure, with capped back-off);
+    /// otherwise the VM waits for `retry`, `start`, `stop` or `destroy`.
+    #[serde(default)]
+    pub retrying: bool,
+}
+
+/// `vm.retry` asked a degraded VM to try its failed step again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmRetryRequested {
+    /// The step tried again (the degraded VM's `step`).
+    pub step: String,
+}
+
 domain_events! {
     /// Everything that happens to a VM.
     pub enum VmEvent {
@@ -488,6 +520,8 @@ domain_events! {
         Failed(VmFailed) = "berth.vm.failed.v1",
         Lost(VmLost) = "berth.vm.lost.v1",
         Executed(VmExecuted) = "berth.vm.executed.v1",
+        Degraded(VmDegraded) = "berth.vm.degraded.v1",
+        RetryRequested(VmRetryRequested) = "berth.vm.retry_requested.v1",
     }
 }
 
@@ -507,6 +541,8 @@ pub enum VmStatus {
     Destroying,
     Destroyed,
     Failed,
+    /// A step keeps failing; the VM is left as it is (see [`VmDegraded`]).
+    Degraded,
 }
 
 impl VmStatus {
@@ -524,14 +560,16 @@ impl VmStatus {
             Self::Destroying => "destroying",
             Self::Destroyed => "destroyed",
             Self::Failed => "failed",
+            Self::Degraded => "degraded",
         }
     }
 
-    /// A state the VM stays in until someone asks for something else.
+    /// A state the VM stays in until someone asks for something else (a degraded VM
+    /// whose failure is transient may still recover on its own).
     pub fn is_settled(self) -> bool {
         matches!(
             self,
-            Self::Running | Self::Stopped | Self::Destroyed | Self::Failed
+            Self::Running | Self::Stopped | Self::Destroyed | Self::Failed | Self::Degraded
         )
     }
 }
@@ -562,9 +600,6 @@ impl crate::command::CommandSet for VmCommand {
     }
     fn action(&self) -> &'static str {
         VmCommand::action(self)
-    }
-    fn long_running(&self) -> bool {
-        matches!(self, Self::Exec(_))
     }
 }
 

@@ -1,5 +1,7 @@
 //! A create is reserve quota → place on a server → provider create → start. A permanent
-//! failure at any step undoes the steps before it; a step that runs twice (its reply
+//! failure while the machine is half made (placement, the provider's create) undoes the
+//! steps before it; once the machine exists, a failure leaves it (and its quota and
+//! capacity) alone and the VM `degraded` (DESIGN §7). A step that runs twice (its reply
 //! lost after it acted, so it is repeated) doubles nothing.
 
 use std::collections::HashMap;
@@ -71,9 +73,10 @@ fn with_pro_quota() -> ProvisionerConfig {
 }
 
 #[tokio::test]
-async fn a_permanent_failure_at_each_step_unwinds_the_steps_before_it() -> anyhow::Result<()> {
+async fn a_permanent_failure_before_the_machine_exists_unwinds_the_steps_before_it(
+) -> anyhow::Result<()> {
     // (the failing step, how it is made to fail, the reason the VM shows)
-    let cases: [(&str, Option<&str>, Option<&str>, &str); 3] = [
+    let cases: [(&str, Option<&str>, Option<&str>, &str); 2] = [
         (
             "place",
             None,
@@ -85,12 +88,6 @@ async fn a_permanent_failure_at_each_step_unwinds_the_steps_before_it() -> anyho
             Some("create"),
             None,
             "provision failed: simulated fault: create",
-        ),
-        (
-            "start",
-            Some("start"),
-            None,
-            "start failed: simulated fault: start",
         ),
     ];
     for (step, broken, region, reason) in cases {
@@ -139,6 +136,46 @@ async fn a_permanent_failure_at_each_step_unwinds_the_steps_before_it() -> anyho
         service.stop().await?;
     }
     Ok(())
+}
+
+#[tokio::test]
+async fn a_permanent_failure_to_start_leaves_the_new_machine_its_quota_and_capacity(
+) -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let sim = Arc::new(SimProvider::new(SimConfig {
+        latency: Duration::ZERO,
+        broken: vec!["start".into()],
+        ..SimConfig::default()
+    }));
+    let service = env
+        .provisioner_on(fast_settings(), sim.clone(), with_pro_quota())
+        .await?;
+    let acme = tenant("acme");
+    let create = VmCommand::Create(CreateVm::with_plan("web", Plan::Small, "debian-12"));
+    let vm = accepted_id(&env.send(&acme, &meta(), &create).await?).expect("accepted");
+    let degraded = settled(&env, &acme, vm).await?;
+    assert_eq!(degraded.status, Some(VmStatus::Degraded));
+    let shown = degraded.reason.unwrap_or_default();
+    assert!(
+        shown.starts_with("start failed after 1 attempt: simulated fault: start"),
+        "{shown}"
+    );
+    assert_eq!(sim.list().await?.len(), 1, "the machine is kept");
+    assert_eq!(reserved(&env, &acme).await?, 1, "the quota stays held");
+    assert_eq!(allocated(&env).await?, 1, "the capacity stays held");
+    let status = env.wait_vm_status(&acme, vm, "degraded").await?;
+    assert_eq!(status["reason"].as_str(), Some(shown.as_str()));
+    // A destroy removes the machine, and only then gives the quota and capacity back.
+    let destroy = VmCommand::Destroy(VmTarget {
+        vm_id: vm,
+        expected_version: None,
+    });
+    assert!(accepted_id(&env.send(&acme, &meta(), &destroy).await?).is_some());
+    env.wait_vm_status(&acme, vm, "destroyed").await?;
+    assert!(sim.list().await?.is_empty());
+    assert_eq!(reserved(&env, &acme).await?, 0);
+    assert_eq!(allocated(&env).await?, 0);
+    service.stop().await
 }
 
 #[tokio::test]

@@ -90,11 +90,23 @@ async fn an_opened_account_gets_one_welcome_mail_however_often_its_event_is_rede
         1,
         "one mail, however often redelivered"
     );
-    let rows = projection::list(
-        &notifier.db,
-        &Filter {
-            limit: 10,
-            ..Default::default()
+    // The projection follows the log on its own; wait until it has caught up.
+    let rows = eventually(
+        "the notifications projection to show the mail sent",
+        Duration::from_secs(30),
+        || async {
+            let rows = projection::list(
+                &notifier.db,
+                &Filter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(rows
+                .first()
+                .is_some_and(|row| row.status == "sent")
+                .then_some(rows))
         },
     )
     .await?;

@@ -349,14 +349,14 @@ async fn send(command: Command, common: &Common, settled: &str) -> anyhow::Resul
     let expected = *version + u64::from(!events.is_empty());
     let status = wait_for_status(&nats, &subject, Duration::from_secs(common.timeout), |s| {
         let current = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        current >= expected && matches!(status_of(s), Some(st) if st == settled || st == "failed")
+        current >= expected
+            && matches!(status_of(s), Some(st) if st == settled || st == "failed" || st == "degraded")
     })
     .await?;
+    let reason = status["reason"].as_str().unwrap_or("no reason given");
     match status_of(&status) {
-        Some("failed") => bail!(
-            "pod {aggregate_id} failed: {}",
-            status["reason"].as_str().unwrap_or("no reason given")
-        ),
+        Some("failed") => bail!("pod {aggregate_id} failed: {reason}"),
+        Some("degraded") => bail!("pod {aggregate_id} is degraded: {reason}"),
         Some(state) => println!("pod {aggregate_id} is {state}"),
         None => bail!("unreadable status for pod {aggregate_id}"),
     }

@@ -110,6 +110,8 @@ pub enum VmCommand {
     },
     /// Destroy a VM.
     Destroy(Target),
+    /// Try a degraded VM's failed step again (its machine was left as it was).
+    Retry(Target),
     /// Run a command in a running VM and print its output: `berth vm exec <id> -- uname -a`.
     Exec {
         vm_id: Uuid,
@@ -225,6 +227,8 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             "stopped",
         ),
         VmCommand::Destroy(t) => (Command::Destroy(target(&t)), t.common, "destroyed"),
+        // Whatever the retried step leads to.
+        VmCommand::Retry(t) => (Command::Retry(target(&t)), t.common, SETTLED),
         VmCommand::Exec {
             vm_id,
             timeout_secs,
@@ -268,22 +272,30 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         let status = wait_for_status(&nats, &subject, Duration::from_secs(common.timeout), |s| {
             let current = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
             current >= expected
-                && matches!(status_of(s), Some(st) if st == settled || st == "failed")
+                && matches!(status_of(s), Some(st) if reached(st, settled) || st == "failed" || st == "degraded")
         })
         .await?;
+        let reason = status
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or("no reason given");
         match status_of(&status) {
-            Some("failed") => bail!(
-                "vm {vm_id} failed: {}",
-                status
-                    .get("reason")
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("no reason given")
-            ),
+            Some("failed") => bail!("vm {vm_id} failed: {reason}"),
+            Some("degraded") => bail!("vm {vm_id} is degraded: {reason}"),
             Some(state) => println!("vm {vm_id} is {state}"),
             None => bail!("unreadable status for vm {vm_id}"),
         }
     }
     Ok(())
+}
+
+/// What `--wait` waits for after a command whose outcome depends on the VM (`retry`).
+const SETTLED: &str = "settled";
+
+/// Whether status `status` is what `--wait` waits for.
+fn reached(status: &str, settled: &str) -> bool {
+    status == settled
+        || (settled == SETTLED && matches!(status, "running" | "stopped" | "destroyed"))
 }
 
 /// Sends `vm.exec`, prints what the command printed and exits with its exit code.

@@ -4,7 +4,9 @@
 //! Operators send the same commands to `cmd.system.pod.<action>` and act on any tenant's
 //! pod (the event records the operator as its actor; the audit log keeps it). A create
 //! resolves the catalog entry first, so an unknown service or variant is refused before
-//! anything is written.
+//! anything is written, then holds one of the tenant's pod slots in the same atomic
+//! batch as the pod's first event ([`crate::slots`]): beyond the tenant's cap of live
+//! pods it is `quota_exceeded`.
 
 use std::sync::Arc;
 
@@ -19,11 +21,14 @@ use uuid::Uuid;
 
 use crate::pod::{Decision, Pod};
 use crate::runtime::{PodRuntime, RuntimeError};
+use crate::slots::PodCaps;
 use crate::specs::Specs;
 
 /// Serves pod commands.
 pub struct PodCommands {
     pub pods: Arc<Repository<Pod>>,
+    /// Creates, each holding one of its tenant's pod slots.
+    pub caps: PodCaps,
     pub specs: Arc<Specs>,
     /// Answers `pod.logs`.
     pub runtime: Arc<dyn PodRuntime>,
@@ -65,21 +70,25 @@ impl CommandService for PodCommands {
         if let PodCommand::Logs(logs) = command {
             return self.logs(&owner, cause, command, logs).await;
         }
+        let decide = |pod: &Pod| {
+            pod.decide_with(
+                command,
+                &Decision {
+                    now: self.clock.now(),
+                    requested: requested.clone(),
+                },
+            )
+        };
+        if let PodCommand::Create(_) = command {
+            return self.caps.create(&owner, id, cause, decide).await;
+        }
         execute_with(
             &self.pods,
             &owner,
             id,
             cause,
             command.expected_version(),
-            |pod| {
-                pod.decide_with(
-                    command,
-                    &Decision {
-                        now: self.clock.now(),
-                        requested: requested.clone(),
-                    },
-                )
-            },
+            decide,
         )
         .await
     }

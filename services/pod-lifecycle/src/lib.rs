@@ -11,7 +11,8 @@
 //!   sweep; [`debug`]: pods beside the runtime, orphans; [`suspension`]: a suspended
 //!   account's pods scaled to 0 and back; [`subscriptions`]: pods follow their
 //!   subscription (expired, cancelled, renewed).
-//! - [`commands`]: `cmd.<tenant>.pod.*`; [`projection`]: `pods` and `volumes`.
+//! - [`commands`]: `cmd.<tenant>.pod.*`; [`slots`]: the per-tenant cap on live pods,
+//!   held at create; [`projection`]: `pods` and `volumes`.
 //!
 //! [`run`] serves all of it until shutdown.
 
@@ -27,6 +28,7 @@ pub mod projection;
 pub mod reactor;
 pub mod runtime;
 pub mod sim;
+pub mod slots;
 pub mod specs;
 pub mod subscriptions;
 pub mod suspension;
@@ -46,6 +48,7 @@ use crate::pod::Pod;
 use crate::projection::PodsProjection;
 use crate::reactor::PodReactor;
 use crate::runtime::PodRuntime;
+use crate::slots::PodCaps;
 use crate::specs::Specs;
 use crate::sweep::GraceSweep;
 
@@ -58,6 +61,10 @@ pub struct PodLifecycleConfig {
     pub max_runtime_calls: usize,
     /// Decides expiry and grace times; a manual clock in tests.
     pub clock: Arc<dyn Clock>,
+    /// The most live pods a tenant may have ([`MAX_TENANT_PODS`]; lower in tests).
+    ///
+    /// [`MAX_TENANT_PODS`]: berth_schemas::pod::MAX_TENANT_PODS
+    pub max_pods_per_tenant: usize,
 }
 
 impl PodLifecycleConfig {
@@ -67,6 +74,7 @@ impl PodLifecycleConfig {
             health: HealthPolicy::default(),
             max_runtime_calls: 8,
             clock: Arc::new(SystemClock),
+            max_pods_per_tenant: berth_schemas::pod::MAX_TENANT_PODS,
         }
     }
 }
@@ -82,6 +90,11 @@ pub async fn run(
     let commands = Arc::new(CommandHandler::new(
         Arc::new(PodCommands {
             pods: pods.clone(),
+            caps: PodCaps {
+                pods: pods.clone(),
+                slots: Arc::new(Repository::new(rt.store.clone(), rt.service)),
+                cap: config.max_pods_per_tenant,
+            },
             specs: specs.clone(),
             runtime: runtime.clone(),
             clock: config.clock.clone(),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use berth_runtime::store::Aggregate;
 use berth_schemas::pod::{
-    PodCommand, PodConfigUpdated, PodDeleteRequested, PodEvent, PodExpired, PodFailed, PodReplicas,
-    PodRequested, PodRestartRequested, PodStatus, PodStep, GRACE_DAYS,
+    PodCommand, PodConfigUpdated, PodDegraded, PodDeleteRequested, PodEvent, PodExpired, PodFailed,
+    PodReplicas, PodRequested, PodRestartRequested, PodStatus, PodStep, GRACE_DAYS,
 };
 use berth_schemas::{Rejection, RejectionCode};
 use chrono::{DateTime, Duration, Utc};
@@ -40,6 +40,9 @@ pub struct Pod {
     pub automatic_restarts: Vec<DateTime<Utc>>,
     /// Why the pod is not where it was asked to be.
     pub reason: Option<String>,
+    /// While `degraded`: the step that fails, and whether berth still retries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<PodDegraded>,
 }
 
 /// What a decision needs besides the pod and the command.
@@ -100,14 +103,17 @@ impl Pod {
                 command_action(command)
             )))
         };
-        let live = matches!(status, Running | Unhealthy | Starting | Stopped | Failed);
+        let live = matches!(
+            status,
+            Running | Unhealthy | Starting | Stopped | Failed | Degraded
+        );
         match command {
             PodCommand::Create(_) => Err(Rejection::new(
                 RejectionCode::Conflict,
                 "a pod with this id already exists",
             )),
             PodCommand::Restart(_) => match status {
-                Running | Unhealthy | Starting | Failed if self.deployed => {
+                Running | Unhealthy | Starting | Failed | Degraded if self.deployed => {
                     Ok(vec![PodEvent::RestartRequested(PodRestartRequested {
                         automatic: false,
                         at: decision.now,
@@ -271,6 +277,7 @@ impl Aggregate for Pod {
                 self.workload = Some(deployed.workload.clone());
                 self.volume = Some(deployed.volume.clone());
                 self.status = Some(self.settled());
+                self.reason = None;
             }
             PodEvent::Healthy(_) => {
                 self.status = Some(Running);
@@ -338,6 +345,14 @@ impl Aggregate for Pod {
                 self.status = Some(Failed);
                 self.reason = Some(format!("{} failed: {}", failed.operation, failed.reason));
             }
+            PodEvent::Degraded(degraded) => {
+                self.status = Some(Degraded);
+                self.reason = Some(degraded_reason(degraded));
+                self.degraded = Some(degraded.clone());
+            }
+        }
+        if self.status != Some(Degraded) {
+            self.degraded = None;
         }
     }
 
@@ -367,6 +382,16 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step.
+    pub const ALL: [Self; 6] = [
+        Self::Deploy,
+        Self::Restart,
+        Self::Reset,
+        Self::Scale,
+        Self::Reconfigure,
+        Self::Delete,
+    ];
+
     pub fn next(pod: &Pod) -> Option<Self> {
         use PodStatus::*;
         match pod.status? {
@@ -376,8 +401,29 @@ impl Step {
             Scaling => Some(Self::Scale),
             Reconfiguring => Some(Self::Reconfigure),
             Deleting => Some(Self::Delete),
+            // Still retried on its own after a transient failure; else it waits for its
+            // owner.
+            Degraded => pod
+                .degraded
+                .as_ref()
+                .filter(|degraded| degraded.retrying)
+                .and_then(|degraded| Self::from_operation(&degraded.step)),
             Starting | Running | Unhealthy | Stopped | Expired | Deleted | Failed => None,
         }
+    }
+
+    /// The step named `operation` (as in [`Self::operation`]).
+    pub fn from_operation(operation: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|step| step.operation() == operation)
+    }
+
+    /// Whether a failure of this step for good, on `pod`, leaves only a half-made pod
+    /// to undo: a first deploy, which never ran and holds no data yet. Any other
+    /// step's failure leaves the workload and the volume alone, the pod `degraded`.
+    pub fn undone_on_failure(self, pod: &Pod) -> bool {
+        self == Self::Deploy && !pod.deployed
     }
 
     pub fn operation(self) -> &'static str {
@@ -389,6 +435,35 @@ impl Step {
             Self::Reconfigure => "reconfigure",
             Self::Delete => "delete",
         }
+    }
+}
+
+/// The event recording that a runtime step keeps failing, the pod left as it is.
+pub fn degraded(step: Step, reason: &str, attempts: i64, retrying: bool) -> PodEvent {
+    PodEvent::Degraded(PodDegraded {
+        step: step.operation().to_owned(),
+        reason: reason.chars().take(500).collect(),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        retrying,
+    })
+}
+
+/// What a degraded pod's status says.
+fn degraded_reason(degraded: &PodDegraded) -> String {
+    let attempts = match degraded.attempts {
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts"),
+    };
+    if degraded.retrying {
+        format!(
+            "{} failing after {attempts}, still retrying: {}",
+            degraded.step, degraded.reason
+        )
+    } else {
+        format!(
+            "{} failed after {attempts}: {}; the pod and its data are left as they are",
+            degraded.step, degraded.reason
+        )
     }
 }
 
@@ -639,6 +714,73 @@ mod tests {
         assert!(matches!(given_up.as_slice(), [PodEvent::Failed(f)] if f.operation == "health"));
         let recovered = given(&events).on_health(Ok(()), at, 3, backoff);
         assert!(matches!(recovered.as_slice(), [PodEvent::Healthy(_)]));
+    }
+
+    #[test]
+    fn a_failed_restart_leaves_the_pod_degraded_and_its_owner_can_act_again() {
+        let mut events = running();
+        let restart = PodCommand::Restart(PodTarget {
+            pod_id: pod_id(),
+            expected_version: None,
+        });
+        events.extend(decide(&events, restart.clone()).unwrap());
+        let pod = given(&events);
+        assert_eq!(Step::next(&pod), Some(Step::Restart));
+        assert!(!Step::Restart.undone_on_failure(&pod));
+        events.push(degraded(Step::Restart, "engine refused", 1, false));
+        let pod = given(&events);
+        assert_eq!(
+            (pod.status, Step::next(&pod), pod.deployed),
+            (Some(PodStatus::Degraded), None, true)
+        );
+        assert!(pod
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("restart failed after 1 attempt: engine refused"));
+        for accepted in [
+            restart,
+            PodCommand::Scale(ScalePod {
+                pod_id: pod_id(),
+                replicas: 1,
+                expected_version: None,
+            }),
+            PodCommand::Delete(DeletePod {
+                pod_id: pod_id(),
+                keep_volume: true,
+                expected_version: None,
+            }),
+        ] {
+            assert_eq!(
+                decide(&events, accepted.clone()).unwrap().len(),
+                1,
+                "{accepted:?}"
+            );
+        }
+        events.push(degraded(Step::Restart, "engine busy", 8, true));
+        let pod = given(&events);
+        assert_eq!(
+            Step::next(&pod),
+            Some(Step::Restart),
+            "a transient one is still retried"
+        );
+        events.push(PodEvent::Restarted(PodStep {}));
+        let pod = given(&events);
+        assert_eq!(
+            (pod.status, pod.degraded),
+            (Some(PodStatus::Starting), None)
+        );
+    }
+
+    #[test]
+    fn only_a_first_deploy_is_undone() {
+        let requested = given(&running()[..1]);
+        assert!(Step::Deploy.undone_on_failure(&requested));
+        let deployed = given(&running());
+        for step in Step::ALL {
+            assert_eq!(Step::from_operation(step.operation()), Some(step));
+            assert!(!step.undone_on_failure(&deployed), "{step:?}");
+        }
     }
 
     #[test]

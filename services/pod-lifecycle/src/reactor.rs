@@ -6,24 +6,38 @@
 //! event ids derive from the waking event, the step and the version, so redelivery
 //! repeats nothing. Besides the steps it keeps each pod's grace timer at the scheduler:
 //! set on `expired`, cancelled on `renewed` and `deleted`.
+//!
+//! # When a step keeps failing (DESIGN §7: failure never destroys what a customer owns)
+//!
+//! Every runtime call has a deadline below the consumer's ack wait ([`WithDeadlines`]),
+//! a call past it being a transient failure. Transient failures are retried with capped
+//! back-off and never dead-lettered; after `max_deliver` attempts the pod is marked
+//! `degraded` (still retrying). A step that fails for good leaves the pod's workload and
+//! volume — its data — alone and marks it `degraded` with the reason; only a failed first
+//! deploy is undone (workload and volume removed, confirmed, then `failed`). Recording
+//! either is retried until it is in the log.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_runtime::locks::KeyedLocks;
-use berth_runtime::reactor::{ReactError, Reactor};
+use berth_runtime::reactor::{within_deadline, Failure, ReactError, Reactor};
 use berth_runtime::store::{AppendError, Cause, Loaded, Repository, StoredEvent};
 use berth_schemas::pod::{
     grace_timer_key, PodDeleted, PodDeployed, PodEvent, PodExpired, PodReplicas, PodStep, PurgePod,
 };
 use berth_schemas::schedule::{Action, SetTimer, TimerCommand, TimerTarget};
 use berth_schemas::subjects::{event_filter, EventSubject};
-use berth_schemas::Actor;
+use berth_schemas::{Actor, TenantId};
+use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::pod::{failed, Pod, Step};
-use crate::runtime::{PodRuntime, RuntimeError, WorkloadSpec};
+use crate::pod::{degraded, failed, Pod, Step};
+use crate::runtime::{
+    volume_name, workload_name, Health, PodRuntime, RuntimeError, RuntimeObject, WorkloadSpec,
+};
 use crate::specs::Specs;
 
 /// At most this many steps per wake-up.
@@ -40,6 +54,7 @@ pub struct PodReactor {
 }
 
 impl PodReactor {
+    /// The reactor's every runtime call gets a deadline ([`WithDeadlines`]).
     pub fn new(
         pods: Arc<Repository<Pod>>,
         runtime: Arc<dyn PodRuntime>,
@@ -49,7 +64,7 @@ impl PodReactor {
     ) -> Self {
         Self {
             pods,
-            runtime,
+            runtime: Arc::new(WithDeadlines(runtime)),
             specs,
             nats,
             locks: KeyedLocks::default(),
@@ -174,6 +189,46 @@ impl PodReactor {
         )))
     }
 
+    /// Removes what a failed first deploy may have half made: the workload, then the
+    /// volume (it never held the customer's data). `Ok` only once the runtime confirmed
+    /// it, or holds nothing of the tenant's under the pod's names (another tenant's
+    /// objects are never touched); anything else is transient: the give-up is tried again.
+    async fn remove_half_made(&self, tenant: &TenantId, pod_id: Uuid) -> Result<(), ReactError> {
+        let workload = self.runtime.delete_workload(tenant, pod_id).await;
+        let volume = self.runtime.delete_volume(tenant, pod_id).await;
+        let errors: Vec<String> = [workload, volume]
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| e.to_string())
+            .collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let names = [workload_name(pod_id), volume_name(pod_id)];
+        let left: Vec<RuntimeObject> = self
+            .runtime
+            .inventory()
+            .await
+            .map_err(|e| {
+                ReactError::Transient(format!(
+                    "the half-made pod {pod_id} is not removed yet: {}; nor could the runtime be listed: {e}",
+                    errors.join("; ")
+                ))
+            })?
+            .into_iter()
+            .filter(|object| {
+                names.contains(&object.name) && object.tenant.as_deref() == Some(tenant.as_str())
+            })
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        Err(ReactError::Transient(format!(
+            "the half-made pod {pod_id} is not removed yet: {}",
+            errors.join("; ")
+        )))
+    }
+
     async fn append(
         &self,
         target: &EventSubject,
@@ -244,6 +299,7 @@ fn is_outcome(event: &PodEvent) -> bool {
             | PodEvent::Scaled(_)
             | PodEvent::Reconfigured(_)
             | PodEvent::Failed(_)
+            | PodEvent::Degraded(_)
     )
 }
 
@@ -272,23 +328,140 @@ impl Reactor for PodReactor {
         self.reconcile(event, &target).await
     }
 
-    async fn give_up(&self, event: &StoredEvent, error: &str) {
+    /// A pod's step is never abandoned for transience alone.
+    fn retries_transient_forever(&self) -> bool {
+        true
+    }
+
+    async fn record_failure(
+        &self,
+        event: &StoredEvent,
+        failure: &Failure,
+    ) -> Result<(), ReactError> {
         let Some(target) = EventSubject::parse(&event.subject) else {
-            return;
+            return Ok(());
         };
         let _guard = self.locks.lock(target.id).await;
-        let Ok(loaded) = self.pods.load(&target.tenant, target.id).await else {
-            return;
-        };
-        let Some(step) = Step::next(&loaded.state) else {
-            return;
-        };
-        let cause = Self::cause(event, "give-up", loaded.version);
-        if let Err(e) = self
-            .append(&target, &loaded, &cause, failed(step, error))
+        let loaded = self
+            .pods
+            .load(&target.tenant, target.id)
             .await
-        {
-            tracing::warn!(pod = %target.id, error = %e, "could not record the pod's failure");
+            .map_err(|e| ReactError::Transient(e.to_string()))?;
+        // Done meanwhile, or asked for something else: nothing is failing any more.
+        let Some(step) = Step::next(&loaded.state) else {
+            return Ok(());
+        };
+        let outcome = if !failure.retrying && step.undone_on_failure(&loaded.state) {
+            self.remove_half_made(&target.tenant, target.id).await?;
+            tracing::warn!(pod = %target.id, error = %failure.error, "the pod's first deploy failed; what it half made is removed");
+            failed(step, &failure.error)
+        } else {
+            tracing::warn!(pod = %target.id, ?step, error = %failure.error, attempts = failure.attempts, retrying = failure.retrying, "the pod is degraded; its workload and volume are left as they are");
+            degraded(step, &failure.error, failure.attempts, failure.retrying)
+        };
+        let label = if failure.retrying {
+            format!("still-failing:{}", failure.attempts)
+        } else {
+            "give-up".to_owned()
+        };
+        let cause = Self::cause(event, &label, loaded.version);
+        match self.append(&target, &loaded, &cause, outcome).await {
+            Ok(()) | Err(AppendError::Duplicate) => Ok(()),
+            Err(e) => Err(ReactError::Transient(format!(
+                "recording the failure of pod {}: {e}",
+                target.id
+            ))),
         }
+    }
+}
+
+/// A runtime whose every call has a deadline: in a reaction, below its consumer's ack
+/// wait ([`berth_runtime::reactor::call_deadline`]). A call that does not answer in time
+/// is dropped and reported as [`RuntimeError::Transient`], to be tried again; calls are
+/// idempotent, so one that still took effect is found by the next.
+pub struct WithDeadlines(pub Arc<dyn PodRuntime>);
+
+impl WithDeadlines {
+    async fn within<T>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
+        within_deadline(call).await.unwrap_or_else(|deadline| {
+            tracing::warn!(
+                operation,
+                ?deadline,
+                "a runtime call did not answer in time; abandoned"
+            );
+            Err(RuntimeError::Transient(format!(
+                "{operation} did not answer within {deadline:?}; abandoned, to be tried again"
+            )))
+        })
+    }
+}
+
+#[async_trait]
+impl PodRuntime for WithDeadlines {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    async fn ensure_volume(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError> {
+        let what = format!("making volume {}", spec.volume_name());
+        self.within(&what, self.0.ensure_volume(spec)).await
+    }
+
+    async fn delete_volume(&self, tenant: &TenantId, pod_id: Uuid) -> Result<(), RuntimeError> {
+        let what = format!("deleting volume {}", volume_name(pod_id));
+        self.within(&what, self.0.delete_volume(tenant, pod_id))
+            .await
+    }
+
+    async fn deploy(&self, spec: &WorkloadSpec, replicas: u32) -> Result<String, RuntimeError> {
+        let what = format!("deploying {}", spec.workload_name());
+        self.within(&what, self.0.deploy(spec, replicas)).await
+    }
+
+    async fn restart(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+        let what = format!("restarting {}", spec.workload_name());
+        self.within(&what, self.0.restart(spec)).await
+    }
+
+    async fn scale(&self, spec: &WorkloadSpec, replicas: u32) -> Result<(), RuntimeError> {
+        let what = format!("scaling {}", spec.workload_name());
+        self.within(&what, self.0.scale(spec, replicas)).await
+    }
+
+    async fn delete_workload(&self, tenant: &TenantId, pod_id: Uuid) -> Result<(), RuntimeError> {
+        let what = format!("deleting {}", workload_name(pod_id));
+        self.within(&what, self.0.delete_workload(tenant, pod_id))
+            .await
+    }
+
+    async fn health(&self, spec: &WorkloadSpec) -> Result<Health, RuntimeError> {
+        let what = format!("checking the health of {}", spec.workload_name());
+        self.within(&what, self.0.health(spec)).await
+    }
+
+    async fn logs(
+        &self,
+        tenant: &TenantId,
+        pod_id: Uuid,
+        tail: Option<u32>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<String, RuntimeError> {
+        let what = format!("reading the logs of {}", workload_name(pod_id));
+        self.within(&what, self.0.logs(tenant, pod_id, tail, since))
+            .await
+    }
+
+    async fn inventory(&self) -> Result<Vec<RuntimeObject>, RuntimeError> {
+        self.within("listing the runtime's objects", self.0.inventory())
+            .await
+    }
+
+    async fn remove(&self, object: &RuntimeObject) -> Result<(), RuntimeError> {
+        let what = format!("removing {}", object.what());
+        self.within(&what, self.0.remove(object)).await
     }
 }

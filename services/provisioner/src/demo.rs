@@ -159,8 +159,9 @@ impl DemoReset {
                     .map_err(|e| (current, e))?;
                 Ok(current)
             }
-            Some(VmStatus::Failed | VmStatus::Destroyed) => {
-                if vm.state.status == Some(VmStatus::Failed) {
+            // A degraded demo VM is not worth saving: destroy it and start afresh.
+            Some(VmStatus::Failed | VmStatus::Degraded | VmStatus::Destroyed) => {
+                if vm.state.status != Some(VmStatus::Destroyed) {
                     self.command(trigger, "destroy", &VmCommand::Destroy(target(current)))
                         .await
                         .map_err(|e| (current, e))?;
@@ -285,7 +286,7 @@ impl DemoReset {
             .version;
         let status = wait_for_status(&self.nats, &subject, self.config.timeout, |s| {
             let version = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-            version >= since && matches!(status_of(s), Some("running" | "failed"))
+            version >= since && matches!(status_of(s), Some("running" | "failed" | "degraded"))
         })
         .await
         .map_err(|e| e.to_string())?;

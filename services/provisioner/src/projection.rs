@@ -61,6 +61,8 @@ impl VmRow {
             host: self.host.clone(),
             provider_ref: self.provider_ref.clone(),
             reason: self.reason.clone(),
+            // A row keeps what people see (status, reason); the events carry the rest.
+            degraded: None,
         }
     }
 

@@ -17,9 +17,12 @@
 //! on no tenant's behalf, with [`VmProvider::remove_orphan`], and only while the machine
 //! still carries the owner its listing showed.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_runtime::reactor::within_deadline;
 use berth_schemas::TenantId;
 use uuid::Uuid;
 
@@ -191,6 +194,98 @@ pub trait VmProvider: Send + Sync + 'static {
     /// (orphan clean-up), if it still carries the owner the listing showed; a machine
     /// that changed hands meanwhile is refused, a missing one is not an error.
     async fn remove_orphan(&self, machine: &Machine) -> Result<(), ProviderError>;
+}
+
+/// A provider whose every call has a deadline: in a reaction, below its consumer's ack
+/// wait ([`berth_runtime::reactor::call_deadline`]). A call that does not answer in
+/// time is dropped and reported as [`ProviderError::Transient`], so the reactor tries
+/// again later instead of holding the message past its ack wait; calls are idempotent,
+/// so an abandoned call that still took effect is found by the next one. `exec` has its
+/// own timeout and gets that plus [`EXEC_GRACE`].
+pub struct WithDeadlines(pub Arc<dyn VmProvider>);
+
+/// How long past its own timeout an `exec` may take before it is abandoned.
+pub const EXEC_GRACE: Duration = Duration::from_secs(5);
+
+impl WithDeadlines {
+    async fn within<T>(
+        &self,
+        operation: &str,
+        name: &str,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        within_deadline(call).await.unwrap_or_else(|deadline| {
+            tracing::warn!(operation, machine = name, ?deadline, "a provider call did not answer in time; abandoned");
+            Err(ProviderError::Transient(format!(
+                "{operation} of {name} did not answer within {deadline:?}; abandoned, to be tried again"
+            )))
+        })
+    }
+}
+
+#[async_trait]
+impl VmProvider for WithDeadlines {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    async fn create(&self, spec: &MachineSpec) -> Result<Machine, ProviderError> {
+        let name = spec.machine_name();
+        self.within("create", &name, self.0.create(spec)).await
+    }
+
+    async fn start(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        self.within("start", name, self.0.start(tenant, name)).await
+    }
+
+    async fn stop(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        self.within("stop", name, self.0.stop(tenant, name)).await
+    }
+
+    async fn restart(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        self.within("restart", name, self.0.restart(tenant, name))
+            .await
+    }
+
+    async fn resize(&self, spec: &MachineSpec) -> Result<(), ProviderError> {
+        let name = spec.machine_name();
+        self.within("resize", &name, self.0.resize(spec)).await
+    }
+
+    async fn destroy(&self, tenant: &TenantId, name: &str) -> Result<(), ProviderError> {
+        self.within("destroy", name, self.0.destroy(tenant, name))
+            .await
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<Machine>, ProviderError> {
+        self.within("inspect", name, self.0.inspect(name)).await
+    }
+
+    async fn list(&self) -> Result<Vec<Machine>, ProviderError> {
+        self.within("list", "the machines", self.0.list()).await
+    }
+
+    async fn exec(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, ProviderError> {
+        let deadline = timeout + EXEC_GRACE;
+        tokio::time::timeout(deadline, self.0.exec(tenant, name, command, timeout))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProviderError::Transient(format!(
+                    "exec in {name} did not answer within {deadline:?}"
+                )))
+            })
+    }
+
+    async fn remove_orphan(&self, machine: &Machine) -> Result<(), ProviderError> {
+        self.within("remove", &machine.name, self.0.remove_orphan(machine))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,31 @@
 //! therefore do no harm: a step is only taken when the folded state asks for it, the
 //! provider calls are idempotent, and the appended event ids derive from the waking
 //! event, the step and the version, so a repeat meets de-duplication or a conflict.
+//!
+//! # When a step keeps failing (DESIGN §7: failure never destroys what a customer owns)
+//!
+//! Every provider call has a deadline below the consumer's ack wait
+//! ([`WithDeadlines`]); a call that does not answer in time is a transient failure. A
+//! transient failure is retried with capped back-off and never dead-lettered: after
+//! `max_deliver` attempts the VM is marked `degraded` (still retrying) and the runtime's
+//! retry consumer keeps trying (see [`berth_runtime::reactor`]). A step that fails for
+//! good is handled by what it would leave behind ([`Step::undone_on_failure`]):
+//! - a failed `provision` or `recreate` left at most a half-made machine: it is destroyed,
+//!   and only once the provider confirmed that (or shows no machine of the tenant's under
+//!   the name) does the VM fail and give back its quota and server capacity, in one
+//!   atomic append; a destroy that fails is tried again (with back-off) until it works;
+//! - a failed `start`, `stop`, `restart`, `resize` or `destroy` leaves the machine, the
+//!   quota and the capacity alone and marks the VM `degraded` with the reason and the
+//!   attempts; `retry` asks for the step again, `start`, `stop` and `destroy` for
+//!   something else.
+//!
+//! Recording either outcome is retried until it is in the log.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_runtime::locks::KeyedLocks;
-use berth_runtime::reactor::{ReactError, Reactor};
+use berth_runtime::reactor::{Failure, ReactError, Reactor};
 use berth_runtime::store::{AppendError, AtomicAppend, Cause, Loaded, Repository, StoredEvent};
 use berth_schemas::subjects::{event_filter, EventSubject};
 use berth_schemas::usage::usage_id;
@@ -21,10 +40,12 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::placement::{system, Placement, Placer};
-use crate::provider::{machine_name, Machine, MachineSpec, ProviderError, VmProvider};
+use crate::provider::{
+    machine_name, Machine, MachineSpec, ProviderError, VmProvider, WithDeadlines,
+};
 use crate::server::Server;
 use crate::usage::Usage;
-use crate::vm::{failed, provisioned, Step, Vm};
+use crate::vm::{degraded, failed, provisioned, Step, Vm};
 
 /// How many provider calls one provisioner process makes at once.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +86,7 @@ pub struct VmReactor {
 const MAX_STEPS: usize = 16;
 
 impl VmReactor {
+    /// The reactor's every provider call gets a deadline ([`WithDeadlines`]).
     pub fn new(
         repos: Repositories,
         provider: Arc<dyn VmProvider>,
@@ -73,7 +95,7 @@ impl VmReactor {
         Self {
             placer: Placer::new(repos.servers.clone(), provider.name()),
             repos,
-            provider,
+            provider: Arc::new(WithDeadlines(provider)),
             locks: KeyedLocks::default(),
             provisions: Semaphore::new(concurrency.provisions.max(1)),
             control_ops: Semaphore::new(concurrency.control_ops.max(1)),
@@ -302,6 +324,27 @@ impl VmReactor {
         }
     }
 
+    /// Removes what a failed `provision` or `recreate` may have half made. `Ok` only once
+    /// the provider confirmed it: the destroy worked, or the provider has no machine of
+    /// the tenant's under the VM's name (none at all, or another tenant's, which is never
+    /// touched). Anything else is transient: the give-up is tried again.
+    async fn remove_half_made(&self, target: &EventSubject) -> Result<(), ReactError> {
+        let name = machine_name(target.id);
+        let Err(destroy) = self.provider.destroy(&target.tenant, &name).await else {
+            return Ok(());
+        };
+        match self.provider.inspect(&name).await {
+            Ok(None) => Ok(()),
+            Ok(Some(machine)) if !machine.belongs_to(&target.tenant) => Ok(()),
+            Ok(Some(_)) => Err(ReactError::Transient(format!(
+                "the half-made machine {name} is not removed yet: {destroy}"
+            ))),
+            Err(inspect) => Err(ReactError::Transient(format!(
+                "the half-made machine {name} is not removed yet: {destroy}; nor could it be looked at: {inspect}"
+            ))),
+        }
+    }
+
     /// Appends the VM's outcome; with `frees`, the tenant's quota and the server's
     /// capacity held by the VM are released in the same atomic append, so usage and
     /// allocations always match the VMs that exist.
@@ -364,7 +407,8 @@ fn is_outcome(event: &StoredEvent) -> bool {
             | VmEvent::Recreated(_)
             | VmEvent::Resized(_)
             | VmEvent::Destroyed(_)
-            | VmEvent::Failed(_))
+            | VmEvent::Failed(_)
+            | VmEvent::Degraded(_))
     )
 }
 
@@ -389,33 +433,56 @@ impl Reactor for VmReactor {
         self.reconcile(event, &target).await
     }
 
-    async fn give_up(&self, event: &StoredEvent, error: &str) {
+    /// A VM's step is never abandoned for transience alone.
+    fn retries_transient_forever(&self) -> bool {
+        true
+    }
+
+    async fn record_failure(
+        &self,
+        event: &StoredEvent,
+        failure: &Failure,
+    ) -> Result<(), ReactError> {
         let Some(target) = EventSubject::parse(&event.subject) else {
-            return;
+            return Ok(());
         };
         let _guard = self.locks.lock(target.id).await;
-        let Ok(loaded) = self.repos.vms.load(&target.tenant, target.id).await else {
-            return;
-        };
-        let Some(step) = Step::next(&loaded.state) else {
-            return;
-        };
-        // Undo what the provider may have half made, so nothing outlives the release.
-        if step != Step::Place {
-            if let Err(e) = self
-                .provider
-                .destroy(&target.tenant, &machine_name(target.id))
-                .await
-            {
-                tracing::warn!(vm = %target.id, error = %e, "could not remove the failed vm's machine; reconciliation will report it");
-            }
-        }
-        let cause = Self::cause(event, "give-up", loaded.version);
-        if let Err(e) = self
-            .append_outcome(&target, &loaded, &cause, failed(step, error), true)
+        let loaded = self
+            .repos
+            .vms
+            .load(&target.tenant, target.id)
             .await
-        {
-            tracing::warn!(vm = %target.id, error = %e, "could not record the vm failure");
+            .map_err(|e| ReactError::Transient(e.to_string()))?;
+        // Done meanwhile, or asked for something else: nothing is failing any more.
+        let Some(step) = Step::next(&loaded.state) else {
+            return Ok(());
+        };
+        let label = if failure.retrying {
+            format!("still-failing:{}", failure.attempts)
+        } else {
+            "give-up".to_owned()
+        };
+        let cause = Self::cause(event, &label, loaded.version);
+        let appended = if !failure.retrying && step.undone_on_failure() {
+            if step != Step::Place {
+                self.remove_half_made(&target).await?;
+            }
+            tracing::warn!(vm = %target.id, ?step, error = %failure.error, "the vm failed; its half-made machine is removed, its quota and capacity released");
+            let outcome = failed(step, &failure.error);
+            self.append_outcome(&target, &loaded, &cause, outcome, true)
+                .await
+        } else {
+            tracing::warn!(vm = %target.id, ?step, error = %failure.error, attempts = failure.attempts, retrying = failure.retrying, "the vm is degraded; its machine is left as it is");
+            let outcome = degraded(step, &failure.error, failure.attempts, failure.retrying);
+            self.append_outcome(&target, &loaded, &cause, outcome, false)
+                .await
+        };
+        match appended {
+            Ok(()) | Err(AppendError::Duplicate) => Ok(()),
+            Err(e) => Err(ReactError::Transient(format!(
+                "recording the failure of vm {}: {e}",
+                target.id
+            ))),
         }
     }
 }

@@ -130,7 +130,13 @@ impl OnAccount {
             let vm = self.vms.load(tenant, vm_id).await.map_err(transient)?;
             if matches!(
                 vm.state.status,
-                Some(VmStatus::Running | VmStatus::Starting | VmStatus::Restarting)
+                // A degraded VM's machine may be running: stop it too.
+                Some(
+                    VmStatus::Running
+                        | VmStatus::Starting
+                        | VmStatus::Restarting
+                        | VmStatus::Degraded
+                )
             ) {
                 self.vm_command(
                     event,

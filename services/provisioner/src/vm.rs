@@ -2,7 +2,8 @@
 
 use berth_runtime::store::Aggregate;
 use berth_schemas::vm::{
-    CreateVm, Empty, VmCommand, VmEvent, VmFailed, VmProvisioned, VmRequested, VmStatus,
+    CreateVm, Empty, VmCommand, VmDegraded, VmEvent, VmFailed, VmProvisioned, VmRequested,
+    VmRetryRequested, VmStatus,
 };
 use berth_schemas::{Rejection, RejectionCode};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,9 @@ pub struct Vm {
     pub provider_ref: Option<String>,
     /// Why the VM is not where it was asked to be.
     pub reason: Option<String>,
+    /// While `degraded`: the step that fails, and whether berth still retries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<VmDegraded>,
 }
 
 impl Aggregate for Vm {
@@ -39,7 +43,7 @@ impl Aggregate for Vm {
             }
             VmEvent::StartRequested(_) => {
                 self.desired_running = true;
-                if self.status == Some(Stopped) {
+                if matches!(self.status, Some(Stopped | Degraded)) {
                     self.status = Some(Starting);
                 }
             }
@@ -47,6 +51,7 @@ impl Aggregate for Vm {
                 self.server_id = Some(placed.server_id);
                 self.host = Some(placed.host.clone());
                 self.status = Some(Provisioning);
+                self.reason = None;
             }
             VmEvent::ProvisioningStarted(_) => self.status = Some(Provisioning),
             VmEvent::PlacementFailed(failed) => {
@@ -59,6 +64,7 @@ impl Aggregate for Vm {
             VmEvent::Provisioned(provisioned) => {
                 self.host = Some(provisioned.host.clone());
                 self.provider_ref = Some(provisioned.provider_ref.clone());
+                self.reason = None;
                 self.status = Some(if self.desired_running {
                     Starting
                 } else {
@@ -91,7 +97,10 @@ impl Aggregate for Vm {
                 }
                 self.status = Some(Resizing);
             }
-            VmEvent::Resized(_) => self.status = Some(Stopped),
+            VmEvent::Resized(_) => {
+                self.status = Some(Stopped);
+                self.reason = None;
+            }
             VmEvent::Recreated(machine) => {
                 self.host = Some(machine.host.clone());
                 self.provider_ref = Some(machine.provider_ref.clone());
@@ -110,6 +119,20 @@ impl Aggregate for Vm {
                 self.status = Some(Failed);
                 self.reason = Some(format!("{} failed: {}", failed.operation, failed.reason));
             }
+            VmEvent::Degraded(degraded) => {
+                self.status = Some(Degraded);
+                self.reason = Some(degraded_reason(degraded));
+                self.degraded = Some(degraded.clone());
+            }
+            VmEvent::RetryRequested(retry) => {
+                if let Some(step) = Step::from_operation(&retry.step) {
+                    self.status = Some(step.pending_status());
+                    self.reason = None;
+                }
+            }
+        }
+        if self.status != Some(Degraded) {
+            self.degraded = None;
         }
     }
 
@@ -133,14 +156,16 @@ impl Aggregate for Vm {
                 "a vm with this id already exists",
             )),
             VmCommand::Start(_) => match status {
-                Stopped => Ok(vec![VmEvent::StartRequested(Empty {})]),
+                Stopped | Degraded => Ok(vec![VmEvent::StartRequested(Empty {})]),
                 Requested | Provisioning if !self.desired_running => {
                     Ok(vec![VmEvent::StartRequested(Empty {})])
                 }
                 _ => refuse(),
             },
             VmCommand::Stop(_) => match status {
-                Running | Starting | Restarting => Ok(vec![VmEvent::StopRequested(Empty {})]),
+                Running | Starting | Restarting | Degraded => {
+                    Ok(vec![VmEvent::StopRequested(Empty {})])
+                }
                 _ => refuse(),
             },
             VmCommand::Resize(resize) => match status {
@@ -175,6 +200,13 @@ impl Aggregate for Vm {
                 Destroying | Destroyed => refuse(),
                 _ => Ok(vec![VmEvent::DestroyRequested(Empty {})]),
             },
+            // The step that failed, asked for again.
+            VmCommand::Retry(_) => match (&self.degraded, status) {
+                (Some(degraded), Degraded) => Ok(vec![VmEvent::RetryRequested(VmRetryRequested {
+                    step: degraded.step.clone(),
+                })]),
+                _ => refuse(),
+            },
         }
     }
 }
@@ -204,6 +236,18 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in the order a VM's life meets them.
+    pub const ALL: [Self; 8] = [
+        Self::Place,
+        Self::Provision,
+        Self::Start,
+        Self::Stop,
+        Self::Restart,
+        Self::Recreate,
+        Self::Resize,
+        Self::Destroy,
+    ];
+
     pub fn next(vm: &Vm) -> Option<Self> {
         use VmStatus::*;
         match vm.status? {
@@ -215,8 +259,43 @@ impl Step {
             Recreating => Some(Self::Recreate),
             Resizing => Some(Self::Resize),
             Destroying => Some(Self::Destroy),
+            // Still retried on its own after a transient failure; else it waits for
+            // `retry`, `start`, `stop` or `destroy`.
+            Degraded => vm
+                .degraded
+                .as_ref()
+                .filter(|degraded| degraded.retrying)
+                .and_then(|degraded| Self::from_operation(&degraded.step)),
             Running | Stopped | Destroyed | Failed => None,
         }
+    }
+
+    /// The step named `operation` (as in [`Self::operation`]).
+    pub fn from_operation(operation: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|step| step.operation() == operation)
+    }
+
+    /// The status of a VM that waits for this step.
+    pub fn pending_status(self) -> VmStatus {
+        match self {
+            Self::Place => VmStatus::Requested,
+            Self::Provision => VmStatus::Provisioning,
+            Self::Start => VmStatus::Starting,
+            Self::Stop => VmStatus::Stopping,
+            Self::Restart => VmStatus::Restarting,
+            Self::Recreate => VmStatus::Recreating,
+            Self::Resize => VmStatus::Resizing,
+            Self::Destroy => VmStatus::Destroying,
+        }
+    }
+
+    /// Whether a failure of this step for good leaves a half-made machine to undo (the
+    /// VM then fails and gives back its quota and capacity); any other step's failure
+    /// leaves the VM as it is, `degraded`.
+    pub fn undone_on_failure(self) -> bool {
+        matches!(self, Self::Place | Self::Provision | Self::Recreate)
     }
 
     pub fn operation(self) -> &'static str {
@@ -239,6 +318,35 @@ pub fn failed(step: Step, reason: &str) -> VmEvent {
         operation: step.operation().to_owned(),
         reason: reason.chars().take(500).collect(),
     })
+}
+
+/// The event recording that a provider step keeps failing, the VM left as it is.
+pub fn degraded(step: Step, reason: &str, attempts: i64, retrying: bool) -> VmEvent {
+    VmEvent::Degraded(VmDegraded {
+        step: step.operation().to_owned(),
+        reason: reason.chars().take(500).collect(),
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        retrying,
+    })
+}
+
+/// What a degraded VM's status says.
+fn degraded_reason(degraded: &VmDegraded) -> String {
+    let attempts = match degraded.attempts {
+        1 => "1 attempt".to_owned(),
+        n => format!("{n} attempts"),
+    };
+    if degraded.retrying {
+        format!(
+            "{} failing after {attempts}, still retrying: {}",
+            degraded.step, degraded.reason
+        )
+    } else {
+        format!(
+            "{} failed after {attempts}: {}; the vm is left as it is (retry, start, stop or destroy it)",
+            degraded.step, degraded.reason
+        )
+    }
 }
 
 /// The event recording that a provider made the machine.
@@ -445,6 +553,116 @@ mod tests {
         );
         events.push(VmEvent::Resized(Empty {}));
         assert_eq!(given(&events).status, Some(VmStatus::Stopped));
+    }
+
+    fn target_of(vm_id: Uuid) -> VmTarget {
+        VmTarget {
+            vm_id,
+            expected_version: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_stop_leaves_the_vm_degraded_and_retry_asks_for_the_stop_again() {
+        let mut events = running();
+        events.extend(given(&events).decide(&VmCommand::Stop(target())).unwrap());
+        events.push(degraded(Step::Stop, "hypervisor refused", 1, false));
+        let vm = given(&events);
+        assert_eq!(vm.status, Some(VmStatus::Degraded));
+        assert_eq!(
+            vm.reason.as_deref(),
+            Some("stop failed after 1 attempt: hypervisor refused; the vm is left as it is (retry, start, stop or destroy it)")
+        );
+        assert_eq!(Step::next(&vm), None, "it waits for someone");
+        assert_eq!(
+            vm.host.as_deref(),
+            Some("sim-1"),
+            "the machine is still its"
+        );
+        for refused in [
+            VmCommand::Restart(target()),
+            VmCommand::Recreate(target()),
+            create(true),
+        ] {
+            assert!(vm.decide(&refused).is_err(), "{refused:?}");
+        }
+        for accepted in [
+            VmCommand::Start(target()),
+            VmCommand::Stop(target()),
+            VmCommand::Destroy(target()),
+        ] {
+            assert!(vm.decide(&accepted).is_ok(), "{accepted:?}");
+        }
+        let retry = vm
+            .decide(&VmCommand::Retry(target_of(Uuid::nil())))
+            .unwrap();
+        assert_eq!(
+            retry,
+            vec![VmEvent::RetryRequested(VmRetryRequested {
+                step: "stop".into()
+            })]
+        );
+        events.extend(retry);
+        let vm = given(&events);
+        assert_eq!(
+            (
+                vm.status,
+                Step::next(&vm),
+                vm.reason.as_deref(),
+                &vm.degraded
+            ),
+            (Some(VmStatus::Stopping), Some(Step::Stop), None, &None)
+        );
+        events.push(VmEvent::Stopped(Empty {}));
+        assert_eq!(given(&events).status, Some(VmStatus::Stopped));
+        assert_eq!(
+            given(&events)
+                .decide(&VmCommand::Retry(target()))
+                .unwrap_err()
+                .code,
+            RejectionCode::InvalidState,
+            "only a degraded vm retries"
+        );
+    }
+
+    #[test]
+    fn a_transient_failure_keeps_its_step_going_while_degraded() {
+        let mut events = running();
+        events.push(VmEvent::RestartRequested(Empty {}));
+        events.push(degraded(Step::Restart, "host busy", 8, true));
+        let vm = given(&events);
+        assert_eq!(vm.status, Some(VmStatus::Degraded));
+        assert_eq!(Step::next(&vm), Some(Step::Restart), "still retried");
+        assert!(vm.reason.as_deref().unwrap().contains("still retrying"));
+        events.push(VmEvent::Restarted(Empty {}));
+        let vm = given(&events);
+        assert_eq!(
+            (vm.status, vm.reason, vm.degraded),
+            (Some(VmStatus::Running), None, None)
+        );
+    }
+
+    #[test]
+    fn a_degraded_vm_starts_from_where_it_is() {
+        let mut events = running();
+        events.push(VmEvent::StopRequested(Empty {}));
+        events.push(degraded(Step::Stop, "x", 2, false));
+        events.extend(given(&events).decide(&VmCommand::Start(target())).unwrap());
+        let vm = given(&events);
+        assert_eq!(
+            (vm.status, vm.desired_running, Step::next(&vm)),
+            (Some(VmStatus::Starting), true, Some(Step::Start))
+        );
+    }
+
+    #[test]
+    fn only_half_made_machines_are_undone_and_every_step_has_a_name() {
+        for step in Step::ALL {
+            assert_eq!(Step::from_operation(step.operation()), Some(step));
+            let undone = matches!(step, Step::Place | Step::Provision | Step::Recreate);
+            assert_eq!(step.undone_on_failure(), undone, "{step:?}");
+        }
+        assert_eq!(Step::from_operation("explode"), None);
     }
 
     #[test]

@@ -204,9 +204,9 @@ where
 }
 
 /// Validates command messages and hands them to a [`CommandService`]: the size, the
-/// subject, who may send the action ([`access`]), the headers, clean JSON
-/// ([`bounds::check_command_body`]), the typed body, the tenant's fair share, and for a
-/// create, that its id is not another tenant's.
+/// subject, who may send the action ([`access`]), the tenant's fair share, the headers,
+/// clean JSON ([`check_command_body`]), the typed body, and for a create, that its id
+/// is not another tenant's.
 pub struct CommandHandler<S: CommandService> {
     service: Arc<S>,
     store: EventStore,
@@ -269,16 +269,19 @@ impl<S: CommandService> CommandHandler<S> {
         let kind = self.service.kind();
         let (sender, action) = parse_command_subject(subject, kind)?;
         let tenant = target_tenant(&sender, kind, &action, headers)?;
+        let row = access::lookup(kind, &action);
+        // Before any parsing: a flood over its share costs the endpoint almost nothing.
+        let long_running = row.is_some_and(|row| row.long_running);
+        let _admitted = self.fair.admit(&sender, long_running)?;
+        if long_running {
+            drop(slot);
+        }
         let meta = CommandMeta::from_headers(headers)?;
         check_command_body(body)?;
         let command = S::Command::decode(&action, body)?;
-        let row = access::lookup(kind, &action).ok_or_else(|| {
+        let row = row.ok_or_else(|| {
             Rejection::forbidden(format!("{kind}.{action} is not in berth's access table"))
         })?;
-        let _admitted = self.fair.admit(&sender, command.long_running())?;
-        if command.long_running() {
-            drop(slot);
-        }
         if row.creates {
             self.refuse_foreign_id(&tenant, command.aggregate_id(meta.id))
                 .await?;

@@ -1,9 +1,28 @@
 //! Reactors: side effects driven by events, on durable pull consumers.
 //!
-//! Explicit ack, bounded in-flight work, exponential back-off with jitter on failure
-//! (a nak with a delay), and after `max_deliver` attempts the message goes to
-//! `dlq.<consumer>` with its error and original headers, then is terminated.
+//! Explicit ack, bounded in-flight work (`max_ack_pending` is the in-flight bound, so a
+//! message never waits in a buffer while its ack wait runs), exponential back-off with
+//! jitter on failure (a nak with a delay), and after `max_deliver` attempts the message
+//! goes to `dlq.<consumer>` with its error and original headers, then is terminated.
+//!
+//! While a reaction runs — waiting for a provider slot, a slow call, a pull — the runtime
+//! sends an in-progress ack every third of the ack wait, so the message is not
+//! redelivered while it is still in hand; and every outside call a reaction makes has a
+//! deadline below the ack wait ([`call_deadline`]), so a call that hangs is abandoned as a
+//! transient failure instead of holding the message for ever.
+//!
+//! A reactor whose side effects must never be abandoned for transience alone (a
+//! customer's machine) says so with [`Reactor::retries_transient_forever`]: a transient
+//! failure then never goes to the DLQ. After `max_deliver` attempts the reactor records
+//! it ([`Reactor::record_failure`], e.g. a `degraded` status) and the message is handed
+//! to the reactor's own retry consumer (`retry.<consumer>`, the work queue operators'
+//! retries use), which keeps redelivering it at the capped back-off until it succeeds or
+//! fails for good — so the live consumer's in-flight slots stay free for new events.
+//! Only a permanent failure goes to the DLQ. Recording a failure is itself retried with
+//! back-off until it succeeds (or the process stops, and the message comes again): a
+//! failure is never dropped unrecorded.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +60,28 @@ pub trait Reactor: Send + Sync + 'static {
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError>;
     /// Called once when the event went to the DLQ, e.g. to record a failure event.
     async fn give_up(&self, _event: &StoredEvent, _error: &str) {}
+    /// Records a failure where people see it: one for good (the message went to the
+    /// DLQ; by default [`Self::give_up`]) or, for a reactor that
+    /// [`retries_transient_forever`](Self::retries_transient_forever), a transient one
+    /// that has lasted `max_deliver` attempts (and again at twice, four times, … as
+    /// many; by default nothing). An error is retried with capped back-off, the message
+    /// held, until the record succeeds; if the process stops first the message is handed
+    /// back and comes again.
+    async fn record_failure(
+        &self,
+        event: &StoredEvent,
+        failure: &Failure,
+    ) -> Result<(), ReactError> {
+        if !failure.retrying {
+            self.give_up(event, &failure.error).await;
+        }
+        Ok(())
+    }
+    /// Whether a transient failure is retried without end (see the module docs) rather
+    /// than sent to the DLQ after `max_deliver` attempts.
+    fn retries_transient_forever(&self) -> bool {
+        false
+    }
     /// The stream it follows: `EVENTS` unless it says otherwise (e.g. `DLQ`).
     fn stream(&self) -> &'static str {
         EVENTS_STREAM
@@ -49,6 +90,52 @@ pub trait Reactor: Send + Sync + 'static {
     fn tuning(&self) -> Tuning {
         Tuning::default()
     }
+}
+
+/// A failure as [`Reactor::record_failure`] is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The last error.
+    pub error: String,
+    /// Attempts at the event so far, this one included (deliveries, counted across a
+    /// hand-over to the retry consumer).
+    pub attempts: i64,
+    /// `true`: a transient failure that is still being retried; `false`: a failure for
+    /// good (the message went to the DLQ).
+    pub retrying: bool,
+}
+
+/// The deadline of an outside call made outside any reaction (a command handler's,
+/// a test's): three quarters of the default ack wait.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(45);
+
+tokio::task_local! {
+    static CALL_DEADLINE: Duration;
+}
+
+/// The deadline under a consumer with `ack_wait`: three quarters of it, so a call that
+/// hangs is abandoned well before the message could be redelivered.
+pub fn call_deadline_for(ack_wait: Duration) -> Duration {
+    ack_wait.mul_f64(0.75)
+}
+
+/// The deadline of one outside call (a provider's, a container runtime's) made now: in a
+/// reaction, [`call_deadline_for`] its consumer's ack wait; elsewhere
+/// [`DEFAULT_CALL_DEADLINE`]. Wrap calls with [`within_deadline`] in one place (a
+/// wrapper around the provider), not at every call site.
+pub fn call_deadline() -> Duration {
+    CALL_DEADLINE
+        .try_with(|deadline| *deadline)
+        .unwrap_or(DEFAULT_CALL_DEADLINE)
+}
+
+/// Runs `call` within [`call_deadline`]; `Err(deadline)` when it passed first (the call
+/// is dropped, which abandons it).
+pub async fn within_deadline<T>(call: impl Future<Output = T>) -> Result<T, Duration> {
+    let deadline = call_deadline();
+    tokio::time::timeout(deadline, call)
+        .await
+        .map_err(|_| deadline)
 }
 
 /// A reactor's overrides of the runtime's reactor settings.
@@ -112,8 +199,16 @@ pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
         filter_subjects: reactor.filter_subjects(),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: rt.settings.reactor_ack_wait,
-        max_deliver: limits.max_deliver,
-        max_ack_pending: (limits.max_in_flight * 4) as i64,
+        // A reactor that never gives up on transience counts attempts itself (the
+        // server would stop redelivering at its limit, whatever the reactor decided).
+        max_deliver: if reactor.retries_transient_forever() {
+            -1
+        } else {
+            limits.max_deliver
+        },
+        // As many as are worked on at once: a message the server hands out is handled
+        // (and its progress acked) at once, never left to age in a buffer.
+        max_ack_pending: limits.max_in_flight as i64,
         ..Default::default()
     };
     let retries = consumer::pull::Config {
@@ -199,6 +294,223 @@ fn event_of(message: &jetstream::Message, origin: Origin) -> Result<StoredEvent>
     }
 }
 
+/// What becomes of a message whose reaction failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Nak it with back-off: it comes again.
+    Retry,
+    /// Copy it to the reactor's retry consumer and let the live consumer go on.
+    HandOver,
+    /// Copy it to the DLQ, record the failure for good, terminate it.
+    DeadLetter,
+}
+
+/// What to do after a failed attempt: `delivered` is the message's own delivery count.
+fn next_after(
+    error: &ReactError,
+    forever: bool,
+    origin: Origin,
+    delivered: i64,
+    max_deliver: i64,
+) -> Next {
+    match error {
+        ReactError::Permanent(_) => Next::DeadLetter,
+        ReactError::Transient(_) if delivered < max_deliver => Next::Retry,
+        ReactError::Transient(_) if !forever => Next::DeadLetter,
+        // The retry consumer keeps it as long as it takes.
+        ReactError::Transient(_) if origin == Origin::Retried => Next::Retry,
+        ReactError::Transient(_) => Next::HandOver,
+    }
+}
+
+/// Whether an ongoing transient failure is recorded at this many attempts: at
+/// `max_deliver`, then at twice, four times, … as many, so a long outage leaves a
+/// logarithmic trail in the log, not one event per attempt.
+fn worth_recording(attempts: i64, max_deliver: i64) -> bool {
+    max_deliver > 0
+        && attempts >= max_deliver
+        && attempts % max_deliver == 0
+        && u64::try_from(attempts / max_deliver).is_ok_and(u64::is_power_of_two)
+}
+
+/// Attempts a message had before it was handed to the retry consumer (0 for a live one).
+fn earlier_attempts(message: &jetstream::Message, origin: Origin) -> i64 {
+    match origin {
+        Origin::Live => 0,
+        Origin::Retried => message
+            .headers
+            .as_ref()
+            .and_then(|headers| {
+                berth_schemas::envelope::header_value(headers, dlq_headers::DELIVERIES)
+            })
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// Runs `work`, sending an in-progress ack for `message` every `every` while it runs, so
+/// a message in hand is not redelivered however long the work waits.
+async fn holding<T>(
+    message: &jetstream::Message,
+    every: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut work => return output,
+            _ = ticks.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    warn!(error = %e, "could not send an in-progress ack");
+                }
+            }
+        }
+    }
+}
+
+/// One message in hand: what [`handle`] needs to settle it.
+struct InHand<'a> {
+    rt: &'a Runtime,
+    reactor: &'a dyn Reactor,
+    limits: Limits,
+    message: &'a jetstream::Message,
+    /// How often an in-progress ack goes out.
+    progress_every: Duration,
+    /// The deadline of every outside call made for it.
+    call_deadline: Duration,
+}
+
+impl InHand<'_> {
+    /// Runs reactor work on the message: in-progress acks while it runs, its outside
+    /// calls under the call deadline.
+    async fn work<T>(&self, work: impl Future<Output = T>) -> T {
+        holding(
+            self.message,
+            self.progress_every,
+            CALL_DEADLINE.scope(self.call_deadline, work),
+        )
+        .await
+    }
+
+    /// Records a failure until the record succeeds, with capped back-off between tries;
+    /// `false` if the process began to stop first.
+    async fn record(&self, event: &StoredEvent, failure: &Failure) -> bool {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.work(self.reactor.record_failure(event, failure)).await {
+                Ok(()) => return true,
+                Err(e) => warn!(error = %e, tries, "could not record the failure; will try again"),
+            }
+            let pause = backoff(tries, self.limits.backoff_base, self.limits.backoff_max);
+            tokio::select! {
+                _ = holding(self.message, self.progress_every, tokio::time::sleep(pause)) => {}
+                _ = self.rt.shutdown.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Settles a failed attempt: retry, hand over or dead-letter, recording what must be.
+    async fn failed(
+        &self,
+        origin: Origin,
+        event: Option<StoredEvent>,
+        error: ReactError,
+        delivered: i64,
+        attempts: i64,
+    ) -> std::result::Result<(), async_nats::Error> {
+        let forever = self.reactor.retries_transient_forever();
+        let next = next_after(&error, forever, origin, delivered, self.limits.max_deliver);
+        let message = self.message;
+        let reason = error.to_string();
+        // A message the retry consumer keeps waits the capped back-off at once; any other
+        // backs off from its own deliveries.
+        let delay = backoff(
+            if forever { attempts } else { delivered },
+            self.limits.backoff_base,
+            self.limits.backoff_max,
+        );
+        // A transient failure that keeps coming is told as it goes, at milestones.
+        if forever
+            && matches!(error, ReactError::Transient(_))
+            && worth_recording(attempts, self.limits.max_deliver)
+        {
+            if let Some(event) = &event {
+                warn!(error = %reason, attempts, "reaction keeps failing; recording it and retrying");
+                let failure = Failure {
+                    error: reason.clone(),
+                    attempts,
+                    retrying: true,
+                };
+                if !self.record(event, &failure).await {
+                    return message.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        }
+        match next {
+            Next::Retry => {
+                warn!(error = %reason, "reaction failed; will retry");
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Next::HandOver => {
+                let name = self.reactor.name();
+                match copy_elsewhere(
+                    self.rt,
+                    &name,
+                    Destination::HandOver,
+                    message,
+                    event.as_ref(),
+                    attempts,
+                    &reason,
+                )
+                .await
+                {
+                    Ok(()) => message.ack_with(AckKind::Term).await,
+                    Err(e) => {
+                        warn!(error = %e, "could not hand the message to the retry consumer; will retry");
+                        message.ack_with(AckKind::Nak(Some(delay))).await
+                    }
+                }
+            }
+            Next::DeadLetter => {
+                warn!(error = %reason, "reaction failed for good; moving the message to the DLQ");
+                let name = self.reactor.name();
+                if let Err(e) = copy_elsewhere(
+                    self.rt,
+                    &name,
+                    Destination::DeadLetter,
+                    message,
+                    event.as_ref(),
+                    delivered,
+                    &reason,
+                )
+                .await
+                {
+                    warn!(error = %e, "could not write to the DLQ; will retry");
+                    return message
+                        .ack_with(AckKind::Nak(Some(self.limits.backoff_max)))
+                        .await;
+                }
+                if let Some(event) = &event {
+                    let failure = Failure {
+                        error: reason,
+                        attempts,
+                        retrying: false,
+                    };
+                    if !self.record(event, &failure).await {
+                        // Comes again: the DLQ copy is de-duplicated by its message id.
+                        return message.ack_with(AckKind::Nak(None)).await;
+                    }
+                }
+                message.ack_with(AckKind::Term).await
+            }
+        }
+    }
+}
+
 async fn handle(
     rt: &Runtime,
     reactor: &dyn Reactor,
@@ -210,35 +522,30 @@ async fn handle(
     let span =
         info_span!("react", reactor = %reactor.name(), subject = %message.subject, delivered);
     crate::telemetry::set_parent(&span, message.headers.as_ref());
+    let ack_wait = rt.settings.reactor_ack_wait;
+    let in_hand = InHand {
+        rt,
+        reactor,
+        limits,
+        message: &message,
+        progress_every: (ack_wait / 3).max(Duration::from_millis(50)),
+        call_deadline: call_deadline_for(ack_wait),
+    };
     async {
+        let attempts = earlier_attempts(&message, origin) + delivered;
         let outcome = match event_of(&message, origin) {
-            Ok(event) => reactor.react(&event).await.map_err(|e| (Some(event), e)),
+            Ok(event) => match in_hand.work(reactor.react(&event)).await {
+                Ok(()) => Ok(()),
+                Err(error) => Err((Some(event), error)),
+            },
             Err(e) => Err((None, ReactError::Permanent(e.to_string()))),
         };
         let ack = match outcome {
             Ok(()) => message.ack().await,
             Err((event, error)) => {
-                let last = matches!(error, ReactError::Permanent(_))
-                    || delivered >= limits.max_deliver;
-                if !last {
-                    warn!(error = %error, "reaction failed; will retry");
-                    let delay = backoff(delivered, limits.backoff_base, limits.backoff_max);
-                    message.ack_with(AckKind::Nak(Some(delay))).await
-                } else {
-                    warn!(error = %error, "reaction failed for good; moving the message to the DLQ");
-                    match dead_letter(rt, &reactor.name(), &message, event.as_ref(), delivered, &error.to_string()).await {
-                        Ok(()) => {
-                            if let Some(event) = event {
-                                reactor.give_up(&event, &error.to_string()).await;
-                            }
-                            message.ack_with(AckKind::Term).await
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "could not write to the DLQ; will retry");
-                            message.ack_with(AckKind::Nak(Some(limits.backoff_max))).await
-                        }
-                    }
-                }
+                in_hand
+                    .failed(origin, event, error, delivered, attempts)
+                    .await
             }
         };
         if let Err(e) = ack {
@@ -264,20 +571,32 @@ pub(crate) fn without_jetstream_headers(original: &HeaderMap) -> HeaderMap {
     headers
 }
 
-/// Copies a message into `dlq.<consumer>` with why it failed. The copy keeps every
-/// original header except JetStream's own `Nats-*` headers (an expectation on the
-/// original subject would fail on the DLQ subject); its `Nats-Msg-Id` is
-/// `<consumer>:<stream sequence>`, so writing it twice keeps one copy.
-async fn dead_letter(
+/// Where a failed message is copied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    /// `dlq.<consumer>`: given up for good.
+    DeadLetter,
+    /// `retry.<consumer>`: still retried, by the reactor's retry consumer.
+    HandOver,
+}
+
+/// Copies a message into `dlq.<consumer>` or `retry.<consumer>` with why it failed. The
+/// copy keeps every original header except JetStream's own `Nats-*` headers (an
+/// expectation on the original subject would fail on the copy's subject) and names the
+/// original subject and sequence; its `Nats-Msg-Id` derives from the consumer and the
+/// sequences, so writing it twice keeps one copy. `deliveries` is how many attempts the
+/// copy carries: the retry consumer counts on from it.
+async fn copy_elsewhere(
     rt: &Runtime,
     consumer: &str,
+    destination: Destination,
     message: &jetstream::Message,
     event: Option<&StoredEvent>,
-    delivered: i64,
+    deliveries: i64,
     error: &str,
 ) -> Result<()> {
     let own_sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-    // A retried dead letter names its original subject and sequence, not the retry's.
+    // A retried message names its original subject and sequence, not the retry's.
     let (subject, sequence, msg_id) = match event {
         Some(event) if event.subject != message.subject.as_str() => (
             event.subject.clone(),
@@ -303,22 +622,73 @@ async fn dead_letter(
     headers.insert(dlq_headers::ERROR, error.as_str());
     headers.insert(dlq_headers::SUBJECT, subject.as_str());
     headers.insert(dlq_headers::STREAM_SEQUENCE, sequence.to_string().as_str());
-    headers.insert(dlq_headers::DELIVERIES, delivered.to_string().as_str());
+    headers.insert(dlq_headers::DELIVERIES, deliveries.to_string().as_str());
     headers.insert(dlq_headers::CONSUMER, consumer);
+    let (subject, msg_id, what) = match destination {
+        Destination::DeadLetter => (
+            dlq_subject(consumer).map_err(|e| Error::Other(e.to_string()))?,
+            msg_id,
+            "DLQ",
+        ),
+        Destination::HandOver => (
+            crate::dlq::retry_subject(consumer)?,
+            format!("{msg_id}:handover"),
+            "retry hand-over",
+        ),
+    };
     headers.insert("Nats-Msg-Id", msg_id.as_str());
-    let subject = dlq_subject(consumer).map_err(|e| Error::Other(e.to_string()))?;
     rt.js
         .publish_with_headers(subject, headers, message.payload.clone())
         .await
-        .map_err(|e| Error::nats("publish to DLQ", e))?
+        .map_err(|e| Error::nats(format!("publish to {what}"), e))?
         .await
-        .map_err(|e| Error::nats("DLQ ack", e))?;
+        .map_err(|e| Error::nats(format!("{what} ack"), e))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_failures_of_a_patient_reactor_are_handed_over_never_dead_lettered() {
+        let transient = ReactError::Transient("host busy".into());
+        let permanent = ReactError::Permanent("bad image".into());
+        let live = Origin::Live;
+        let retried = Origin::Retried;
+        assert_eq!(next_after(&transient, false, live, 2, 8), Next::Retry);
+        assert_eq!(next_after(&transient, false, live, 8, 8), Next::DeadLetter);
+        assert_eq!(next_after(&transient, true, live, 7, 8), Next::Retry);
+        assert_eq!(next_after(&transient, true, live, 8, 8), Next::HandOver);
+        assert_eq!(next_after(&transient, true, retried, 500, 8), Next::Retry);
+        assert_eq!(next_after(&permanent, true, live, 1, 8), Next::DeadLetter);
+        assert_eq!(
+            next_after(&permanent, true, retried, 1, 8),
+            Next::DeadLetter
+        );
+    }
+
+    #[test]
+    fn ongoing_failures_are_recorded_at_doubling_milestones() {
+        let recorded: Vec<i64> = (1..=100).filter(|n| worth_recording(*n, 8)).collect();
+        assert_eq!(recorded, vec![8, 16, 32, 64]);
+        assert!(!worth_recording(5, 0));
+    }
+
+    #[tokio::test]
+    async fn calls_get_the_deadline_of_the_reaction_they_are_made_in() {
+        assert_eq!(call_deadline(), DEFAULT_CALL_DEADLINE);
+        let ack_wait = Duration::from_secs(2);
+        let inside = CALL_DEADLINE.scope(call_deadline_for(ack_wait), async {
+            let deadline = call_deadline();
+            let hung = within_deadline(std::future::pending::<()>()).await;
+            (deadline, hung)
+        });
+        tokio::time::pause();
+        let (deadline, hung) = inside.await;
+        assert!(deadline < ack_wait, "{deadline:?}");
+        assert_eq!(hung, Err(deadline));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

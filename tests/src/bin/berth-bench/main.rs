@@ -84,7 +84,7 @@ fn parse_args() -> anyhow::Result<Args> {
         fanout_rate: 1000,
         fanout_subscribers: 20,
         flood_rate: 5000,
-        flood_samples: 500,
+        flood_samples: 2000,
         only: None,
     };
     let mut it = std::env::args().skip(1);
