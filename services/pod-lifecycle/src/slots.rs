@@ -22,10 +22,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use berth_runtime::commands::{
-    contention_pause, recorded_reply, too_much_contention, unavailable, MAX_ATTEMPTS,
-};
-use berth_runtime::store::{Aggregate, AppendError, AtomicAppend, Cause, Repository};
+use berth_runtime::commands::{atomic_outcome, decide_until_appended, recorded_reply, unavailable};
+use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository};
 use berth_schemas::pod::{
     pod_slots_id, PodEvent, PodSlotEvent, PodSlotHeld, PodSlotsReleased, PodStatus,
     POD_SLOTS_AGGREGATE,
@@ -164,19 +162,19 @@ impl PodCaps {
         let slots_id = pod_slots_id(tenant);
         let _tenant_queue = self.slots.lock(slots_id).await;
         let _queued = self.pods.lock(id).await;
-        for attempt in 0..MAX_ATTEMPTS {
+        decide_until_appended(Pod::KIND, id, || async {
             let pod = self.pods.load(tenant, id).await.map_err(unavailable)?;
             if let Some(reply) = recorded_reply(&pod, id, cause) {
-                return Ok(reply);
+                return Ok(Some(reply));
             }
             let pod_events = decide(&pod.state)?;
             if pod_events.is_empty() {
-                return Ok(CommandReply::Accepted {
+                return Ok(Some(CommandReply::Accepted {
                     aggregate_id: id,
                     version: pod.version,
                     events: Vec::new(),
                     output: None,
-                });
+                }));
             }
             let slots = self
                 .slots
@@ -196,26 +194,9 @@ impl PodCaps {
                 .add(&self.slots, tenant, slots_id, &slots, &slot_events)
                 .commit(self.pods.store())
                 .await;
-            match committed {
-                Ok(recorded) => {
-                    let appended = recorded.into_iter().next().flatten().ok_or_else(|| {
-                        unavailable(berth_runtime::Error::Other(format!(
-                            "the create of pod {id} recorded nothing"
-                        )))
-                    })?;
-                    return Ok(CommandReply::Accepted {
-                        aggregate_id: id,
-                        version: appended.version,
-                        events: appended.events,
-                        output: None,
-                    });
-                }
-                Err(AppendError::Store(e)) => return Err(unavailable(e)),
-                // A conflict, a duplicate or a busy server: reload and decide again.
-                Err(_) => contention_pause(attempt).await,
-            }
-        }
-        Err(too_much_contention(Pod::KIND, id))
+            atomic_outcome(id, committed)
+        })
+        .await
     }
 
     /// Which of `pod_ids` (pods of `tenant`) are deleted, each loaded from the log

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::commands::{
-    check_expected_version, contention_pause, execute_on, recorded_reply, too_much_contention,
-    unavailable, CommandService, MAX_ATTEMPTS,
+    atomic_outcome, check_expected_version, contention_pause, decide_until_appended, execute_on,
+    recorded_reply, too_much_contention, unavailable, CommandService, MAX_ATTEMPTS,
 };
 use berth_runtime::store::{Aggregate, AppendError, AtomicAppend, Cause, Repository};
 use berth_schemas::ids::SYSTEM_TENANT;
@@ -160,10 +160,10 @@ impl VmCommands {
         let usage_id = usage_id(tenant);
         // Every reservation of a tenant goes through its usage aggregate: queue them here.
         let _queued = self.usage.lock(usage_id).await;
-        for attempt in 0..MAX_ATTEMPTS {
+        decide_until_appended(Vm::KIND, id, || async {
             let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
             if let Some(reply) = recorded_reply(&vm, id, cause) {
-                return Ok(reply);
+                return Ok(Some(reply));
             }
             check_expected_version(Vm::KIND, id, &vm, command.expected_version())?;
             let vm_events = vm.state.decide(command)?;
@@ -203,26 +203,9 @@ impl VmCommands {
                 let allocate = server.state.allocate(allocation)?;
                 batch = batch.add(&self.servers, &system(), *server_id, server, &allocate);
             }
-            match batch.commit(self.vms.store()).await {
-                Ok(recorded) => {
-                    let appended = recorded.into_iter().next().flatten().ok_or_else(|| {
-                        unavailable(berth_runtime::Error::Other(format!(
-                            "the append of vm {id} recorded nothing"
-                        )))
-                    })?;
-                    return Ok(CommandReply::Accepted {
-                        aggregate_id: id,
-                        version: appended.version,
-                        events: appended.events,
-                        output: None,
-                    });
-                }
-                Err(AppendError::Store(e)) => return Err(unavailable(e)),
-                // A conflict, a duplicate or a busy server: reload and decide again.
-                Err(_) => contention_pause(attempt).await,
-            }
-        }
-        Err(too_much_contention(Vm::KIND, id))
+            atomic_outcome(id, batch.commit(self.vms.store()).await)
+        })
+        .await
     }
 }
 

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::fairness::FairShare;
-use crate::store::{Aggregate, AppendError, Cause, EventStore, Loaded, Repository};
+use crate::store::{Aggregate, AppendError, Appended, Cause, EventStore, Loaded, Repository};
 use crate::Runtime;
 
 /// How many times a command is decided again after a version conflict.
@@ -88,36 +88,34 @@ where
     D: Fn(&A) -> Result<Vec<A::Event>, Rejection>,
 {
     let _queued = repository.lock(id).await;
-    for attempt in 0..MAX_ATTEMPTS {
+    decide_until_appended(A::KIND, id, || async {
         let loaded = repository.load(tenant, id).await.map_err(unavailable)?;
         if let Some(reply) = recorded_reply(&loaded, id, cause) {
-            return Ok(reply);
+            return Ok(Some(reply));
         }
         check_expected_version(A::KIND, id, &loaded, expected_version)?;
         let events = decide(&loaded.state)?;
         if events.is_empty() {
-            return Ok(CommandReply::Accepted {
+            return Ok(Some(CommandReply::Accepted {
                 aggregate_id: id,
                 version: loaded.version,
                 events: Vec::new(),
                 output: None,
-            });
+            }));
         }
         match repository.append(tenant, id, &loaded, cause, events).await {
-            Ok(appended) => {
-                return Ok(CommandReply::Accepted {
-                    aggregate_id: id,
-                    version: appended.version,
-                    events: appended.events,
-                    output: None,
-                })
-            }
-            Err(AppendError::Store(e)) => return Err(unavailable(e)),
+            Ok(appended) => Ok(Some(CommandReply::Accepted {
+                aggregate_id: id,
+                version: appended.version,
+                events: appended.events,
+                output: None,
+            })),
+            Err(AppendError::Store(e)) => Err(unavailable(e)),
             // A conflict, a duplicate or a busy server: reload and decide again.
-            Err(_) => contention_pause(attempt).await,
+            Err(_) => Ok(None),
         }
-    }
-    Err(too_much_contention(A::KIND, id))
+    })
+    .await
 }
 
 /// The reply a command got the first time, if the aggregate has applied it.
@@ -153,6 +151,52 @@ pub fn check_expected_version<A>(
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+/// The retry policy of every decision that appends: `attempt` loads, decides and
+/// appends once; `Ok(Some(reply))` is the answer, `Ok(None)` means the append met a
+/// conflict, a duplicate or a busy server, and the decision is taken again after a
+/// short pause, at most [`MAX_ATTEMPTS`] times.
+pub async fn decide_until_appended<F, Fut>(
+    kind: &str,
+    id: Uuid,
+    mut attempt: F,
+) -> Result<CommandReply, Rejection>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<CommandReply>, Rejection>>,
+{
+    for tries in 0..MAX_ATTEMPTS {
+        if let Some(reply) = attempt().await? {
+            return Ok(reply);
+        }
+        contention_pause(tries).await;
+    }
+    Err(too_much_contention(kind, id))
+}
+
+/// What an [`AtomicAppend`](crate::store::AtomicAppend) of several aggregates means for
+/// the command's own aggregate (the first added): its reply, or `None` to decide again.
+pub fn atomic_outcome(
+    id: Uuid,
+    committed: std::result::Result<Vec<Option<Appended>>, AppendError>,
+) -> Result<Option<CommandReply>, Rejection> {
+    match committed {
+        Ok(recorded) => {
+            let appended = recorded.into_iter().next().flatten().ok_or_else(|| {
+                unavailable(Error::Other(format!("the append of {id} recorded nothing")))
+            })?;
+            Ok(Some(CommandReply::Accepted {
+                aggregate_id: id,
+                version: appended.version,
+                events: appended.events,
+                output: None,
+            }))
+        }
+        Err(AppendError::Store(e)) => Err(unavailable(e)),
+        // A conflict, a duplicate or a busy server: decide again.
+        Err(_) => Ok(None),
     }
 }
 

@@ -218,16 +218,20 @@ impl std::fmt::Debug for DashboardUser {
 }
 
 impl DashboardUser {
-    fn config(&self) -> String {
+    /// The user's entry in `nats.conf`; a tenant that is not a valid tenant id (it would
+    /// change the subjects' shape) is refused.
+    fn config(&self) -> Result<String> {
         // A tenant's user publishes exactly its tenant actions (berth_schemas::access),
         // never an operator action and never another tenant's subject.
         let (publish, subscribe) = match &self.tenant {
-            Some(tenant) => (
-                TenantId::parse(tenant)
-                    .map(|tenant| berth_schemas::access::tenant_publish_subjects(&tenant))
-                    .unwrap_or_default(),
-                format!("status.{tenant}.>"),
-            ),
+            Some(tenant) => {
+                let tenant = TenantId::parse(tenant)
+                    .map_err(|e| Error::Config(format!("dashboard user {}: {e}", self.user)))?;
+                (
+                    berth_schemas::access::tenant_publish_subjects(&tenant),
+                    format!("status.{tenant}.>"),
+                )
+            }
             None => (vec!["cmd.>".to_owned()], "status.>".to_owned()),
         };
         let publish = publish
@@ -235,11 +239,11 @@ impl DashboardUser {
             .map(|subject| format!("\"{subject}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        format!(
+        Ok(format!(
             "    {{ user: \"{user}\", password: \"{password}\", allowed_connection_types: [\"WEBSOCKET\", \"STANDARD\"],\n      permissions: {{ publish: {{ allow: [{publish}] }}, subscribe: {{ allow: [\"{subscribe}\", \"_INBOX_{user}.>\"] }} }} }}\n",
             user = self.user,
             password = self.password,
-        )
+        ))
     }
 }
 
@@ -252,7 +256,7 @@ pub struct NatsServer {
 }
 
 /// The configuration berth gives its own nats-server: JetStream with an fsync per write.
-pub fn nats_config(dir: &Path, options: &NatsOptions) -> String {
+pub fn nats_config(dir: &Path, options: &NatsOptions) -> Result<String> {
     let mut config = format!(
         "# Written by berth; see nats/dev.conf for the documented version.\n\
          listen: 127.0.0.1:{port}\n\
@@ -275,11 +279,11 @@ pub fn nats_config(dir: &Path, options: &NatsOptions) -> String {
             uuid::Uuid::new_v4().simple()
         ));
         for user in &options.dashboard_users {
-            config.push_str(&user.config());
+            config.push_str(&user.config()?);
         }
         config.push_str("  ]\n}\n");
     }
-    config
+    Ok(config)
 }
 
 /// Writes `dir/nats.conf` (mode 0600, in `dir` made 0700: it holds the dashboard users'
@@ -287,7 +291,7 @@ pub fn nats_config(dir: &Path, options: &NatsOptions) -> String {
 pub fn write_nats_config(dir: &Path, options: &NatsOptions) -> Result<PathBuf> {
     create_private_dir(dir)?;
     let path = dir.join("nats.conf");
-    write_private(&path, nats_config(dir, options).as_bytes(), false)?;
+    write_private(&path, nats_config(dir, options)?.as_bytes(), false)?;
     Ok(path)
 }
 
@@ -554,5 +558,21 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&root.join("nats")), 0o700);
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_dashboard_user_of_a_malformed_tenant_gets_no_config_at_all() {
+        let options = NatsOptions {
+            port: 4222,
+            websocket_port: Some(8443),
+            binary: PathBuf::from("nats-server"),
+            dashboard_users: vec![DashboardUser {
+                user: "mallory".into(),
+                password: "pa55word".into(),
+                tenant: Some("acme.>".into()),
+            }],
+        };
+        let refused = nats_config(Path::new("/nonexistent"), &options).unwrap_err();
+        assert!(refused.to_string().contains("mallory"), "{refused}");
     }
 }

@@ -16,7 +16,7 @@ use berth_schemas::schedule::{
     schedule_id, timer_name, validate_spec, ScheduleCommand, ScheduleTarget, SetSchedule,
     TimerCommand,
 };
-use berth_schemas::{CommandReply, Rejection, TenantId};
+use berth_schemas::{CommandReply, Rejection, RejectionCode, TenantId};
 use chrono::{DateTime, Utc};
 
 use crate::schedule::spec_sequence;
@@ -62,13 +62,13 @@ impl CommandService for ScheduleCommands {
                 match command {
                     ScheduleCommand::Create(set) => schedule.set(set, false, now),
                     ScheduleCommand::Update(set) => schedule.set(set, true, now),
-                    ScheduleCommand::FireNow(_) => schedule.fire(
-                        now,
-                        now,
-                        false,
-                        true,
-                        spec_sequence(loaded).unwrap_or_default(),
-                    ),
+                    ScheduleCommand::FireNow(target) => match spec_sequence(loaded) {
+                        Some(spec) => schedule.fire(now, now, false, true, spec),
+                        None => Err(Rejection::new(
+                            RejectionCode::NotFound,
+                            format!("no schedule {}", target.name),
+                        )),
+                    },
                     other => schedule.decide(other),
                 }
             })

@@ -208,7 +208,9 @@ async fn fire(
     let cause = fire_cause(id, due_at);
     for attempt in 0..5 {
         let loaded = ledger.schedules.load(tenant, id).await?;
-        let spec = spec_sequence(&loaded).unwrap_or_default();
+        let Some(spec) = spec_sequence(&loaded) else {
+            return Ok(()); // never set (or deleted before it was): nothing to fire
+        };
         let Ok(events) = loaded.state.fire(due_at, now, caught_up, false, spec) else {
             return Ok(()); // fired already, paused or deleted meanwhile
         };

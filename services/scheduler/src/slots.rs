@@ -16,9 +16,7 @@
 //! the count existed hold no slot: releasing them changes nothing, and the count covers
 //! every schedule created since.
 
-use berth_runtime::commands::{
-    contention_pause, recorded_reply, too_much_contention, unavailable, MAX_ATTEMPTS,
-};
+use berth_runtime::commands::{decide_until_appended, recorded_reply, unavailable};
 use berth_runtime::store::{
     Aggregate, AppendError, Appended, AtomicAppend, Cause, Loaded, Repository,
 };
@@ -192,35 +190,33 @@ impl Ledger {
             false => None,
         };
         let _queued = self.schedules.lock(id).await;
-        for attempt in 0..MAX_ATTEMPTS {
+        decide_until_appended(Schedule::KIND, id, || async {
             let loaded = self.schedules.load(tenant, id).await.map_err(unavailable)?;
             if let Some(reply) = recorded_reply(&loaded, id, cause) {
-                return Ok(reply);
+                return Ok(Some(reply));
             }
             let events = decide(&loaded, self.clock.now())?;
             if events.is_empty() {
-                return Ok(CommandReply::Accepted {
+                return Ok(Some(CommandReply::Accepted {
                     aggregate_id: id,
                     version: loaded.version,
                     events: Vec::new(),
                     output: None,
-                });
+                }));
             }
             match self.append(tenant, id, &loaded, cause, events).await {
-                Ok(appended) => {
-                    return Ok(CommandReply::Accepted {
-                        aggregate_id: id,
-                        version: appended.version,
-                        events: appended.events,
-                        output: None,
-                    })
-                }
-                Err(LedgerError::Refused(rejection)) => return Err(rejection),
-                Err(LedgerError::Append(AppendError::Store(e))) => return Err(unavailable(e)),
-                Err(LedgerError::Append(_)) => contention_pause(attempt).await,
+                Ok(appended) => Ok(Some(CommandReply::Accepted {
+                    aggregate_id: id,
+                    version: appended.version,
+                    events: appended.events,
+                    output: None,
+                })),
+                Err(LedgerError::Refused(rejection)) => Err(rejection),
+                Err(LedgerError::Append(AppendError::Store(e))) => Err(unavailable(e)),
+                Err(LedgerError::Append(_)) => Ok(None),
             }
-        }
-        Err(too_much_contention(Schedule::KIND, id))
+        })
+        .await
     }
 }
 
