@@ -6,6 +6,7 @@
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
 //! - [`command`]: command metadata, replies and typed rejections.
 //! - [`access`]: who may send each command (tenant or operator), the one table.
+//! - [`aggregate`]: the `Aggregate` trait (pure `decide` and `apply`) and a decision's `Context`.
 //! - [`bounds`]: size, depth and NUL bounds on what callers send.
 //! - [`vm`]: the VM commands and events.
 //! - [`suspension`]: what the provisioner and pod-lifecycle stopped for a suspended account.
@@ -24,6 +25,7 @@
 //! `ce-type` and back.
 
 pub mod access;
+pub mod aggregate;
 pub mod billing;
 pub mod bounds;
 pub mod command;

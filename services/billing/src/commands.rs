@@ -41,7 +41,13 @@ impl CommandService for AccountCommands {
             account_id(tenant),
             cause,
             None,
-            |account| berth_runtime::store::Aggregate::decide(account, command),
+            |account| {
+                berth_runtime::store::Aggregate::decide(
+                    account,
+                    command,
+                    &cause.context(chrono::Utc::now()),
+                )
+            },
         )
         .await
     }

@@ -25,29 +25,7 @@ use crate::subscription::Subscription;
 /// Days from issue to due date.
 pub const PAYMENT_TERM_DAYS: i64 = 14;
 
-/// An invoice, as folded.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Invoice {
-    pub issued: Option<InvoiceIssued>,
-}
-
-impl berth_runtime::store::Aggregate for Invoice {
-    const KIND: &'static str = berth_schemas::billing::INVOICE;
-    type Command = berth_runtime::store::NoCommand;
-    type Event = InvoiceEvent;
-
-    fn apply(&mut self, event: &InvoiceEvent) {
-        let InvoiceEvent::Issued(issued) = event;
-        self.issued = Some(issued.clone());
-    }
-
-    fn decide(
-        &self,
-        command: &berth_runtime::store::NoCommand,
-    ) -> Result<Vec<InvoiceEvent>, berth_schemas::Rejection> {
-        match *command {}
-    }
-}
+pub use berth_billing_core::invoice::Invoice;
 
 /// Issues invoices.
 pub struct Invoicing {

@@ -12,14 +12,14 @@
 //! [`run`] serves all of it and follows the built-in `metering` (hourly), `invoicing`
 //! (monthly) and `overdue-check` (daily) schedules.
 
-pub mod account;
+pub use berth_billing_core::account;
 pub mod cli;
 pub mod commands;
 pub mod invoicing;
 pub mod meter;
 pub mod prices;
 pub mod projection;
-pub mod subscription;
+pub use berth_billing_core::subscription;
 pub mod timers;
 
 use std::sync::Arc;

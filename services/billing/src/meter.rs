@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use berth_runtime::store::{Aggregate, AppendError, Cause, NoCommand, Repository, StoredEvent};
+use berth_schemas::aggregate::Context;
 use berth_schemas::billing::{MeterEvent, UsageRecorded};
 use berth_schemas::subjects::event_subject;
 use berth_schemas::vm::{Plan, VmEvent};
@@ -44,7 +45,11 @@ impl Aggregate for Meter {
         self.recorded.insert(record.hour, record.clone());
     }
 
-    fn decide(&self, command: &NoCommand) -> Result<Vec<MeterEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &NoCommand,
+        _context: &Context,
+    ) -> Result<Vec<MeterEvent>, Rejection> {
         match *command {}
     }
 }

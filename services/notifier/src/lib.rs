@@ -19,7 +19,7 @@ pub mod dead_letters;
 pub mod deliver;
 pub mod email;
 pub mod expiry;
-pub mod notification;
+pub use berth_notifier_core::notification;
 pub mod projection;
 pub mod requests;
 pub mod rules;

@@ -21,7 +21,7 @@
 //! missing one, unlabelled, or mount another tenant's).
 //!
 //! Hardening and networking are the provisioner's, shared:
-//! [`berth_provisioner::docker::harden`] (pids limit, capabilities, no-new-privileges)
+//! [`berth_adapters::docker::harden`] (pids limit, capabilities, no-new-privileges)
 //! and [`NetworkMode`] (the tenant's own network `berth-net-<tenant>` by default, or
 //! `none`; shared networks and the host's refused).
 //!
@@ -33,8 +33,8 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use berth_provisioner::docker::{classify, harden, NetworkMode, TenantNetworks};
-use berth_provisioner::provider::ProviderError;
+use berth_adapters::docker::{classify, harden, NetworkMode, TenantNetworks};
+use berth_adapters::error::ProviderError;
 use berth_schemas::TenantId;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;

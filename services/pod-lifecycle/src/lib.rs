@@ -23,7 +23,7 @@ pub mod debug;
 pub mod docker;
 pub mod health;
 pub mod kubernetes;
-pub mod pod;
+pub use berth_pod_lifecycle_core::pod;
 pub mod projection;
 pub mod reactor;
 pub mod runtime;
@@ -121,11 +121,11 @@ pub async fn run(
         specs,
         db: rt.db.clone(),
     };
-    let on_account = Arc::new(suspension::OnAccount {
-        pods: pods.clone(),
-        suspensions: Repository::new(rt.store.clone(), rt.service),
-        clock: config.clock.clone(),
-    });
+    let on_account = Arc::new(suspension::OnAccount::new(
+        pods.clone(),
+        Repository::new(rt.store.clone(), rt.service),
+        config.clock.clone(),
+    ));
     let on_subscription = Arc::new(subscriptions::OnSubscription {
         pods: pods.clone(),
         clock: config.clock.clone(),

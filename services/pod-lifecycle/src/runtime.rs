@@ -227,7 +227,7 @@ pub fn check_owner(what: &str, owner: Option<&str>, tenant: &str) -> Result<(), 
     if owner == Some(tenant) {
         Ok(())
     } else {
-        Err(berth_provisioner::provider::foreign(what, owner, tenant).into())
+        Err(berth_adapters::error::foreign(what, owner, tenant).into())
     }
 }
 

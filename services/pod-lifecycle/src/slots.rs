@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use berth_runtime::commands::{atomic_outcome, decide_until_appended, recorded_reply, unavailable};
 use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository};
+use berth_schemas::aggregate::Context;
 use berth_schemas::pod::{
     pod_slots_id, PodEvent, PodSlotEvent, PodSlotHeld, PodSlotsReleased, PodStatus,
     POD_SLOTS_AGGREGATE,
@@ -91,7 +92,7 @@ impl Aggregate for PodSlots {
 
     /// Below the cap, a hold; at the cap, the deleted pods' release and a hold if that
     /// frees a slot, else `quota_exceeded`. Holding what is held is no event.
-    fn decide(&self, hold: &Hold) -> Result<Vec<PodSlotEvent>, Rejection> {
+    fn decide(&self, hold: &Hold, _context: &Context) -> Result<Vec<PodSlotEvent>, Rejection> {
         if self.held.contains(&hold.pod_id) {
             return Ok(Vec::new());
         }
@@ -188,7 +189,9 @@ impl PodCaps {
                     .deleted(tenant, slots.state.to_check(id, self.cap))
                     .await?,
             };
-            let slot_events = slots.state.decide(&hold)?;
+            let slot_events = slots
+                .state
+                .decide(&hold, &cause.context(chrono::Utc::now()))?;
             let committed = AtomicAppend::new(cause)
                 .add(&self.pods, tenant, id, &pod, &pod_events)
                 .add(&self.slots, tenant, slots_id, &slots, &slot_events)
@@ -221,6 +224,10 @@ impl PodCaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
     use berth_schemas::pod::PodDeleted;
 
     fn fold(slots: &mut PodSlots, events: Vec<PodSlotEvent>) {
@@ -242,7 +249,7 @@ mod tests {
         let mut slots = PodSlots::default();
         let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
         for id in &ids {
-            let events = slots.decide(&hold(*id, n, &[])).unwrap();
+            let events = slots.decide(&hold(*id, n, &[]), &context()).unwrap();
             fold(&mut slots, events);
         }
         (slots, ids)
@@ -254,7 +261,7 @@ mod tests {
         let pod_id = Uuid::now_v7();
         assert!(slots.to_check(pod_id, 3).is_empty(), "nothing to load");
         assert_eq!(
-            slots.decide(&hold(pod_id, 3, &[])).unwrap(),
+            slots.decide(&hold(pod_id, 3, &[]), &context()).unwrap(),
             vec![PodSlotEvent::Held(PodSlotHeld { pod_id })]
         );
     }
@@ -263,7 +270,10 @@ mod tests {
     fn holding_what_is_held_is_no_event() {
         let (slots, ids) = holding(3);
         assert!(slots.to_check(ids[0], 3).is_empty());
-        assert!(slots.decide(&hold(ids[0], 3, &[])).unwrap().is_empty());
+        assert!(slots
+            .decide(&hold(ids[0], 3, &[]), &context())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -273,7 +283,7 @@ mod tests {
         let mut everyone = ids.clone();
         everyone.sort();
         assert_eq!(slots.to_check(pod_id, 3), everyone, "every held pod");
-        let refused = slots.decide(&hold(pod_id, 3, &[])).unwrap_err();
+        let refused = slots.decide(&hold(pod_id, 3, &[]), &context()).unwrap_err();
         assert_eq!(refused.code, RejectionCode::QuotaExceeded);
         assert!(
             refused.message.contains("3 pods") && refused.message.contains("(3)"),
@@ -281,14 +291,18 @@ mod tests {
         );
         // Deleted ids that hold no slot free nothing.
         let stranger = Uuid::now_v7();
-        assert!(slots.decide(&hold(pod_id, 3, &[stranger])).is_err());
+        assert!(slots
+            .decide(&hold(pod_id, 3, &[stranger]), &context())
+            .is_err());
     }
 
     #[test]
     fn at_the_cap_deleted_pods_are_released_lazily_in_the_same_decision() {
         let (mut slots, ids) = holding(4);
         let pod_id = Uuid::now_v7();
-        let events = slots.decide(&hold(pod_id, 4, &[ids[3], ids[1]])).unwrap();
+        let events = slots
+            .decide(&hold(pod_id, 4, &[ids[3], ids[1]]), &context())
+            .unwrap();
         let mut dead = vec![ids[1], ids[3]];
         dead.sort();
         assert_eq!(
@@ -303,9 +317,11 @@ mod tests {
         // One slot is left, without looking at pods again.
         let next = Uuid::now_v7();
         assert!(slots.to_check(next, 4).is_empty());
-        let events = slots.decide(&hold(next, 4, &[])).unwrap();
+        let events = slots.decide(&hold(next, 4, &[]), &context()).unwrap();
         fold(&mut slots, events);
-        assert!(slots.decide(&hold(Uuid::now_v7(), 4, &[])).is_err());
+        assert!(slots
+            .decide(&hold(Uuid::now_v7(), 4, &[]), &context())
+            .is_err());
     }
 
     #[test]
@@ -313,12 +329,15 @@ mod tests {
         let (slots, ids) = holding(5);
         // Cap 3, two of five deleted: three live, still full.
         let refused = slots
-            .decide(&hold(Uuid::now_v7(), 3, &[ids[0], ids[1]]))
+            .decide(&hold(Uuid::now_v7(), 3, &[ids[0], ids[1]]), &context())
             .unwrap_err();
         assert!(refused.message.contains("3 pods"), "{refused}");
         // Three deleted: two live, room for one.
         let events = slots
-            .decide(&hold(Uuid::now_v7(), 3, &[ids[0], ids[1], ids[2]]))
+            .decide(
+                &hold(Uuid::now_v7(), 3, &[ids[0], ids[1], ids[2]]),
+                &context(),
+            )
             .unwrap();
         assert_eq!(events.len(), 2);
     }

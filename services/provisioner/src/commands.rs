@@ -89,7 +89,8 @@ impl VmCommands {
         if let Some(reply) = recorded_reply(&vm, id, cause) {
             return Ok(reply);
         }
-        vm.state.decide(command)?;
+        vm.state
+            .decide(command, &cause.context(chrono::Utc::now()))?;
         let timeout = Duration::from_secs(
             exec.timeout_secs
                 .unwrap_or(ExecVm::DEFAULT_TIMEOUT_SECS)
@@ -166,7 +167,9 @@ impl VmCommands {
                 return Ok(Some(reply));
             }
             check_expected_version(Vm::KIND, id, &vm, command.expected_version())?;
-            let vm_events = vm.state.decide(command)?;
+            let vm_events = vm
+                .state
+                .decide(command, &cause.context(chrono::Utc::now()))?;
             let usage = self
                 .usage
                 .load(tenant, usage_id)

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use berth_runtime::client::{send_command, status_of, wait_for_status};
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{Aggregate, Cause, NoCommand, Repository, StoredEvent};
+use berth_schemas::aggregate::Context;
 use berth_schemas::command::CommandMeta;
 use berth_schemas::demo::{
     demo_id, DemoEvent, DemoResetFailed, DemoResetStarted, DemoResetSucceeded, RESET_SCHEDULE,
@@ -57,7 +58,7 @@ impl Aggregate for Demo {
         }
     }
 
-    fn decide(&self, command: &NoCommand) -> Result<Vec<DemoEvent>, Rejection> {
+    fn decide(&self, command: &NoCommand, _context: &Context) -> Result<Vec<DemoEvent>, Rejection> {
         match *command {}
     }
 }

@@ -26,12 +26,12 @@ pub mod projection;
 pub mod provider;
 pub mod reactor;
 pub mod reconcile;
-pub mod server;
+pub use berth_provisioner_core::server;
 pub mod servers_projection;
 pub mod sim;
 pub mod suspension;
-pub mod usage;
-pub mod vm;
+pub use berth_provisioner_core::usage;
+pub use berth_provisioner_core::vm;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,11 +121,11 @@ pub async fn run(
         .demo
         .clone()
         .map(|demo| Arc::new(DemoReset::new(demo, repos.vms.clone(), rt.nats.clone())));
-    let on_account = Arc::new(suspension::OnAccount {
-        vms: repos.vms.clone(),
-        usage: repos.usage.clone(),
-        suspensions: Repository::new(rt.store.clone(), rt.service),
-    });
+    let on_account = Arc::new(suspension::OnAccount::new(
+        repos.vms.clone(),
+        repos.usage.clone(),
+        Repository::new(rt.store.clone(), rt.service),
+    ));
     let reactor = Arc::new(VmReactor::new(repos, provider, config.concurrency));
     let resetting_demo = async {
         match demo_reset {

@@ -26,6 +26,8 @@ use berth_runtime::reactor::within_deadline;
 use berth_schemas::TenantId;
 use uuid::Uuid;
 
+pub use berth_adapters::error::{check_owner, foreign, ProviderError};
+
 /// What a provider is asked to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineSpec {
@@ -95,41 +97,6 @@ impl Machine {
     }
 }
 
-/// `Ok` if `owner` (what the provider recorded for `what`) is `tenant`, else the
-/// refusal [`foreign`] describes.
-pub fn check_owner(
-    what: &str,
-    owner: Option<&str>,
-    tenant: &TenantId,
-) -> Result<(), ProviderError> {
-    if owner == Some(tenant.as_str()) {
-        Ok(())
-    } else {
-        Err(foreign(what, owner, tenant.as_str()))
-    }
-}
-
-/// The permanent refusal to act for `tenant` on `what` (`machine berth-vm-…`,
-/// `volume berth-vol-…`), which the provider records as `owner`'s (or no one's). The
-/// message reaches `tenant` (a failed VM's reason, a command's rejection), so it never
-/// names the other tenant; the log line for operators does.
-pub fn foreign(what: &str, owner: Option<&str>, tenant: &str) -> ProviderError {
-    tracing::warn!(
-        what,
-        owner,
-        tenant,
-        "refused to act on another tenant's resource"
-    );
-    ProviderError::Permanent(match owner {
-        Some(_) => format!(
-            "conflict: {what} belongs to another tenant, not to tenant {tenant}; it was left untouched"
-        ),
-        None => format!(
-            "conflict: {what} carries no owning tenant, so tenant {tenant} may not use it; it was left untouched"
-        ),
-    })
-}
-
 /// The refusal to remove an orphan whose owner changed since it was listed as `listed`.
 pub fn changed_hands(now: &Machine, listed: &Machine) -> ProviderError {
     let owner = |tenant: &Option<String>| {
@@ -146,20 +113,6 @@ pub fn changed_hands(now: &Machine, listed: &Machine) -> ProviderError {
 }
 
 pub use berth_schemas::vm::ExecOutput;
-
-/// Why a provider call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderError {
-    /// Worth retrying: timeouts, a busy host, a lost connection.
-    #[error("{0}")]
-    Transient(String),
-    /// Retrying will not help: a bad image, a refused size, a machine of another tenant.
-    #[error("{0}")]
-    Permanent(String),
-    /// The machine is not there.
-    #[error("machine {0} does not exist")]
-    NotFound(String),
-}
 
 /// A hypervisor or container engine that runs VMs. Calls that act for a VM name its
 /// tenant (directly or in the spec) and are refused on a machine of another (see the

@@ -30,6 +30,7 @@ use std::time::Duration;
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository, StoredEvent};
 use berth_runtime::Runtime;
+use berth_schemas::aggregate::Context;
 use berth_schemas::orphan::{
     orphan_id, LostVm, OrphanDetected, OrphanEvent, OrphanRemoved, Reconcile, ReconcileReport,
     RECONCILE_SCHEDULE, RECONCILE_SUBJECT,
@@ -63,7 +64,11 @@ impl Aggregate for Orphan {
         self.present = matches!(event, OrphanEvent::Detected(_));
     }
 
-    fn decide(&self, command: &NoCommand) -> Result<Vec<OrphanEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &NoCommand,
+        _context: &Context,
+    ) -> Result<Vec<OrphanEvent>, Rejection> {
         match *command {}
     }
 }

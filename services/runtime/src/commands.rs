@@ -68,7 +68,7 @@ where
         id,
         cause,
         command.expected_version(),
-        |state| state.decide(command),
+        |state| state.decide(command, &cause.context(chrono::Utc::now())),
     )
     .await
 }

@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::OutboundMessage};
 use async_nats::HeaderMap;
+pub use berth_schemas::aggregate::{Aggregate, Context, NoCommand};
 use berth_schemas::envelope::{headers, EventMeta};
-use berth_schemas::{Actor, DomainEvent, RecordedEvent, Rejection, TenantId};
+use berth_schemas::{Actor, DomainEvent, RecordedEvent, TenantId};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
@@ -478,22 +479,6 @@ fn batch_error(
     }
 }
 
-/// A consistency boundary: pure `decide` and `apply` (DESIGN §4).
-pub trait Aggregate: Default + Clone + Send + Sync + 'static {
-    /// The kind, as in `evt.<tenant>.<kind>.<id>`.
-    const KIND: &'static str;
-    type Command: Send + Sync;
-    type Event: DomainEvent;
-
-    fn apply(&mut self, event: &Self::Event);
-    fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Rejection>;
-}
-
-/// The command type of an aggregate that takes no commands (a process appends its
-/// events); its `decide` is `match *command {}`.
-#[derive(Debug, Clone)]
-pub enum NoCommand {}
-
 /// What one command did to an aggregate, as recorded in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedCommand {
@@ -551,6 +536,13 @@ pub struct Cause {
     pub actor: Actor,
     pub correlation_id: Uuid,
     pub traceparent: Option<String>,
+}
+
+impl Cause {
+    /// The context a decision on behalf of this cause is taken in, at `now`.
+    pub fn context(&self, now: chrono::DateTime<chrono::Utc>) -> Context {
+        Context::new(now, self.id, self.actor.clone())
+    }
 }
 
 /// Loads and appends one aggregate kind, with a cache of folded states.

@@ -19,8 +19,8 @@ use berth_schemas::schedule::{
 use berth_schemas::{CommandReply, Rejection, RejectionCode, TenantId};
 use chrono::{DateTime, Utc};
 
-use crate::schedule::spec_sequence;
 use crate::slots::Ledger;
+use crate::spec::spec_sequence;
 use crate::timing::Timing;
 
 /// Whether `tenant` may hold `spec` as of `now`: the one check of schedules and timers.
@@ -69,7 +69,7 @@ impl CommandService for ScheduleCommands {
                             format!("no schedule {}", target.name),
                         )),
                     },
-                    other => schedule.decide(other),
+                    other => schedule.decide(other, &cause.context(now)),
                 }
             })
             .await
@@ -114,7 +114,9 @@ impl CommandService for TimerCommands {
             TimerCommand::Cancel(_) => {
                 let delete = ScheduleCommand::Delete(ScheduleTarget { name });
                 self.ledger
-                    .execute(tenant, id, cause, |loaded, _| loaded.state.decide(&delete))
+                    .execute(tenant, id, cause, |loaded, now| {
+                        loaded.state.decide(&delete, &cause.context(now))
+                    })
                     .await
             }
         }

@@ -30,8 +30,9 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::schedule::{spec_sequence, Schedule};
+use crate::schedule::Schedule;
 use crate::slots::{Ledger, LedgerError};
+use crate::spec::spec_sequence;
 
 /// The longest the engine sleeps without looking again (a safety net; events and due
 /// times wake it earlier).

@@ -24,9 +24,10 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod projection;
-pub mod schedule;
+pub use berth_scheduler_core::schedule;
 pub mod slots;
-pub mod timing;
+pub mod spec;
+pub use berth_scheduler_core::timing;
 
 pub use berth_runtime::clock;
 

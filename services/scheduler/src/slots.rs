@@ -20,6 +20,7 @@ use berth_runtime::commands::{decide_until_appended, recorded_reply, unavailable
 use berth_runtime::store::{
     Aggregate, AppendError, Appended, AtomicAppend, Cause, Loaded, Repository,
 };
+use berth_schemas::aggregate::Context;
 use berth_schemas::schedule::{
     over_quota, slots_id, ScheduleEvent, SlotEvent, SlotHeld, SlotKind, SlotReleased,
     SLOTS_AGGREGATE,
@@ -73,7 +74,7 @@ impl Aggregate for Slots {
 
     /// Holding what is held, or releasing what is not, is no event; a hold beyond the
     /// kind's cap is `quota_exceeded`.
-    fn decide(&self, change: &SlotChange) -> Result<Vec<SlotEvent>, Rejection> {
+    fn decide(&self, change: &SlotChange, _context: &Context) -> Result<Vec<SlotEvent>, Rejection> {
         match *change {
             SlotChange::Hold { schedule_id, kind } => {
                 if self.held.get(&schedule_id) == Some(&kind) {
@@ -157,7 +158,11 @@ impl Ledger {
             .load(tenant, slots_id)
             .await
             .map_err(|e| LedgerError::Append(AppendError::Store(e)))?;
-        let slot_events = slots.state.decide(&change).map_err(LedgerError::Refused)?;
+        let context = cause.context(self.clock.now());
+        let slot_events = slots
+            .state
+            .decide(&change, &context)
+            .map_err(LedgerError::Refused)?;
         let recorded = AtomicAppend::new(cause)
             .add(&self.schedules, tenant, id, loaded, &events)
             .add(&self.slots, tenant, slots_id, &slots, &slot_events)
@@ -223,6 +228,10 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
     use berth_schemas::schedule::{
         Action, CatchUp, ScheduleChanged, SetSchedule, When, MAX_TENANT_SCHEDULES,
     };
@@ -322,7 +331,7 @@ mod tests {
                 schedule_id: Uuid::now_v7(),
                 kind: SlotKind::Schedule,
             };
-            for event in slots.decide(&hold).unwrap() {
+            for event in slots.decide(&hold, &context()).unwrap() {
                 slots.apply(&event);
             }
         }
@@ -330,25 +339,36 @@ mod tests {
             schedule_id: Uuid::now_v7(),
             kind: SlotKind::Schedule,
         };
-        let refused = slots.decide(&next).unwrap_err();
+        let refused = slots.decide(&next, &context()).unwrap_err();
         assert_eq!(refused.code, RejectionCode::QuotaExceeded);
         assert!(refused.message.contains("100 cron schedules"), "{refused}");
         let timer = SlotChange::Hold {
             schedule_id: Uuid::now_v7(),
             kind: SlotKind::Timer,
         };
-        assert_eq!(slots.decide(&timer).unwrap().len(), 1, "timers count apart");
+        assert_eq!(
+            slots.decide(&timer, &context()).unwrap().len(),
+            1,
+            "timers count apart"
+        );
         let held = *slots.held.keys().next().unwrap();
         let again = SlotChange::Hold {
             schedule_id: held,
             kind: SlotKind::Schedule,
         };
-        assert!(slots.decide(&again).unwrap().is_empty());
+        assert!(slots.decide(&again, &context()).unwrap().is_empty());
         let release = SlotChange::Release { schedule_id: held };
-        for event in slots.decide(&release).unwrap() {
+        for event in slots.decide(&release, &context()).unwrap() {
             slots.apply(&event);
         }
-        assert_eq!(slots.decide(&next).unwrap().len(), 1, "room again");
-        assert!(slots.decide(&release).unwrap().is_empty(), "released once");
+        assert_eq!(
+            slots.decide(&next, &context()).unwrap().len(),
+            1,
+            "room again"
+        );
+        assert!(
+            slots.decide(&release, &context()).unwrap().is_empty(),
+            "released once"
+        );
     }
 }

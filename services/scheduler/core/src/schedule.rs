@@ -1,10 +1,10 @@
 //! The `schedule` aggregate: a cron schedule or a one-shot timer, and the due times it
 //! has fired for.
 
-use berth_runtime::store::{Aggregate, Loaded};
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::schedule::{
     CatchUp, ScheduleChanged, ScheduleCommand, ScheduleEvent, ScheduleFired, ScheduleSet,
-    SetSchedule, SlotKind, SET_EVENT_TYPE,
+    SetSchedule, SlotKind,
 };
 use berth_schemas::{Rejection, RejectionCode};
 use chrono::{DateTime, Utc};
@@ -77,7 +77,11 @@ impl Aggregate for Schedule {
 
     /// Create, update, pause, resume, delete. (`fire_now` needs the clock: see
     /// [`Schedule::fire`].)
-    fn decide(&self, command: &ScheduleCommand) -> Result<Vec<ScheduleEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &ScheduleCommand,
+        _context: &Context,
+    ) -> Result<Vec<ScheduleEvent>, Rejection> {
         use Status::*;
         let refuse = || {
             Err(Rejection::invalid_state(format!(
@@ -251,18 +255,6 @@ impl Schedule {
         let next = timing.next_after(now).map(|at| at + jitter(at));
         (due, [waiting, next].into_iter().flatten().min())
     }
-}
-
-/// The stream sequence of the `schedule.set` in force in `loaded`: the latest folded.
-/// (The fold itself does not see sequences; the repository records every event's.)
-pub fn spec_sequence(loaded: &Loaded<Schedule>) -> Option<u64> {
-    loaded
-        .applied
-        .values()
-        .flat_map(|applied| &applied.events)
-        .filter(|event| event.event_type == SET_EVENT_TYPE)
-        .map(|event| event.sequence)
-        .max()
 }
 
 /// How long after `due_at` a schedule with jitter fires: fixed per name and due time.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_runtime::store::Aggregate;
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::server::{
     Allocation, Deallocation, ServerChanged, ServerCommand, ServerEvent, ServerRegistered,
 };
@@ -92,7 +92,11 @@ impl Aggregate for Server {
         }
     }
 
-    fn decide(&self, command: &ServerCommand) -> Result<Vec<ServerEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &ServerCommand,
+        _context: &Context,
+    ) -> Result<Vec<ServerEvent>, Rejection> {
         use ServerStatus::*;
         let refuse = || {
             Err(Rejection::invalid_state(format!(
@@ -218,6 +222,10 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
     use berth_schemas::server::{RegisterServer, ServerTarget};
 
     fn register(vcpus: u32, cpu_overcommit: f64) -> ServerCommand {
@@ -267,7 +275,11 @@ mod tests {
 
     #[test]
     fn overcommit_multiplies_cpu_and_nothing_fits_past_capacity() {
-        let server = given(Server::default().decide(&register(4, 2.0)).unwrap());
+        let server = given(
+            Server::default()
+                .decide(&register(4, 2.0), &context())
+                .unwrap(),
+        );
         assert_eq!(server.capacity().vcpus, 8);
         let first = server.allocate(wanted(6, 4096)).unwrap();
         let server = with(&server, first);
@@ -283,7 +295,11 @@ mod tests {
 
     #[test]
     fn a_resize_replaces_the_allocation_and_allocating_twice_is_a_no_op() {
-        let server = given(Server::default().decide(&register(4, 1.0)).unwrap());
+        let server = given(
+            Server::default()
+                .decide(&register(4, 1.0), &context())
+                .unwrap(),
+        );
         let vm = wanted(3, 1024);
         let server = with(&server, server.allocate(vm).unwrap());
         assert!(server.allocate(vm).unwrap().is_empty());
@@ -301,26 +317,34 @@ mod tests {
 
     #[test]
     fn drained_servers_take_no_new_vms_and_only_empty_ones_retire() {
-        let server = given(Server::default().decide(&register(4, 1.0)).unwrap());
+        let server = given(
+            Server::default()
+                .decide(&register(4, 1.0), &context())
+                .unwrap(),
+        );
         let vm = wanted(1, 1024);
         let server = with(&server, server.allocate(vm).unwrap());
         let server = with(
             &server,
-            server.decide(&ServerCommand::Drain(target())).unwrap(),
+            server
+                .decide(&ServerCommand::Drain(target()), &context())
+                .unwrap(),
         );
         assert_eq!(
             server.allocate(wanted(1, 1024)).unwrap_err().code,
             RejectionCode::NoCapacity
         );
         let refused = server
-            .decide(&ServerCommand::Decommission(target()))
+            .decide(&ServerCommand::Decommission(target()), &context())
             .unwrap_err();
         assert_eq!(refused.code, RejectionCode::InvalidState);
         let empty = with(&server, server.deallocate(vm.vm_id));
-        assert!(empty.decide(&ServerCommand::Decommission(target())).is_ok());
+        assert!(empty
+            .decide(&ServerCommand::Decommission(target()), &context())
+            .is_ok());
         assert_eq!(
             server
-                .decide(&ServerCommand::Drain(target()))
+                .decide(&ServerCommand::Drain(target()), &context())
                 .unwrap_err()
                 .code,
             RejectionCode::InvalidState
@@ -329,15 +353,25 @@ mod tests {
 
     #[test]
     fn registering_again_is_idempotent_but_not_with_another_spec() {
-        let server = given(Server::default().decide(&register(4, 1.0)).unwrap());
-        assert!(server.decide(&register(4, 1.0)).unwrap().is_empty());
+        let server = given(
+            Server::default()
+                .decide(&register(4, 1.0), &context())
+                .unwrap(),
+        );
+        assert!(server
+            .decide(&register(4, 1.0), &context())
+            .unwrap()
+            .is_empty());
         assert_eq!(
-            server.decide(&register(8, 1.0)).unwrap_err().code,
+            server
+                .decide(&register(8, 1.0), &context())
+                .unwrap_err()
+                .code,
             RejectionCode::Conflict
         );
         assert_eq!(
             Server::default()
-                .decide(&ServerCommand::Drain(target()))
+                .decide(&ServerCommand::Drain(target()), &context())
                 .unwrap_err()
                 .code,
             RejectionCode::NotFound

@@ -1,6 +1,6 @@
 //! The `vm` aggregate: pure `decide` and `apply`.
 
-use berth_runtime::store::Aggregate;
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::vm::{
     CreateVm, Empty, VmCommand, VmDegraded, VmEvent, VmFailed, VmProvisioned, VmRequested,
     VmRetryRequested, VmStatus,
@@ -136,7 +136,7 @@ impl Aggregate for Vm {
         }
     }
 
-    fn decide(&self, command: &VmCommand) -> Result<Vec<VmEvent>, Rejection> {
+    fn decide(&self, command: &VmCommand, _context: &Context) -> Result<Vec<VmEvent>, Rejection> {
         use VmStatus::*;
         let Some(status) = self.status else {
             return match command {
@@ -361,6 +361,10 @@ pub fn provisioned(provider: &str, host: String, provider_ref: String) -> VmEven
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
     use berth_schemas::vm::{VmPlaced, VmTarget};
 
     fn create(start: bool) -> VmCommand {
@@ -404,10 +408,16 @@ mod tests {
 
     #[test]
     fn create_with_start_decides_two_events() {
-        let events = Vm::default().decide(&create(true)).unwrap();
+        let events = Vm::default().decide(&create(true), &context()).unwrap();
         assert_eq!(events.len(), 2);
         assert!(matches!(events[1], VmEvent::StartRequested(_)));
-        assert_eq!(Vm::default().decide(&create(false)).unwrap().len(), 1);
+        assert_eq!(
+            Vm::default()
+                .decide(&create(false), &context())
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -435,7 +445,7 @@ mod tests {
     #[test]
     fn commands_on_a_missing_vm_are_not_found() {
         let rejection = Vm::default()
-            .decide(&VmCommand::Start(target()))
+            .decide(&VmCommand::Start(target()), &context())
             .unwrap_err();
         assert_eq!(rejection.code, RejectionCode::NotFound);
     }
@@ -443,7 +453,9 @@ mod tests {
     #[test]
     fn illegal_transitions_are_invalid_state_with_the_current_state() {
         let vm = given(&running());
-        let rejection = vm.decide(&VmCommand::Start(target())).unwrap_err();
+        let rejection = vm
+            .decide(&VmCommand::Start(target()), &context())
+            .unwrap_err();
         assert_eq!(rejection.code, RejectionCode::InvalidState);
         assert!(
             rejection.message.contains("running"),
@@ -451,7 +463,7 @@ mod tests {
             rejection.message
         );
         assert_eq!(
-            vm.decide(&create(true)).unwrap_err().code,
+            vm.decide(&create(true), &context()).unwrap_err().code,
             RejectionCode::Conflict
         );
     }
@@ -460,22 +472,24 @@ mod tests {
     fn stop_then_start_then_destroy() {
         let mut events = running();
         let vm = given(&events);
-        let stop = vm.decide(&VmCommand::Stop(target())).unwrap();
+        let stop = vm.decide(&VmCommand::Stop(target()), &context()).unwrap();
         events.extend(stop);
         events.push(VmEvent::Stopped(Empty {}));
         let vm = given(&events);
         assert_eq!(vm.status, Some(VmStatus::Stopped));
         assert!(!vm.desired_running);
         assert_eq!(
-            vm.decide(&VmCommand::Restart(target())).unwrap_err().code,
+            vm.decide(&VmCommand::Restart(target()), &context())
+                .unwrap_err()
+                .code,
             RejectionCode::InvalidState
         );
-        let start = vm.decide(&VmCommand::Start(target())).unwrap();
+        let start = vm.decide(&VmCommand::Start(target()), &context()).unwrap();
         events.extend(start);
         assert_eq!(given(&events).status, Some(VmStatus::Starting));
         events.extend(
             given(&events)
-                .decide(&VmCommand::Destroy(target()))
+                .decide(&VmCommand::Destroy(target()), &context())
                 .unwrap(),
         );
         let vm = given(&events);
@@ -483,7 +497,9 @@ mod tests {
         events.push(VmEvent::Destroyed(Empty {}));
         let vm = given(&events);
         assert_eq!(
-            vm.decide(&VmCommand::Destroy(target())).unwrap_err().code,
+            vm.decide(&VmCommand::Destroy(target()), &context())
+                .unwrap_err()
+                .code,
             RejectionCode::InvalidState
         );
     }
@@ -492,7 +508,10 @@ mod tests {
     fn recreate_comes_back_running_on_a_fresh_machine() {
         let mut events = running();
         let vm = given(&events);
-        events.extend(vm.decide(&VmCommand::Recreate(target())).unwrap());
+        events.extend(
+            vm.decide(&VmCommand::Recreate(target()), &context())
+                .unwrap(),
+        );
         let vm = given(&events);
         assert_eq!(vm.status, Some(VmStatus::Recreating));
         assert_eq!(Step::next(&vm), Some(Step::Recreate));
@@ -508,7 +527,7 @@ mod tests {
         );
         events.push(failed(Step::Start, "x"));
         let rejection = given(&events)
-            .decide(&VmCommand::Recreate(target()))
+            .decide(&VmCommand::Recreate(target()), &context())
             .unwrap_err();
         assert_eq!(rejection.code, RejectionCode::InvalidState);
     }
@@ -529,7 +548,7 @@ mod tests {
         let mut events = running();
         assert_eq!(
             given(&events)
-                .decide(&resize(Some(Plan::Medium), None))
+                .decide(&resize(Some(Plan::Medium), None), &context())
                 .unwrap_err()
                 .code,
             RejectionCode::InvalidState
@@ -538,10 +557,15 @@ mod tests {
         events.push(VmEvent::Stopped(Empty {}));
         let vm = given(&events);
         assert_eq!(
-            vm.decide(&resize(None, Some(5))).unwrap_err().code,
+            vm.decide(&resize(None, Some(5)), &context())
+                .unwrap_err()
+                .code,
             RejectionCode::Invalid
         );
-        events.extend(vm.decide(&resize(Some(Plan::Medium), None)).unwrap());
+        events.extend(
+            vm.decide(&resize(Some(Plan::Medium), None), &context())
+                .unwrap(),
+        );
         let vm = given(&events);
         assert_eq!(
             (vm.status, Step::next(&vm)),
@@ -565,7 +589,11 @@ mod tests {
     #[test]
     fn a_failed_stop_leaves_the_vm_degraded_and_retry_asks_for_the_stop_again() {
         let mut events = running();
-        events.extend(given(&events).decide(&VmCommand::Stop(target())).unwrap());
+        events.extend(
+            given(&events)
+                .decide(&VmCommand::Stop(target()), &context())
+                .unwrap(),
+        );
         events.push(degraded(Step::Stop, "hypervisor refused", 1, false));
         let vm = given(&events);
         assert_eq!(vm.status, Some(VmStatus::Degraded));
@@ -584,17 +612,17 @@ mod tests {
             VmCommand::Recreate(target()),
             create(true),
         ] {
-            assert!(vm.decide(&refused).is_err(), "{refused:?}");
+            assert!(vm.decide(&refused, &context()).is_err(), "{refused:?}");
         }
         for accepted in [
             VmCommand::Start(target()),
             VmCommand::Stop(target()),
             VmCommand::Destroy(target()),
         ] {
-            assert!(vm.decide(&accepted).is_ok(), "{accepted:?}");
+            assert!(vm.decide(&accepted, &context()).is_ok(), "{accepted:?}");
         }
         let retry = vm
-            .decide(&VmCommand::Retry(target_of(Uuid::nil())))
+            .decide(&VmCommand::Retry(target_of(Uuid::nil())), &context())
             .unwrap();
         assert_eq!(
             retry,
@@ -617,7 +645,7 @@ mod tests {
         assert_eq!(given(&events).status, Some(VmStatus::Stopped));
         assert_eq!(
             given(&events)
-                .decide(&VmCommand::Retry(target()))
+                .decide(&VmCommand::Retry(target()), &context())
                 .unwrap_err()
                 .code,
             RejectionCode::InvalidState,
@@ -647,7 +675,11 @@ mod tests {
         let mut events = running();
         events.push(VmEvent::StopRequested(Empty {}));
         events.push(degraded(Step::Stop, "x", 2, false));
-        events.extend(given(&events).decide(&VmCommand::Start(target())).unwrap());
+        events.extend(
+            given(&events)
+                .decide(&VmCommand::Start(target()), &context())
+                .unwrap(),
+        );
         let vm = given(&events);
         assert_eq!(
             (vm.status, vm.desired_running, Step::next(&vm)),
@@ -675,6 +707,6 @@ mod tests {
             vm.reason.as_deref(),
             Some("restart failed: host unreachable")
         );
-        assert!(vm.decide(&VmCommand::Destroy(target())).is_ok());
+        assert!(vm.decide(&VmCommand::Destroy(target()), &context()).is_ok());
     }
 }

@@ -2,7 +2,7 @@
 //! deliverer — `attempt_failed` per failed try, `sent` once accepted, `failed` after the
 //! round's last attempt. An operator's `retry` starts another round of a failed one.
 
-use berth_runtime::store::Aggregate;
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::notification::{
     Channel, DeliveryAttemptFailed, NotificationCommand, NotificationEvent, NotificationFailed,
     NotificationRequested, NotificationSent, RetryRequested,
@@ -112,7 +112,11 @@ impl Aggregate for Notification {
         }
     }
 
-    fn decide(&self, command: &NotificationCommand) -> Result<Vec<NotificationEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &NotificationCommand,
+        _context: &Context,
+    ) -> Result<Vec<NotificationEvent>, Rejection> {
         let NotificationCommand::Retry(target) = command;
         let channel = match (self.status, self.channel()) {
             (Status::Failed, Some(channel)) => channel,
@@ -142,6 +146,10 @@ impl Aggregate for Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
     use berth_schemas::notification::{NotificationTarget, Source};
     use uuid::Uuid;
 
@@ -191,19 +199,22 @@ mod tests {
     #[test]
     fn only_a_failed_notification_is_retried_and_a_retry_starts_a_new_round() {
         assert_eq!(
-            Notification::default().decide(&retry()).unwrap_err().code,
+            Notification::default()
+                .decide(&retry(), &context())
+                .unwrap_err()
+                .code,
             RejectionCode::NotFound
         );
         let pending = given(&[requested()]);
         assert_eq!(
-            pending.decide(&retry()).unwrap_err().code,
+            pending.decide(&retry(), &context()).unwrap_err().code,
             RejectionCode::InvalidState
         );
         let mut failed = given(&[requested()]);
         for event in failed.attempt_failed("down", 1) {
             failed.apply(&event);
         }
-        let events = failed.decide(&retry()).unwrap();
+        let events = failed.decide(&retry(), &context()).unwrap();
         events.iter().for_each(|e| failed.apply(e));
         assert_eq!(failed.status, Status::Pending);
         assert_eq!(failed.round_attempts, 0);
@@ -214,7 +225,7 @@ mod tests {
         assert_eq!(failed.status, Status::Sent);
         assert_eq!(failed.attempts, 2);
         assert_eq!(
-            failed.decide(&retry()).unwrap_err().code,
+            failed.decide(&retry(), &context()).unwrap_err().code,
             RejectionCode::InvalidState
         );
     }

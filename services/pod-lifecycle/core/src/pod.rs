@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_runtime::store::Aggregate;
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::pod::{
     PodCommand, PodConfigUpdated, PodDegraded, PodDeleteRequested, PodEvent, PodExpired, PodFailed,
     PodReplicas, PodRequested, PodRestartRequested, PodStatus, PodStep, GRACE_DAYS,
@@ -356,11 +356,11 @@ impl Aggregate for Pod {
         }
     }
 
-    fn decide(&self, command: &PodCommand) -> Result<Vec<PodEvent>, Rejection> {
+    fn decide(&self, command: &PodCommand, context: &Context) -> Result<Vec<PodEvent>, Rejection> {
         self.decide_with(
             command,
             &Decision {
-                now: Utc::now(),
+                now: context.now,
                 requested: None,
             },
         )

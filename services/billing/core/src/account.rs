@@ -3,7 +3,7 @@
 //! whether the account is suspended. One aggregate decides all of the money, so a
 //! payment settles invoices oldest first atomically.
 
-use berth_runtime::store::Aggregate;
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::billing::{
     AccountCommand, AccountEvent, AccountOpened, AccountSuspended, InvoicePosted, InvoiceRef,
     Nothing, PaymentRecorded, RecordPayment,
@@ -206,7 +206,11 @@ impl Aggregate for Account {
         }
     }
 
-    fn decide(&self, command: &AccountCommand) -> Result<Vec<AccountEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &AccountCommand,
+        _context: &Context,
+    ) -> Result<Vec<AccountEvent>, Rejection> {
         match command {
             AccountCommand::Open(open) => {
                 let wanted = AccountOpened {
@@ -253,6 +257,10 @@ impl Aggregate for Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
     use berth_schemas::billing::OpenAccount;
     use berth_schemas::usage::Tier;
 
@@ -264,7 +272,7 @@ mod tests {
             tier: Tier::Pro,
             currency: "EUR".into(),
         });
-        for event in account.decide(&open).unwrap() {
+        for event in account.decide(&open, &context()).unwrap() {
             account.apply(&event);
         }
         account
@@ -382,7 +390,7 @@ mod tests {
             .unwrap();
         apply_all(&mut account, events);
         let rejection = account
-            .decide(&AccountCommand::Close(Default::default()))
+            .decide(&AccountCommand::Close(Default::default()), &context())
             .unwrap_err();
         assert_eq!(rejection.code, RejectionCode::InvalidState);
     }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_runtime::store::Aggregate;
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::usage::{Limits, QuotaSet, Released, Reserved, TenantCommand, UsageEvent};
 use berth_schemas::{Rejection, RejectionCode};
 use uuid::Uuid;
@@ -36,7 +36,11 @@ impl Aggregate for Usage {
         }
     }
 
-    fn decide(&self, command: &TenantCommand) -> Result<Vec<UsageEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &TenantCommand,
+        _context: &Context,
+    ) -> Result<Vec<UsageEvent>, Rejection> {
         match command {
             TenantCommand::SetQuota(set) => Ok(vec![UsageEvent::QuotaSet(QuotaSet {
                 tier: set.tier,
@@ -136,6 +140,10 @@ impl Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
     use berth_schemas::usage::{LimitOverrides, SetQuota, Tier};
     use berth_schemas::TenantId;
 
@@ -203,7 +211,7 @@ mod tests {
                 ..Default::default()
             },
         });
-        let usage = with(Usage::default().decide(&set).unwrap());
+        let usage = with(Usage::default().decide(&set, &context()).unwrap());
         let limits = usage.limits(None).unwrap();
         assert_eq!((limits.vms, limits.vcpus), (5, 2));
     }

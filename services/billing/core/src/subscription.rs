@@ -4,7 +4,7 @@
 //! `expire`, which ends it unless it was renewed meanwhile. Its active stretches are what
 //! invoices charge, prorated to the second.
 
-use berth_runtime::store::Aggregate;
+use berth_schemas::aggregate::{Aggregate, Context};
 use berth_schemas::billing::{
     Money, SubscriptionCancelled, SubscriptionCommand, SubscriptionCreated, SubscriptionEnded,
     SubscriptionEvent, SubscriptionRenewed,
@@ -160,11 +160,15 @@ impl Aggregate for Subscription {
         }
     }
 
-    fn decide(&self, command: &SubscriptionCommand) -> Result<Vec<SubscriptionEvent>, Rejection> {
+    fn decide(
+        &self,
+        command: &SubscriptionCommand,
+        context: &Context,
+    ) -> Result<Vec<SubscriptionEvent>, Rejection> {
         self.decide_with(
             command,
             &Decision {
-                now: Utc::now(),
+                now: context.now,
                 price: None,
             },
         )
