@@ -16,7 +16,7 @@
 //!   read by the container with `envFrom`, never plain `env` values in the Deployment;
 //! - the pod runs with `seccompProfile: RuntimeDefault`; its container with
 //!   `allowPrivilegeEscalation: false` and every capability dropped, keeping only the
-//!   few a root image's start-up needs ([`berth_provisioner::docker::CAPABILITIES`]) —
+//!   few a root image's start-up needs ([`berth_adapters::docker::CAPABILITIES`]) —
 //!   none at all when the catalog names a non-root user (`run_as_user`), which then
 //!   also sets `runAsNonRoot`, `runAsUser` and `fsGroup` (so the volume is writable);
 //! - each tenant namespace gets the NetworkPolicy `berth-isolation` (ingress only from

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_provisioner::docker::CAPABILITIES;
+use berth_adapters::docker::CAPABILITIES;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvFromSource, ExecAction, HTTPGetAction,

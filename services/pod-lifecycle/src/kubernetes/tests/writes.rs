@@ -1,7 +1,7 @@
 //! Scenarios that change the cluster: create, reset, restart, scale, delete and remove,
 //! with the bodies berth applies and how it reacts to conflicts and failures.
 
-use berth_provisioner::docker::CAPABILITIES;
+use berth_adapters::docker::CAPABILITIES;
 use chrono::{DateTime, TimeDelta, Utc};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
