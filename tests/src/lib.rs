@@ -22,10 +22,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_dev::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use berth_provisioner::provider::VmProvider;
 use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
 use berth_provisioner::ProvisionerConfig;
-use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::vm::{CreateVm, VmCommand};

@@ -50,7 +50,7 @@ impl SmtpSink {
     pub fn reserve(count_only: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("berth-smtp-").tempdir()?;
         Ok(Self {
-            port: berth_runtime::devservers::free_port()?,
+            port: berth_dev::devservers::free_port()?,
             out: dir.path().join("mails.jsonl"),
             count_only,
             child: None,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_dashboard::users::Login;
+use berth_dev::users::Login;
 use berth_pod_lifecycle::sim::SimRuntime;
 use berth_runtime::Runtime;
 use berth_schemas::vm::{VmCommand, VmTarget};
@@ -94,7 +94,7 @@ async fn the_dashboard_follows_the_demo_tenant_live_and_never_sees_another_tenan
     .await?;
     let url = |user: &str| {
         let login = logins.iter().find(|l| l.user == user).expect("a login");
-        berth_dashboard::page_url(http, &websocket, login)
+        berth_dev::users::page_url(http, &websocket, login)
     };
     let screenshot = repository().join("target/dashboard.png");
 

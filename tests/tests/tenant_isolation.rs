@@ -603,7 +603,7 @@ async fn a_tenant_over_its_share_is_busy_and_another_is_served() -> anyhow::Resu
 #[tokio::test]
 async fn a_tenant_user_may_publish_exactly_its_tenant_actions() -> anyhow::Result<()> {
     use async_nats::{Event, ServerError};
-    use berth_runtime::devservers::DashboardUser;
+    use berth_dev::devservers::DashboardUser;
     let env = TestEnv::start_with_dashboards(vec![DashboardUser {
         user: "acme".into(),
         password: "s3cret-acme".into(),

@@ -19,7 +19,6 @@
 
 mod audit;
 mod billing;
-mod dashboard;
 mod dlq;
 mod events;
 mod notifications;
@@ -33,7 +32,6 @@ mod server;
 mod state;
 mod tenant;
 mod trace;
-mod up;
 mod vm;
 
 use clap::{Parser, Subcommand};
@@ -49,7 +47,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the whole control plane in this process, with embedded servers by default.
-    Up(Box<up::UpArgs>),
+    Up(Box<berth_dev::up::UpArgs>),
     /// Create, start, stop, restart, destroy, list and show VMs.
     #[command(subcommand)]
     Vm(vm::VmCommand),
@@ -66,7 +64,7 @@ enum Command {
     #[command(subcommand)]
     Billing(billing::BillingCommandLine),
     /// The live web dashboard on its own (`berth up` serves it too).
-    Dashboard(dashboard::DashboardArgs),
+    Dashboard(berth_dev::dashboard::DashboardArgs),
     /// An aggregate as it was at a time or stream sequence; `--diff` between two.
     State(state::StateArgs),
     /// Every event of one correlation, across services, in order.
@@ -115,7 +113,7 @@ enum Command {
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up(args) => up::run(*args).await,
+        Command::Up(args) => berth_dev::up::run(*args).await,
         Command::Vm(command) => vm::run(command).await,
         Command::Pod(command) => pod::run(command).await,
         Command::Pods(command) => pod::pods(command).await,
@@ -123,7 +121,7 @@ async fn main() {
         Command::Billing(command) => billing::run(command).await,
         Command::Notifications(command) => notifications::run(command).await,
         Command::State(args) => state::run(args).await,
-        Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Dashboard(args) => berth_dev::dashboard::run(args).await,
         Command::Trace(args) => trace::run(args).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Notify(command) => notifications::notify(command).await,

@@ -97,12 +97,14 @@ async fn state_at(
         .read(&event_subject(&tenant, kind.as_str(), id), 0)
         .await?;
     let (state, version, as_of, count) = match kind {
-        Kind::Vm => folded::<berth_provisioner::vm::Vm>(&events, point)?,
-        Kind::Server => folded::<berth_provisioner::server::Server>(&events, point)?,
-        Kind::Pod => folded::<berth_pod_lifecycle::pod::Pod>(&events, point)?,
-        Kind::Subscription => folded::<berth_billing::subscription::Subscription>(&events, point)?,
-        Kind::Account => folded::<berth_billing::account::Account>(&events, point)?,
-        Kind::Invoice => folded::<berth_billing::invoicing::Invoice>(&events, point)?,
+        Kind::Vm => folded::<berth_provisioner_core::vm::Vm>(&events, point)?,
+        Kind::Server => folded::<berth_provisioner_core::server::Server>(&events, point)?,
+        Kind::Pod => folded::<berth_pod_lifecycle_core::pod::Pod>(&events, point)?,
+        Kind::Subscription => {
+            folded::<berth_billing_core::subscription::Subscription>(&events, point)?
+        }
+        Kind::Account => folded::<berth_billing_core::account::Account>(&events, point)?,
+        Kind::Invoice => folded::<berth_billing_core::invoice::Invoice>(&events, point)?,
     };
     Ok(StateAt {
         kind: kind.as_str(),

@@ -7,11 +7,8 @@
 //!   to `cmd.<tenant>.>`.
 //! - [`serve`]: the page's files (`web/dashboard/dist`, built with `npm run build`)
 //!   over HTTP. The page talks to NATS itself, over WebSocket.
-//! - [`users`]: a NATS user per dashboard (a tenant, or the operator), with a password
-//!   kept in a file beside the embedded servers' data.
 
 pub mod snapshot;
-pub mod users;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,15 +47,4 @@ pub async fn serve(
         }
     });
     Ok(bound)
-}
-
-/// The URL a person opens: the page, with where NATS is and who logs in in the fragment
-/// (a fragment is never sent to a server, so the password stays out of HTTP logs).
-pub fn page_url(http: SocketAddr, websocket: &str, user: &users::Login) -> String {
-    format!(
-        "http://{http}/#ws={websocket}&tenant={}&user={}&pass={}",
-        user.tenant.as_deref().unwrap_or("*"),
-        user.user,
-        user.password
-    )
 }

@@ -12,8 +12,6 @@
 //! - [`projection`]: Postgres read models with transactional checkpoints, status
 //!   publishing, and rebuild-and-swap.
 //! - [`streams`]: stream definitions from `nats/streams/*.json`.
-//! - [`devservers`]: a private nats-server and Postgres under a directory, for
-//!   `berth up` and the test harness.
 //! - [`telemetry`], [`shutdown`], [`config`].
 //!
 //! Worked example: `berth-provisioner`'s `run` serves VM commands with
@@ -25,7 +23,6 @@ pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod devservers;
 pub mod dlq;
 pub mod error;
 pub mod fairness;

@@ -7,7 +7,7 @@
 //!   JetStream atomic batch with the expectation on the first message. Appends go
 //!   through one writer task per process that pipelines publishes (it sends, then awaits
 //!   the acks concurrently), the place where group commit can later happen.
-//! - What an append costs (`benches/append_latency.rs`): one event, one publish-ack. A
+//! - What an append costs (`services/dev/benches/append_latency.rs`): one event, one publish-ack. A
 //!   batch: one round trip (`ack_first(false)`: the messages before the commit are core
 //!   publishes; only the commit waits for a reply) plus the server's fixed per-batch
 //!   cost, which dominates. For an R1 file stream nats-server stages each batch in a

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use anyhow::{bail, Context};
 use berth_pod_lifecycle::cli::PodArgs;
 use berth_provisioner::cli::DefaultTier;
@@ -22,7 +23,6 @@ use berth_provisioner::demo::DemoConfig;
 use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::client::send_command;
-use berth_runtime::devservers::{self, NatsOptions, NatsServer, Postgres, PostgresOptions};
 use berth_runtime::telemetry::{self, TelemetryArgs};
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::command::CommandMeta;
@@ -128,7 +128,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // A NATS user per dashboard: the operator and each demo tenant (passwords kept in
     // the data directory, so the printed URLs stay valid across restarts).
-    let logins = berth_dashboard::users::logins(&secrets, &[DEMO_TENANT])?;
+    let logins = crate::users::logins(&secrets, &[DEMO_TENANT])?;
     let mut nats_server = None;
     let nats_url = match &args.nats_url {
         Some(url) => url.clone(),
@@ -288,7 +288,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 println!(
                     "  dashboard   {:<9} {}",
                     login.tenant.as_deref().unwrap_or("operator"),
-                    berth_dashboard::page_url(http, &websocket, login)
+                    crate::users::page_url(http, &websocket, login)
                 );
             }
         }
@@ -354,7 +354,7 @@ fn private_layout(dir: &Path, postgres_as_other_user: bool) -> anyhow::Result<Pa
         .with_context(|| format!("restricting {}", dir.display()))?;
     let secrets = dir.join("secrets");
     devservers::create_private_dir(&secrets)?;
-    for name in [POD_SECRET_KEY, berth_dashboard::users::FILE] {
+    for name in [POD_SECRET_KEY, crate::users::FILE] {
         let (old, new) = (dir.join(name), secrets.join(name));
         if old.exists() && !new.exists() {
             std::fs::rename(&old, &new)
@@ -499,9 +499,8 @@ mod tests {
         let earlier = [
             (POD_SECRET_KEY, "00ff".to_owned()),
             (
-                berth_dashboard::users::FILE,
-                serde_json::to_string(&[berth_dashboard::users::Login::new("operator", None)])
-                    .unwrap(),
+                crate::users::FILE,
+                serde_json::to_string(&[crate::users::Login::new("operator", None)]).unwrap(),
             ),
         ];
         for (name, contents) in &earlier {
@@ -522,9 +521,9 @@ mod tests {
                 "{name} kept"
             );
         }
-        let logins = berth_dashboard::users::logins(&secrets, &[DEMO_TENANT]).unwrap();
+        let logins = crate::users::logins(&secrets, &[DEMO_TENANT]).unwrap();
         assert_eq!(logins[0].user, "operator", "the earlier logins are kept");
-        assert_eq!(mode(&secrets.join(berth_dashboard::users::FILE)), 0o600);
+        assert_eq!(mode(&secrets.join(crate::users::FILE)), 0o600);
 
         // Root with the embedded Postgres: the postgres user passes through, lists nothing.
         private_layout(&dir, true).unwrap();

@@ -1,12 +1,12 @@
 //! Dashboard logins: a NATS user per tenant (and one for the operator) with a random
 //! password, kept in `<dir>/dashboard-users.json` (mode 0600, `<dir>` made 0700; `berth
 //! up` passes `.berth/secrets`) so that URLs stay valid across restarts. The permissions themselves are written into the embedded
-//! nats-server's configuration ([`berth_runtime::devservers::DashboardUser`]).
+//! nats-server's configuration ([`crate::devservers::DashboardUser`]).
 
 use std::path::Path;
 
+use crate::devservers::DashboardUser;
 use anyhow::Context;
-use berth_runtime::devservers::DashboardUser;
 use serde::{Deserialize, Serialize};
 
 /// The file in the given directory that keeps the logins.
@@ -68,8 +68,8 @@ pub fn logins(dir: &Path, tenants: &[&str]) -> anyhow::Result<Vec<Login>> {
             known.push(Login::new(user, tenant));
         }
     }
-    berth_runtime::devservers::create_private_dir(dir)?;
-    berth_runtime::devservers::write_private(
+    crate::devservers::create_private_dir(dir)?;
+    crate::devservers::write_private(
         &path,
         serde_json::to_string_pretty(&known)?.as_bytes(),
         false,
@@ -110,4 +110,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
+}
+
+/// The URL a person opens: the page, with where NATS is and who logs in in the fragment
+/// (a fragment is never sent to a server, so the password stays out of HTTP logs).
+pub fn page_url(http: std::net::SocketAddr, websocket: &str, user: &Login) -> String {
+    format!(
+        "http://{http}/#ws={websocket}&tenant={}&user={}&pass={}",
+        user.tenant.as_deref().unwrap_or("*"),
+        user.user,
+        user.password
+    )
 }

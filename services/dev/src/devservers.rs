@@ -16,7 +16,7 @@ use berth_schemas::TenantId;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
-use crate::error::{Error, Result};
+use berth_runtime::{Error, Result};
 
 /// Stops the wrapped server when the starting process (`$BERTH_PARENT`) is gone, and
 /// stops it with SIGINT (graceful for nats-server, fast for Postgres) on SIGTERM; then

@@ -21,7 +21,7 @@
 //! `vm.create` does.
 //!
 //! ```text
-//! cargo test --release -p berth-runtime --bench append_latency -- --ignored --nocapture
+//! cargo test --release -p berth-dev --bench append_latency -- --ignored --nocapture
 //! ```
 //!
 //! (Tests in a bench target: plain `cargo test` neither builds nor runs them.)
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::OutboundMessage};
 use async_nats::HeaderMap;
-use berth_runtime::devservers::{self, NatsOptions, NatsServer};
+use berth_dev::devservers::{self, NatsOptions, NatsServer};
 use berth_runtime::store::{event_id, NewEvent, SubjectAppend};
 use berth_runtime::{EventStore, Settings};
 use berth_schemas::envelope::EventMeta;
