@@ -225,10 +225,11 @@ impl PodCaps {
 mod tests {
     use super::*;
 
+    use berth_schemas::pod::PodDeleted;
+
     fn context() -> Context {
         Context::at(chrono::Utc::now())
     }
-    use berth_schemas::pod::PodDeleted;
 
     fn fold(slots: &mut PodSlots, events: Vec<PodSlotEvent>) {
         for event in &events {

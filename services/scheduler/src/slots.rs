@@ -229,13 +229,14 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    fn context() -> Context {
-        Context::at(chrono::Utc::now())
-    }
     use berth_schemas::schedule::{
         Action, CatchUp, ScheduleChanged, SetSchedule, When, MAX_TENANT_SCHEDULES,
     };
     use berth_schemas::RejectionCode;
+
+    fn context() -> Context {
+        Context::at(chrono::Utc::now())
+    }
 
     fn utc(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()

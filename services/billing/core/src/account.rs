@@ -258,11 +258,12 @@ impl Aggregate for Account {
 mod tests {
     use super::*;
 
+    use berth_schemas::billing::OpenAccount;
+    use berth_schemas::usage::Tier;
+
     fn context() -> Context {
         Context::at(chrono::Utc::now())
     }
-    use berth_schemas::billing::OpenAccount;
-    use berth_schemas::usage::Tier;
 
     fn opened() -> Account {
         let mut account = Account::default();

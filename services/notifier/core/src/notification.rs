@@ -147,11 +147,12 @@ impl Aggregate for Notification {
 mod tests {
     use super::*;
 
+    use berth_schemas::notification::{NotificationTarget, Source};
+    use uuid::Uuid;
+
     fn context() -> Context {
         Context::at(chrono::Utc::now())
     }
-    use berth_schemas::notification::{NotificationTarget, Source};
-    use uuid::Uuid;
 
     fn requested() -> NotificationEvent {
         NotificationEvent::Requested(NotificationRequested {

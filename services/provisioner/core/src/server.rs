@@ -223,10 +223,11 @@ impl Server {
 mod tests {
     use super::*;
 
+    use berth_schemas::server::{RegisterServer, ServerTarget};
+
     fn context() -> Context {
         Context::at(chrono::Utc::now())
     }
-    use berth_schemas::server::{RegisterServer, ServerTarget};
 
     fn register(vcpus: u32, cpu_overcommit: f64) -> ServerCommand {
         ServerCommand::Register(RegisterServer {

@@ -141,11 +141,12 @@ impl Usage {
 mod tests {
     use super::*;
 
+    use berth_schemas::usage::{LimitOverrides, SetQuota, Tier};
+    use berth_schemas::TenantId;
+
     fn context() -> Context {
         Context::at(chrono::Utc::now())
     }
-    use berth_schemas::usage::{LimitOverrides, SetQuota, Tier};
-    use berth_schemas::TenantId;
 
     fn wanted(vcpus: u32) -> Reserved {
         Reserved {
