@@ -10,16 +10,15 @@
 //! another replica, records nothing twice. Hours are metered once they ended, a settling
 //! delay after (an event stamped before the hour's end reaches the log within it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use berth_runtime::store::{Aggregate, AppendError, Cause, NoCommand, Repository, StoredEvent};
-use berth_schemas::aggregate::Context;
+use berth_runtime::store::{AppendError, Cause, Repository, StoredEvent};
 use berth_schemas::billing::{MeterEvent, UsageRecorded};
 use berth_schemas::subjects::event_subject;
-use berth_schemas::vm::{Plan, VmEvent};
-use berth_schemas::{Actor, Rejection, TenantId};
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use berth_schemas::vm::VmEvent;
+use berth_schemas::{Actor, TenantId};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -29,147 +28,7 @@ const RECORDS_PER_APPEND: usize = 500;
 /// VMs metered at once.
 const VMS_AT_ONCE: usize = 32;
 
-/// The hours of a VM that are recorded.
-#[derive(Debug, Clone, Default)]
-pub struct Meter {
-    pub recorded: BTreeMap<DateTime<Utc>, UsageRecorded>,
-}
-
-impl Aggregate for Meter {
-    const KIND: &'static str = berth_schemas::billing::METER;
-    type Command = NoCommand;
-    type Event = MeterEvent;
-
-    fn apply(&mut self, event: &MeterEvent) {
-        let MeterEvent::Recorded(record) = event;
-        self.recorded.insert(record.hour, record.clone());
-    }
-
-    fn decide(
-        &self,
-        command: &NoCommand,
-        _context: &Context,
-    ) -> Result<Vec<MeterEvent>, Rejection> {
-        match *command {}
-    }
-}
-
-/// A VM's size while it ran.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Size {
-    pub plan: String,
-    pub vcpus: u32,
-    pub memory_mb: u32,
-}
-
-/// One stretch of running time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interval {
-    pub start: DateTime<Utc>,
-    /// `None` while it still runs.
-    pub end: Option<DateTime<Utc>>,
-    pub size: Size,
-}
-
-/// A VM's running time folded from its events.
-#[derive(Debug, Clone, Default)]
-pub struct Runtime {
-    pub last_sequence: u64,
-    size: Option<Size>,
-    running_since: Option<DateTime<Utc>>,
-    pub intervals: Vec<Interval>,
-}
-
-impl Runtime {
-    /// Folds one VM event that happened at `at`.
-    pub fn observe(&mut self, event: &VmEvent, at: DateTime<Utc>) {
-        match event {
-            VmEvent::Requested(spec) => {
-                self.size = Some(Size {
-                    plan: plan_name(spec.plan),
-                    vcpus: spec.vcpus,
-                    memory_mb: spec.memory_mb,
-                })
-            }
-            VmEvent::ResizeRequested(size) => {
-                self.size = Some(Size {
-                    plan: plan_name(size.plan),
-                    vcpus: size.vcpus,
-                    memory_mb: size.memory_mb,
-                })
-            }
-            VmEvent::Started(_) | VmEvent::Restarted(_) | VmEvent::Recreated(_) => {
-                self.running_since.get_or_insert(at);
-            }
-            VmEvent::Stopped(_)
-            | VmEvent::Destroyed(_)
-            | VmEvent::Failed(_)
-            | VmEvent::Lost(_)
-            | VmEvent::RecreateRequested(_) => {
-                if let (Some(start), Some(size)) = (self.running_since.take(), &self.size) {
-                    self.intervals.push(Interval {
-                        start,
-                        end: Some(at),
-                        size: size.clone(),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Every interval, the one still running included (open-ended).
-    pub fn all_intervals(&self) -> Vec<Interval> {
-        let mut all = self.intervals.clone();
-        if let (Some(start), Some(size)) = (self.running_since, &self.size) {
-            all.push(Interval {
-                start,
-                end: None,
-                size: size.clone(),
-            });
-        }
-        all
-    }
-
-    /// Seconds run within each whole hour that ends at or before `until`, by hour; an
-    /// hour holds one size (VMs are resized only while stopped).
-    pub fn hours_until(&self, until: DateTime<Utc>) -> BTreeMap<DateTime<Utc>, (u32, Size)> {
-        let mut hours: BTreeMap<DateTime<Utc>, (u32, Size)> = BTreeMap::new();
-        for interval in self.all_intervals() {
-            let end = interval.end.unwrap_or(until).min(until);
-            let mut hour = floor_hour(interval.start);
-            while hour < end && hour + Duration::hours(1) <= until {
-                let next = hour + Duration::hours(1);
-                let from = interval.start.max(hour);
-                let to = end.min(next);
-                if to > from {
-                    let seconds = u32::try_from((to - from).num_seconds()).unwrap_or(0);
-                    let entry = hours.entry(hour).or_insert((0, interval.size.clone()));
-                    entry.0 = (entry.0 + seconds).min(3600);
-                }
-                hour = next;
-            }
-        }
-        hours.retain(|_, (seconds, _)| *seconds > 0);
-        hours
-    }
-}
-
-/// `small`, `medium`, `large`, or `custom` for an explicit size.
-pub fn plan_name(plan: Option<Plan>) -> String {
-    match plan {
-        Some(Plan::Small) => "small",
-        Some(Plan::Medium) => "medium",
-        Some(Plan::Large) => "large",
-        None => "custom",
-    }
-    .to_owned()
-}
-
-/// The start of the hour `at` is in.
-pub fn floor_hour(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(Duration::hours(1)).unwrap_or(at)
-}
+pub use berth_billing_core::meter::{floor_hour, plan_name, Interval, Meter, Runtime, Size};
 
 /// Meters VMs from the log.
 pub struct Metering {
@@ -288,94 +147,4 @@ fn observe(runtime: &mut Runtime, event: &StoredEvent) -> anyhow::Result<()> {
 /// The hours recorded for a VM, by hour.
 pub fn recorded_hours(meter: &Meter) -> BTreeSet<DateTime<Utc>> {
     meter.recorded.keys().copied().collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_schemas::vm::{Empty, VmRequested};
-
-    fn at(time: &str) -> DateTime<Utc> {
-        format!("2026-11-02T{time}Z").parse().unwrap()
-    }
-
-    fn runtime(steps: &[(&str, VmEvent)]) -> Runtime {
-        let mut runtime = Runtime::default();
-        runtime.observe(
-            &VmEvent::Requested(VmRequested {
-                name: "web".into(),
-                vcpus: 2,
-                memory_mb: 4096,
-                disk_gb: 40,
-                image: "debian-12".into(),
-                plan: Some(Plan::Medium),
-                region: None,
-            }),
-            at("09:00:00"),
-        );
-        for (time, event) in steps {
-            runtime.observe(event, at(time));
-        }
-        runtime
-    }
-
-    #[test]
-    fn running_time_is_cut_into_hours_to_the_second() {
-        // 10:20:00–11:45:00 and 12:00:00–14:00:00: 3 h 25 min in all, a stop in between.
-        let runtime = runtime(&[
-            ("10:20:00", VmEvent::Started(Empty {})),
-            ("11:45:00", VmEvent::Stopped(Empty {})),
-            ("12:00:00", VmEvent::Started(Empty {})),
-            ("14:00:00", VmEvent::Stopped(Empty {})),
-        ]);
-        let hours = runtime.hours_until(at("15:00:00"));
-        let seconds: Vec<(String, u32)> = hours
-            .iter()
-            .map(|(hour, (seconds, _))| (hour.format("%H").to_string(), *seconds))
-            .collect();
-        assert_eq!(
-            seconds,
-            vec![
-                ("10".into(), 2400),
-                ("11".into(), 2700),
-                ("12".into(), 3600),
-                ("13".into(), 3600)
-            ]
-        );
-        assert_eq!(seconds.iter().map(|(_, s)| s).sum::<u32>(), 12_300);
-        assert_eq!(hours.values().next().unwrap().1.plan, "medium");
-    }
-
-    #[test]
-    fn an_hour_is_metered_only_once_it_has_ended() {
-        let runtime = runtime(&[("10:30:00", VmEvent::Started(Empty {}))]);
-        let hours = runtime.hours_until(at("11:59:59"));
-        assert_eq!(
-            hours.len(),
-            1,
-            "10:00–11:00 only: 11:00–12:00 has not ended"
-        );
-        assert_eq!(hours.values().next().unwrap().0, 1800);
-        assert_eq!(runtime.hours_until(at("12:00:00")).len(), 2);
-    }
-
-    #[test]
-    fn restarts_keep_running_and_recreates_pause_the_meter() {
-        let runtime = runtime(&[
-            ("10:00:00", VmEvent::Started(Empty {})),
-            ("10:10:00", VmEvent::Restarted(Empty {})),
-            ("10:20:00", VmEvent::RecreateRequested(Empty {})),
-            (
-                "10:30:00",
-                VmEvent::Recreated(berth_schemas::vm::VmProvisioned {
-                    provider: "sim".into(),
-                    host: "h".into(),
-                    provider_ref: "r".into(),
-                }),
-            ),
-            ("10:40:00", VmEvent::Destroyed(Empty {})),
-        ]);
-        let hours = runtime.hours_until(at("11:00:00"));
-        assert_eq!(hours.values().next().unwrap().0, 30 * 60);
-    }
 }

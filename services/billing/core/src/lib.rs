@@ -7,4 +7,5 @@
 
 pub mod account;
 pub mod invoice;
+pub mod meter;
 pub mod subscription;
