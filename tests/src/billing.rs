@@ -93,6 +93,10 @@ impl TestEnv {
     }
 
     /// Sends an operator run to `cmd.system.billing.<action>` and returns its JSON report.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a request with its own timeout, longer than the client's default that berth_runtime::client::request keeps"
+    )]
     pub async fn billing_run(&self, command: &BillingCommand) -> anyhow::Result<serde_json::Value> {
         let subject = format!("cmd.system.billing.{}", command.action());
         // Metering a month of many VMs takes longer than the client's default timeout.

@@ -210,6 +210,10 @@ impl TestEnv {
     }
 
     /// Waits until a NATS service answers `$SRV.PING.<name>`.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "pings the NATS service API itself, not a berth endpoint"
+    )]
     pub async fn wait_for_service(&self, name: &str) -> anyhow::Result<()> {
         let subject = format!("$SRV.PING.{name}");
         eventually(
@@ -302,6 +306,10 @@ impl TestEnv {
     }
 
     /// Sends raw bytes to a command subject with the given headers.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "sends bytes and headers as given, to test what an endpoint does with them"
+    )]
     pub async fn send_raw(
         &self,
         subject: &str,

@@ -62,7 +62,7 @@ fn delete(pod_id: Uuid, keep_volume: bool) -> PodCommand {
 
 async fn debug(env: &TestEnv, clean_orphans: bool) -> anyhow::Result<PodsReport> {
     let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
-    let reply = env.client.request(DEBUG_SUBJECT, body.into()).await?;
+    let reply = berth_runtime::client::request(&env.client, DEBUG_SUBJECT, body).await?;
     serde_json::from_slice(&reply.payload).context("a pods report")
 }
 

@@ -418,7 +418,7 @@ async fn pods_debug_finds_what_no_pod_owns_and_cleans_it() -> anyhow::Result<()>
         let client = client.clone();
         async move {
             let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
-            let reply = client.request(DEBUG_SUBJECT, body.into()).await?;
+            let reply = berth_runtime::client::request(&client, DEBUG_SUBJECT, body).await?;
             anyhow::Ok(serde_json::from_slice::<PodsReport>(&reply.payload)?)
         }
     };

@@ -28,7 +28,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 async fn reconcile(env: &TestEnv, clean_orphans: bool) -> anyhow::Result<ReconcileReport> {
     let body = serde_json::to_vec(&serde_json::json!({ "clean_orphans": clean_orphans }))?;
-    let reply = env.client.request(RECONCILE_SUBJECT, body.into()).await?;
+    let reply = berth_runtime::client::request(&env.client, RECONCILE_SUBJECT, body).await?;
     Ok(serde_json::from_slice(&reply.payload)?)
 }
 
@@ -117,10 +117,12 @@ async fn a_lost_machine_is_made_again_and_a_stray_one_is_an_orphan_until_cleaned
         "the vm's own machine stays"
     );
 
-    let refused = env
-        .client
-        .request(RECONCILE_SUBJECT, br#"{"clean":true}"#.to_vec().into())
-        .await?;
+    let refused = berth_runtime::client::request(
+        &env.client,
+        RECONCILE_SUBJECT,
+        br#"{"clean":true}"#.to_vec(),
+    )
+    .await?;
     let rejection: berth_schemas::Rejection = serde_json::from_slice(&refused.payload)?;
     assert_eq!(rejection.code.as_str(), "invalid");
     service.stop().await

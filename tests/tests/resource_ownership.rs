@@ -345,7 +345,7 @@ async fn a_pod_of_another_tenant_with_the_same_id_never_mounts_or_wipes_the_volu
 
 async fn reconcile(env: &TestEnv, clean_orphans: bool) -> anyhow::Result<ReconcileReport> {
     let body = serde_json::to_vec(&serde_json::json!({ "clean_orphans": clean_orphans }))?;
-    let reply = env.client.request(RECONCILE_SUBJECT, body.into()).await?;
+    let reply = berth_runtime::client::request(&env.client, RECONCILE_SUBJECT, body).await?;
     Ok(serde_json::from_slice(&reply.payload)?)
 }
 
@@ -473,7 +473,7 @@ async fn the_provisioner_never_adopts_and_orphan_cleaning_never_removes_another_
 
 async fn pods_debug(env: &TestEnv, clean_orphans: bool) -> anyhow::Result<PodsReport> {
     let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
-    let reply = env.client.request(DEBUG_SUBJECT, body.into()).await?;
+    let reply = berth_runtime::client::request(&env.client, DEBUG_SUBJECT, body).await?;
     serde_json::from_slice(&reply.payload).context("a pods report")
 }
 

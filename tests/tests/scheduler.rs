@@ -395,6 +395,10 @@ async fn timers_fire_once_a_set_replaces_and_a_cancel_silences() -> anyhow::Resu
 }
 
 #[tokio::test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a stand-in service answers the command on its reply subject"
+)]
 async fn a_system_fire_sends_its_command_once_with_the_fire_as_command_id_and_the_schedule_as_actor(
 ) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;

@@ -140,6 +140,10 @@ fn instance(schema: &Value, root: &Value, victim: &Victim) -> Value {
 }
 
 /// Tenant `b`'s raw command on its own subject, as its NATS user could send it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "sends as a tenant's own NATS user would"
+)]
 async fn send_as(
     env: &TestEnv,
     sender: &TenantId,
@@ -601,6 +605,10 @@ async fn a_tenant_over_its_share_is_busy_and_another_is_served() -> anyhow::Resu
 /// table: the tenant's own tenant actions reach berth, an operator action, another
 /// tenant's subject and `cmd.system.…` are refused by the server itself.
 #[tokio::test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "checks what the server lets a tenant's NATS user publish"
+)]
 async fn a_tenant_user_may_publish_exactly_its_tenant_actions() -> anyhow::Result<()> {
     use async_nats::{Event, ServerError};
     use berth_dev::devservers::DashboardUser;

@@ -310,7 +310,7 @@ async fn operator_run(connect: &ConnectArgs, command: BillingCommand) -> anyhow:
     let subject = format!("cmd.system.billing.{}", command.action());
     let reply = tokio::time::timeout(
         Duration::from_secs(600),
-        nats.request(subject.clone(), command.body().into()),
+        berth_runtime::client::request(&nats, subject.clone(), command.body()),
     )
     .await
     .context("no answer within 600 s")?

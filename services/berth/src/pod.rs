@@ -397,7 +397,7 @@ async fn ask(connect: &ConnectArgs, clean_orphans: bool) -> anyhow::Result<PodsR
     let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
     let reply = tokio::time::timeout(
         Duration::from_secs(120),
-        nats.request(DEBUG_SUBJECT, body.into()),
+        berth_runtime::client::request(&nats, DEBUG_SUBJECT, body),
     )
     .await
     .context("no pods report within 120 s")?

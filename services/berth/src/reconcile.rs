@@ -43,7 +43,7 @@ async fn ask(connect: &ConnectArgs, clean_orphans: bool) -> anyhow::Result<Recon
     let body = serde_json::to_vec(&Reconcile { clean_orphans })?;
     let reply = tokio::time::timeout(
         Duration::from_secs(120),
-        nats.request(RECONCILE_SUBJECT, body.into()),
+        berth_runtime::client::request(&nats, RECONCILE_SUBJECT, body),
     )
     .await
     .context("no reconciliation report within 120 s")?

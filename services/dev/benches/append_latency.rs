@@ -30,6 +30,11 @@
 //! measuring, to attach `strace -f -c -p <nats-server>` or `perf`), `BERTH_NATS_SERVER`
 //! (the binary; default `nats-server` on `PATH`).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "raw NATS belongs to berth-runtime: this bench measures the store against raw publishes"
+)]
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::OutboundMessage};

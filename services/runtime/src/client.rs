@@ -1,6 +1,11 @@
 //! Sending commands and waiting for status: what the CLI, other systems' adapters,
 //! the tests and the benchmarks share.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "raw NATS belongs to berth-runtime: its client is how everyone else sends"
+)]
+
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -42,6 +47,17 @@ pub async fn send_command(
         })?;
     serde_json::from_slice(&reply.payload)
         .map_err(|e| Error::Other(format!("unreadable reply from {subject}: {e}")))
+}
+
+/// Sends `body` to `subject`, a request/reply endpoint that takes no command metadata
+/// (a reconciliation, the pods report, an operator's billing run), and returns the raw
+/// reply within the client's request timeout.
+pub async fn request(
+    nats: &async_nats::Client,
+    subject: impl async_nats::ToSubject,
+    body: Vec<u8>,
+) -> std::result::Result<async_nats::Message, async_nats::RequestError> {
+    nats.request(subject, body.into()).await
 }
 
 /// The last status published on `subject`, if any.

@@ -32,6 +32,11 @@
 //! leaves out the events the live projection parked, as the live rows do. A rebuild
 //! publishes nothing and causes no side effect.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "raw NATS belongs to berth-runtime: projections publish the status they keep"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -22,6 +22,11 @@
 //! back-off until it succeeds (or the process stops, and the message comes again): a
 //! failure is never dropped unrecorded.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "raw NATS belongs to berth-runtime: reactors move failed messages to the DLQ here"
+)]
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,11 @@
 //! runs): one replica of the queue group answers each request with a JSON body — a
 //! report, or a `Rejection`.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "raw NATS belongs to berth-runtime: request endpoints answer on the reply subject here"
+)]
+
 use std::future::Future;
 
 use futures::StreamExt;

@@ -18,6 +18,11 @@
 //! - [`Repository`] folds an [`Aggregate`] with a cache, and remembers which command ids
 //!   each aggregate has applied, so a command is idempotent for the aggregate's life.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "raw NATS belongs to berth-runtime: the event store appends to EVENTS here"
+)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

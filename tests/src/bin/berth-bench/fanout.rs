@@ -38,6 +38,10 @@ pub async fn fanout(rate: usize, subscribers: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "measures fan-out of messages published straight to NATS and JetStream"
+)]
 async fn run(
     env: &TestEnv,
     rate: usize,

@@ -147,6 +147,10 @@ fn row(name: &str, berth: (f64, f64), raw: (f64, f64)) {
     );
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the raw JetStream baseline berth is measured against"
+)]
 async fn raw_publish_round_trips(
     js: &jetstream::Context,
     n: usize,
@@ -514,6 +518,10 @@ async fn placement(args: &Args) -> anyhow::Result<PlacementRun> {
 }
 
 /// Raw JetStream publish-acks with IN_FLIGHT at once: (publishes/s, (p50, p99) µs).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the raw JetStream baseline berth is measured against"
+)]
 pub(crate) async fn raw_publishes_in_flight(
     js: &jetstream::Context,
     n: usize,
