@@ -77,6 +77,17 @@ pub fn logins(dir: &Path, tenants: &[&str]) -> anyhow::Result<Vec<Login>> {
     Ok(known)
 }
 
+/// The URL a person opens: the page, with where NATS is and who logs in in the fragment
+/// (a fragment is never sent to a server, so the password stays out of HTTP logs).
+pub fn page_url(http: std::net::SocketAddr, websocket: &str, user: &Login) -> String {
+    format!(
+        "http://{http}/#ws={websocket}&tenant={}&user={}&pass={}",
+        user.tenant.as_deref().unwrap_or("*"),
+        user.user,
+        user.password
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,15 +121,4 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
-}
-
-/// The URL a person opens: the page, with where NATS is and who logs in in the fragment
-/// (a fragment is never sent to a server, so the password stays out of HTTP logs).
-pub fn page_url(http: std::net::SocketAddr, websocket: &str, user: &Login) -> String {
-    format!(
-        "http://{http}/#ws={websocket}&tenant={}&user={}&pass={}",
-        user.tenant.as_deref().unwrap_or("*"),
-        user.user,
-        user.password
-    )
 }
