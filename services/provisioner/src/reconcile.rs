@@ -304,7 +304,7 @@ impl Reconciler {
                 self.provider.name()
             ),
         });
-        let cause = cause(id, &format!("lost@{}", loaded.version));
+        let cause = Cause::derived(id, &format!("lost@{}", loaded.version), provisioner());
         match self
             .vms
             .append(&tenant, id, &loaded, &cause, vec![lost])
@@ -390,7 +390,7 @@ impl Reconciler {
         what: &str,
         event: OrphanEvent,
     ) -> anyhow::Result<()> {
-        let cause = cause(id, &format!("{what}@{}", loaded.version));
+        let cause = Cause::derived(id, &format!("{what}@{}", loaded.version), provisioner());
         match self
             .orphans
             .append(&system(), id, loaded, &cause, vec![event])
@@ -407,14 +407,9 @@ fn is_settled_with_machine(status: &str) -> bool {
     matches!(status, "running" | "stopped")
 }
 
-fn cause(id: Uuid, label: &str) -> Cause {
-    let cause_id = Uuid::new_v5(&id, label.as_bytes());
-    Cause {
-        id: cause_id,
-        actor: Actor::service("provisioner"),
-        correlation_id: cause_id,
-        traceparent: None,
-    }
+/// Who records what a reconciliation finds.
+fn provisioner() -> Actor {
+    Actor::service("provisioner")
 }
 
 /// Reconciles every `every` until shutdown (the first run after one period).
