@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository, StoredEvent};
 use berth_runtime::Runtime;
@@ -464,24 +465,13 @@ impl Reactor for OnSchedule {
 /// Answers `cmd.system.provisioner.reconcile` with a [`ReconcileReport`] (or a
 /// rejection), one replica per request.
 pub async fn serve(rt: &Runtime, reconciler: &Reconciler) -> anyhow::Result<()> {
-    berth_runtime::requests::serve(
-        rt,
-        RECONCILE_SUBJECT,
-        "berth-provisioner",
-        |_, body| async move {
-            let answer = match Reconcile::decode(&body) {
-                Err(rejection) => serde_json::to_vec(&rejection),
-                Ok(asked) => match reconciler.run(asked.clean_orphans).await {
-                    Ok(report) => serde_json::to_vec(&report),
-                    Err(e) => serde_json::to_vec(&Rejection::new(
-                        berth_schemas::RejectionCode::Unavailable,
-                        format!("reconciliation failed: {e:#}"),
-                    )),
-                },
-            };
-            answer.expect("reports and rejections serialize")
-        },
-    )
+    let decode = |_: &str, body: &[u8]| Reconcile::decode(body);
+    berth_runtime::requests::serve(rt, RECONCILE_SUBJECT, decode, |asked| async move {
+        reconciler
+            .run(asked.clean_orphans)
+            .await
+            .context("reconciliation failed")
+    })
     .await?;
     Ok(())
 }
