@@ -18,7 +18,8 @@
 //! - [`streams`]: stream definitions from `nats/streams/*.json`.
 //! - [`devservers`]: a private nats-server and Postgres under a directory, for
 //!   `berth up` and the test harness.
-//! - [`telemetry`], [`shutdown`], [`config`].
+//! - [`service`]: a service binary's `main` — telemetry, signals, a bounded drain;
+//!   [`telemetry`], [`shutdown`], [`config`].
 //!
 //! Worked example: `berth-provisioner`'s `run` serves VM commands with
 //! [`commands::serve`], drives the provider with [`reactor::run`] and keeps the `vms`
@@ -43,6 +44,7 @@ pub mod projection;
 pub mod reactor;
 mod repository;
 pub mod requests;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod streams;
