@@ -1,10 +1,10 @@
-//! The `berth-billing` command line: flags, telemetry, signals, then [`crate::run`].
+//! The `berth-billing` command line: flags, then [`berth_runtime::service::main`] runs
+//! [`crate::run`].
 
 use anyhow::Context;
-use berth_runtime::telemetry::{self, TelemetryArgs};
-use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_runtime::service::{self, ServiceArgs};
+use berth_runtime::Settings;
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 use crate::prices::PriceList;
 use crate::BillingConfig;
@@ -14,9 +14,7 @@ use crate::BillingConfig;
 #[command(version, about)]
 pub struct Cli {
     #[command(flatten)]
-    connect: ConnectArgs,
-    #[command(flatten)]
-    telemetry: TelemetryArgs,
+    service: ServiceArgs,
     /// Days an invoice may stay overdue before the account is suspended.
     #[arg(long, env = "BERTH_BILLING_GRACE_DAYS", default_value_t = 7)]
     grace_days: i64,
@@ -25,17 +23,9 @@ pub struct Cli {
 /// Parses the command line and runs billing until SIGINT/SIGTERM.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tokio::runtime::Runtime::new()?.block_on(run_cli(cli))
-}
-
-async fn run_cli(cli: Cli) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init("billing", &cli.telemetry, "info")?;
-    let shutdown = CancellationToken::new();
-    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
-    let rt = Runtime::connect("billing", &cli.connect, Settings::default(), shutdown)
-        .await
-        .context("starting billing")?;
     let mut config = BillingConfig::new(PriceList::builtin().context("loading the price list")?);
     config.grace_days = cli.grace_days;
-    crate::run(rt, config).await
+    service::main("billing", cli.service, Settings::default(), |rt| {
+        crate::run(rt, config)
+    })
 }

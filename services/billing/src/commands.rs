@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use async_trait::async_trait;
 use berth_runtime::commands::{execute_with, CommandService};
 use berth_runtime::store::{Cause, Repository};
@@ -101,19 +102,13 @@ pub async fn serve_runs(rt: &Runtime, billing: &Billing) -> anyhow::Result<()> {
         "cmd.{SYSTEM_TENANT}.{}.*",
         berth_schemas::billing::BILLING_COMMANDS
     );
-    berth_runtime::requests::serve(rt, &subject, "berth-billing", |subject, body| async move {
+    let decode = |subject: &str, body: &[u8]| {
         let action = subject.rsplit('.').next().unwrap_or_default();
-        let answer = match BillingCommand::decode(action, &body) {
-            Err(rejection) => serde_json::to_vec(&rejection),
-            Ok(command) => match billing.run(&command).await {
-                Ok(report) => serde_json::to_vec(&report),
-                Err(e) => serde_json::to_vec(&Rejection::new(
-                    RejectionCode::Unavailable,
-                    format!("billing {} failed: {e:#}", command.action()),
-                )),
-            },
-        };
-        answer.expect("reports and rejections serialize")
+        BillingCommand::decode(action, body)
+    };
+    berth_runtime::requests::serve(rt, &subject, decode, |command| async move {
+        let run = billing.run(&command).await;
+        run.with_context(|| format!("billing {} failed", command.action()))
     })
     .await?;
     Ok(())

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use berth_runtime::clock::Clock;
-use berth_runtime::store::{AppendError, AtomicAppend, Cause, Repository};
+use berth_runtime::decision::{execute, Decision};
+use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository};
 use berth_schemas::billing::{
     account_id, invoice_id, month_start, InvoiceEvent, InvoiceIssued, InvoiceLine, InvoicePosted,
 };
 use berth_schemas::{Actor, TenantId};
 use chrono::{DateTime, Duration, Months, Utc};
-use uuid::Uuid;
 
 use crate::account::Account;
 use crate::meter::{Meter, Metering, Size};
@@ -83,14 +83,15 @@ impl Invoicing {
     ) -> anyhow::Result<Issued> {
         let id = invoice_id(tenant, month);
         let account_id = account_id(tenant);
-        for _ in 0..5 {
+        let cause = Cause::derived(id, "issue", Actor::service("billing"));
+        execute(Invoice::KIND, id, || async {
             let invoice = self.invoices.load(tenant, id).await?;
             if invoice.state.issued.is_some() {
-                return Ok(Issued::Before);
+                return Ok(Decision::done(Issued::Before));
             }
             let account = self.accounts.load(tenant, account_id).await?;
             let Some(opened) = &account.state.opened else {
-                return Ok(Issued::NothingToBill);
+                return Ok(Decision::done(Issued::NothingToBill));
             };
             let prices = self
                 .prices
@@ -103,7 +104,7 @@ impl Invoicing {
                 .await?;
             lines.extend(self.subscription_lines(tenant, start, end).await?);
             if lines.is_empty() {
-                return Ok(Issued::NothingToBill);
+                return Ok(Decision::done(Issued::NothingToBill));
             }
             let number = format!("BER-{}-{tenant}", month.replace('-', ""));
             let issued = InvoiceIssued {
@@ -124,14 +125,7 @@ impl Invoicing {
                     due_at: issued.due_at,
                 })
                 .map_err(|r| anyhow::anyhow!("{tenant}: {r}"))?;
-            let cause_id = Uuid::new_v5(&id, b"issue");
-            let cause = Cause {
-                id: cause_id,
-                actor: Actor::service("billing"),
-                correlation_id: cause_id,
-                traceparent: None,
-            };
-            let committed = AtomicAppend::new(&cause)
+            let changes = AtomicAppend::new(&cause)
                 .add(
                     &self.invoices,
                     tenant,
@@ -139,19 +133,12 @@ impl Invoicing {
                     &invoice,
                     &[InvoiceEvent::Issued(issued)],
                 )
-                .add::<Account>(&self.accounts, tenant, account_id, &account, &posting)
-                .commit(self.accounts.store())
-                .await;
-            match committed {
-                Ok(_) => return Ok(Issued::Now(number)),
-                Err(AppendError::Store(e)) => return Err(e.into()),
-                // Another run got there, or the account moved: look again.
-                Err(_) => continue,
-            }
-        }
-        anyhow::bail!(
-            "the invoice of {tenant} for {month} could not be issued: too much contention"
-        )
+                .add(&self.accounts, tenant, account_id, &account, &posting);
+            // Another run got there first (a duplicate, a conflict), or the account
+            // moved: the next look decides.
+            Ok(Decision::append_then(changes, |_| Ok(Issued::Now(number))))
+        })
+        .await
     }
 
     /// The usage lines of a tenant's VMs within [start, end), one per size.

@@ -6,7 +6,7 @@
 use async_nats::jetstream::{self, consumer};
 use berth_runtime::Runtime;
 use berth_schemas::subjects::STATUS_STREAM;
-use berth_schemas::TenantId;
+use berth_schemas::{Rejection, TenantId};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
@@ -78,19 +78,13 @@ pub fn filter_for(subject: &str) -> Option<String> {
 
 /// Answers snapshot requests until shutdown.
 pub async fn serve(rt: &Runtime) -> berth_runtime::Result<()> {
-    let js = rt.js.clone();
-    berth_runtime::requests::serve(rt, "cmd.*.dashboard.snapshot", "berth-dashboard", |subject, _| {
-        let js = js.clone();
-        async move {
-            let answer = match filter_for(&subject) {
-                Some(filter) => read(&js, &filter)
-                    .await
-                    .map(|snapshot| serde_json::to_value(snapshot).expect("snapshots are plain data"))
-                    .unwrap_or_else(|e| serde_json::json!({"code": "unavailable", "message": format!("{e:#}")})),
-                None => serde_json::json!({"code": "invalid", "message": "the tenant in the subject is not valid"}),
-            };
-            serde_json::to_vec(&answer).expect("JSON values serialize")
-        }
+    let decode = |subject: &str, _: &[u8]| {
+        filter_for(subject)
+            .ok_or_else(|| Rejection::invalid("the tenant in the subject is not valid"))
+    };
+    berth_runtime::requests::serve(rt, "cmd.*.dashboard.snapshot", decode, |filter| {
+        let js = rt.js.clone();
+        async move { read(&js, &filter).await }
     })
     .await
 }

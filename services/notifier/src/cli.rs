@@ -1,13 +1,13 @@
-//! The `berth-notifier` command line: flags, telemetry, signals, then [`crate::run`].
+//! The `berth-notifier` command line: flags, then [`berth_runtime::service::main`] runs
+//! [`crate::run`]. [`NotifyArgs`] is shared with `berth up`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_runtime::telemetry::{self, TelemetryArgs};
-use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_runtime::service::{self, ServiceArgs};
+use berth_runtime::Settings;
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 use crate::rules::Rules;
 use crate::webhook::Webhook;
@@ -81,9 +81,7 @@ impl NotifyArgs {
 #[command(version, about)]
 pub struct Cli {
     #[command(flatten)]
-    connect: ConnectArgs,
-    #[command(flatten)]
-    telemetry: TelemetryArgs,
+    service: ServiceArgs,
     #[command(flatten)]
     notify: NotifyArgs,
     /// How long one SMTP exchange or webhook post may take.
@@ -94,17 +92,9 @@ pub struct Cli {
 /// Parses the command line and runs the notifier until SIGINT/SIGTERM.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tokio::runtime::Runtime::new()?.block_on(run_cli(cli))
-}
-
-async fn run_cli(cli: Cli) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init("notifier", &cli.telemetry, "info")?;
-    let shutdown = CancellationToken::new();
-    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
-    let rt = Runtime::connect("notifier", &cli.connect, Settings::default(), shutdown)
-        .await
-        .context("starting the notifier")?;
     let mut config = cli.notify.config()?;
     config.send_timeout = Duration::from_secs(cli.timeout_secs);
-    crate::run(rt, config).await
+    service::main("notifier", cli.service, Settings::default(), |rt| {
+        crate::run(rt, config)
+    })
 }

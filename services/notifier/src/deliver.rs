@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_runtime::decision::{execute, Decision};
 use berth_runtime::reactor::{ReactError, Reactor, Tuning};
-use berth_runtime::store::{Aggregate, AppendError, Cause, Repository, StoredEvent};
+use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository, StoredEvent};
 use berth_schemas::notification::{Channel, NotificationEvent};
 use berth_schemas::subjects::event_filter;
 use berth_schemas::{Actor, TenantId};
@@ -141,37 +142,29 @@ impl Deliverer {
         id: Uuid,
         decide: impl Fn(&Notification) -> Vec<NotificationEvent>,
     ) -> Result<Status, ReactError> {
-        for _ in 0..berth_runtime::commands::MAX_ATTEMPTS {
+        execute(Notification::KIND, id, || async {
             let loaded = self
                 .notifications
                 .load(tenant, id)
                 .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?;
+                .map_err(ReactError::transient)?;
             if loaded.state.status != Status::Pending {
-                return Ok(loaded.state.status);
+                return Ok(Decision::done(loaded.state.status));
             }
             let events = decide(&loaded.state);
             let mut after = loaded.state.clone();
             events.iter().for_each(|event| after.apply(event));
+            // One attempt per version: a repeat of the same attempt meets de-duplication.
+            let label = format!("attempt-{}", loaded.version);
             let cause = Cause {
-                id: Uuid::new_v5(&id, format!("attempt-{}", loaded.version).as_bytes()),
-                actor: Actor::service("notifier"),
                 correlation_id: id,
-                traceparent: None,
+                ..Cause::derived(id, &label, Actor::service("notifier"))
             };
-            match self
-                .notifications
-                .append(tenant, id, &loaded, &cause, events)
-                .await
-            {
-                Ok(_) | Err(AppendError::Duplicate) => return Ok(after.status),
-                Err(AppendError::Conflict { .. } | AppendError::Busy) => continue,
-                Err(AppendError::Store(e)) => return Err(ReactError::Transient(e.to_string())),
-            }
-        }
-        Err(ReactError::Transient(format!(
-            "notification {id}: too much contention"
-        )))
+            let changes =
+                AtomicAppend::new(&cause).add(&self.notifications, tenant, id, &loaded, &events);
+            Ok(Decision::append(changes, after.status))
+        })
+        .await
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `berth-pod-lifecycle` command line: flags, telemetry, signals, then [`crate::run`].
-//! [`PodArgs`] is shared with `berth up`.
+//! The `berth-pod-lifecycle` command line: flags, then [`berth_runtime::service::main`]
+//! runs [`crate::run`]. [`PodArgs`] is shared with `berth up`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_runtime::telemetry::{self, TelemetryArgs};
-use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_runtime::service::{self, ServiceArgs};
+use berth_runtime::Settings;
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, Overrides, Rendering};
 use crate::docker::{DockerRuntime, DockerRuntimeConfig};
@@ -26,9 +25,7 @@ use crate::PodLifecycleConfig;
 #[command(version, about)]
 pub struct Cli {
     #[command(flatten)]
-    connect: ConnectArgs,
-    #[command(flatten)]
-    telemetry: TelemetryArgs,
+    service: ServiceArgs,
     #[command(flatten)]
     pods: PodArgs,
 }
@@ -178,16 +175,13 @@ pub fn read_secret_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 /// Parses the command line and runs pod-lifecycle until SIGINT/SIGTERM.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tokio::runtime::Runtime::new()?.block_on(run_cli(cli))
-}
-
-async fn run_cli(cli: Cli) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init("pod-lifecycle", &cli.telemetry, "info")?;
-    let shutdown = CancellationToken::new();
-    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
-    let rt = Runtime::connect("pod-lifecycle", &cli.connect, Settings::default(), shutdown)
-        .await
-        .context("starting pod-lifecycle")?;
-    let (runtime, config) = cli.pods.build().await?;
-    crate::run(rt, runtime, config).await
+    service::main(
+        "pod-lifecycle",
+        cli.service,
+        Settings::default(),
+        |rt| async move {
+            let (runtime, config) = cli.pods.build().await?;
+            crate::run(rt, runtime, config).await
+        },
+    )
 }

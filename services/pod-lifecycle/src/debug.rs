@@ -13,12 +13,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use anyhow::Context;
 use berth_runtime::store::Repository;
 use berth_runtime::Runtime;
 use berth_schemas::pod::{
     DebugPods, PodSideBySide, PodStatus, PodsReport, RuntimeOrphan, DEBUG_SUBJECT,
 };
-use berth_schemas::{Rejection, RejectionCode, TenantId};
+use berth_schemas::TenantId;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -190,24 +191,13 @@ fn describe(health: Result<Health, crate::runtime::RuntimeError>) -> String {
 
 /// Answers [`DEBUG_SUBJECT`] until shutdown.
 pub async fn serve(rt: &Runtime, inspector: &Inspector) -> anyhow::Result<()> {
-    berth_runtime::requests::serve(
-        rt,
-        DEBUG_SUBJECT,
-        "berth-pod-lifecycle",
-        |_, body| async move {
-            let answer = match DebugPods::decode(&body) {
-                Err(rejection) => serde_json::to_vec(&rejection),
-                Ok(asked) => match inspector.report(asked.clean_orphans).await {
-                    Ok(report) => serde_json::to_vec(&report),
-                    Err(e) => serde_json::to_vec(&Rejection::new(
-                        RejectionCode::Unavailable,
-                        format!("pods debug failed: {e:#}"),
-                    )),
-                },
-            };
-            answer.expect("reports and rejections serialize")
-        },
-    )
+    let decode = |_: &str, body: &[u8]| DebugPods::decode(body);
+    berth_runtime::requests::serve(rt, DEBUG_SUBJECT, decode, |asked| async move {
+        inspector
+            .report(asked.clean_orphans)
+            .await
+            .context("pods debug failed")
+    })
     .await?;
     Ok(())
 }

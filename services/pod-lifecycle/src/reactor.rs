@@ -1,10 +1,10 @@
 //! The pod reactor: drives the runtime until each pod is where it was asked to be.
 //!
-//! Level-triggered like the provisioner's VM reactor: whatever event woke it, it loads
-//! the pod, performs the one runtime step its state calls for, appends the outcome with
-//! optimistic concurrency and looks again. Runtime calls are idempotent, and appended
-//! event ids derive from the waking event, the step and the version, so redelivery
-//! repeats nothing. Besides the steps it keeps each pod's grace timer at the scheduler:
+//! A [`Controller`] ([`berth_runtime::controller`]), like the provisioner's VM reactor:
+//! whatever event woke it, it loads the pod, performs the one runtime step its state
+//! calls for ([`Step`]), appends the outcome with optimistic concurrency and looks again.
+//! Runtime calls are idempotent, and appended event ids derive from the waking event, the
+//! step and the version, so redelivery repeats nothing. Besides the steps it keeps each pod's grace timer at the scheduler:
 //! set on `expired`, cancelled on `renewed` and `deleted`.
 //!
 //! # When a step keeps failing (DESIGN §7: failure never destroys what a customer owns)
@@ -21,9 +21,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_runtime::controller::{self, Controller};
 use berth_runtime::locks::KeyedLocks;
 use berth_runtime::reactor::{within_deadline, Failure, ReactError, Reactor};
-use berth_runtime::store::{AppendError, Cause, Loaded, Repository, StoredEvent};
+use berth_runtime::store::{AtomicAppend, Cause, Loaded, Repository, StoredEvent};
 use berth_schemas::pod::{
     grace_timer_key, PodDeleted, PodDeployed, PodEvent, PodExpired, PodReplicas, PodStep, PurgePod,
 };
@@ -39,9 +40,6 @@ use crate::runtime::{
     volume_name, workload_name, Health, PodRuntime, RuntimeError, RuntimeObject, WorkloadSpec,
 };
 use crate::specs::Specs;
-
-/// At most this many steps per wake-up.
-const MAX_STEPS: usize = 8;
 
 /// Reconciles pods with their runtime.
 pub struct PodReactor {
@@ -69,15 +67,6 @@ impl PodReactor {
             nats,
             locks: KeyedLocks::default(),
             slots: Semaphore::new(max_runtime_calls.max(1)),
-        }
-    }
-
-    fn cause(event: &StoredEvent, label: &str, version: u64) -> Cause {
-        Cause {
-            id: Uuid::new_v5(&event.meta.id, format!("{label}@{version}").as_bytes()),
-            actor: Actor::service("pod-lifecycle"),
-            correlation_id: event.meta.correlation_id,
-            traceparent: event.meta.traceparent.clone(),
         }
     }
 
@@ -155,40 +144,6 @@ impl PodReactor {
         })
     }
 
-    async fn reconcile(
-        &self,
-        event: &StoredEvent,
-        target: &EventSubject,
-    ) -> Result<(), ReactError> {
-        for _ in 0..MAX_STEPS {
-            let loaded = self
-                .pods
-                .load(&target.tenant, target.id)
-                .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?;
-            let Some(step) = Step::next(&loaded.state) else {
-                return Ok(());
-            };
-            let outcome = self
-                .perform(step, &loaded.state, target)
-                .await
-                .map_err(|e| match e {
-                    RuntimeError::Transient(reason) => ReactError::Transient(reason),
-                    other => ReactError::Permanent(other.to_string()),
-                })?;
-            let cause = Self::cause(event, &format!("{step:?}"), loaded.version);
-            // Appended, or someone moved the pod first: the next look decides what is left.
-            if let Err(AppendError::Store(e)) = self.append(target, &loaded, &cause, outcome).await
-            {
-                return Err(ReactError::Transient(e.to_string()));
-            }
-        }
-        Err(ReactError::Transient(format!(
-            "pod {} still needs work after {MAX_STEPS} steps",
-            target.id
-        )))
-    }
-
     /// Removes what a failed first deploy may have half made: the workload, then the
     /// volume (it never held the customer's data). `Ok` only once the runtime confirmed
     /// it, or holds nothing of the tenant's under the pod's names (another tenant's
@@ -229,17 +184,15 @@ impl PodReactor {
         )))
     }
 
-    async fn append(
+    /// The pod's outcome, to be appended under `cause`.
+    fn outcome(
         &self,
         target: &EventSubject,
-        loaded: &Loaded<Pod>,
+        loaded: &Arc<Loaded<Pod>>,
         cause: &Cause,
         outcome: PodEvent,
-    ) -> Result<(), AppendError> {
-        self.pods
-            .append(&target.tenant, target.id, loaded, cause, vec![outcome])
-            .await
-            .map(|_| ())
+    ) -> AtomicAppend<'_> {
+        AtomicAppend::new(cause).add(&self.pods, &target.tenant, target.id, loaded, &[outcome])
     }
 
     async fn keep_grace_timer(
@@ -287,6 +240,65 @@ impl PodReactor {
     }
 }
 
+#[async_trait]
+impl Controller for PodReactor {
+    type Aggregate = Pod;
+    type Step = Step;
+    const MAX_STEPS: usize = 8;
+
+    fn actor(&self) -> Actor {
+        Actor::service("pod-lifecycle")
+    }
+
+    fn repository(&self) -> &Repository<Pod> {
+        &self.pods
+    }
+
+    fn locks(&self) -> &KeyedLocks {
+        &self.locks
+    }
+
+    fn next_step(pod: &Pod) -> Option<Step> {
+        Step::next(pod)
+    }
+
+    async fn act<'a>(
+        &'a self,
+        target: &EventSubject,
+        loaded: &Arc<Loaded<Pod>>,
+        step: Step,
+        cause: &Cause,
+    ) -> Result<AtomicAppend<'a>, ReactError> {
+        let outcome = self
+            .perform(step, &loaded.state, target)
+            .await
+            .map_err(|e| match e {
+                RuntimeError::Transient(reason) => ReactError::Transient(reason),
+                other => ReactError::Permanent(other.to_string()),
+            })?;
+        Ok(self.outcome(target, loaded, cause, outcome))
+    }
+
+    async fn fail<'a>(
+        &'a self,
+        target: &EventSubject,
+        loaded: &Arc<Loaded<Pod>>,
+        step: Step,
+        failure: &Failure,
+        cause: &Cause,
+    ) -> Result<AtomicAppend<'a>, ReactError> {
+        let outcome = if !failure.retrying && step.undone_on_failure(&loaded.state) {
+            self.remove_half_made(&target.tenant, target.id).await?;
+            tracing::warn!(pod = %target.id, error = %failure.error, "the pod's first deploy failed; what it half made is removed");
+            failed(step, &failure.error)
+        } else {
+            tracing::warn!(pod = %target.id, ?step, error = %failure.error, attempts = failure.attempts, retrying = failure.retrying, "the pod is degraded; its workload and volume are left as they are");
+            degraded(step, &failure.error, failure.attempts, failure.retrying)
+        };
+        Ok(self.outcome(target, loaded, cause, outcome))
+    }
+}
+
 /// Events this reactor or health monitoring append: they need no step of their own.
 fn is_outcome(event: &PodEvent) -> bool {
     matches!(
@@ -324,8 +336,7 @@ impl Reactor for PodReactor {
         if is_outcome(&decoded) {
             return Ok(());
         }
-        let _guard = self.locks.lock(target.id).await;
-        self.reconcile(event, &target).await
+        controller::settle(self, event, &target).await
     }
 
     /// A pod's step is never abandoned for transience alone.
@@ -338,40 +349,7 @@ impl Reactor for PodReactor {
         event: &StoredEvent,
         failure: &Failure,
     ) -> Result<(), ReactError> {
-        let Some(target) = EventSubject::parse(&event.subject) else {
-            return Ok(());
-        };
-        let _guard = self.locks.lock(target.id).await;
-        let loaded = self
-            .pods
-            .load(&target.tenant, target.id)
-            .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
-        // Done meanwhile, or asked for something else: nothing is failing any more.
-        let Some(step) = Step::next(&loaded.state) else {
-            return Ok(());
-        };
-        let outcome = if !failure.retrying && step.undone_on_failure(&loaded.state) {
-            self.remove_half_made(&target.tenant, target.id).await?;
-            tracing::warn!(pod = %target.id, error = %failure.error, "the pod's first deploy failed; what it half made is removed");
-            failed(step, &failure.error)
-        } else {
-            tracing::warn!(pod = %target.id, ?step, error = %failure.error, attempts = failure.attempts, retrying = failure.retrying, "the pod is degraded; its workload and volume are left as they are");
-            degraded(step, &failure.error, failure.attempts, failure.retrying)
-        };
-        let label = if failure.retrying {
-            format!("still-failing:{}", failure.attempts)
-        } else {
-            "give-up".to_owned()
-        };
-        let cause = Self::cause(event, &label, loaded.version);
-        match self.append(&target, &loaded, &cause, outcome).await {
-            Ok(()) | Err(AppendError::Duplicate) => Ok(()),
-            Err(e) => Err(ReactError::Transient(format!(
-                "recording the failure of pod {}: {e}",
-                target.id
-            ))),
-        }
+        controller::record_failure(self, event, failure).await
     }
 }
 

@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use berth_runtime::commands::{atomic_outcome, decide_until_appended, recorded_reply, unavailable};
+use berth_runtime::commands::{execute_across, unavailable};
 use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository};
 use berth_schemas::aggregate::Context;
 use berth_schemas::pod::{
@@ -163,41 +163,32 @@ impl PodCaps {
         let slots_id = pod_slots_id(tenant);
         let _tenant_queue = self.slots.lock(slots_id).await;
         let _queued = self.pods.lock(id).await;
-        decide_until_appended(Pod::KIND, id, || async {
-            let pod = self.pods.load(tenant, id).await.map_err(unavailable)?;
-            if let Some(reply) = recorded_reply(&pod, id, cause) {
-                return Ok(Some(reply));
+        execute_across(&self.pods, tenant, id, cause, None, |pod| {
+            let decided = decide(&pod.state);
+            async move {
+                let pod_events = decided?;
+                if pod_events.is_empty() {
+                    return Ok(AtomicAppend::new(cause));
+                }
+                let slots = self
+                    .slots
+                    .load(tenant, slots_id)
+                    .await
+                    .map_err(unavailable)?;
+                let hold = Hold {
+                    pod_id: id,
+                    cap: self.cap,
+                    deleted: self
+                        .deleted(tenant, slots.state.to_check(id, self.cap))
+                        .await?,
+                };
+                let slot_events = slots
+                    .state
+                    .decide(&hold, &cause.context(chrono::Utc::now()))?;
+                Ok(AtomicAppend::new(cause)
+                    .add(&self.pods, tenant, id, &pod, &pod_events)
+                    .add(&self.slots, tenant, slots_id, &slots, &slot_events))
             }
-            let pod_events = decide(&pod.state)?;
-            if pod_events.is_empty() {
-                return Ok(Some(CommandReply::Accepted {
-                    aggregate_id: id,
-                    version: pod.version,
-                    events: Vec::new(),
-                    output: None,
-                }));
-            }
-            let slots = self
-                .slots
-                .load(tenant, slots_id)
-                .await
-                .map_err(unavailable)?;
-            let hold = Hold {
-                pod_id: id,
-                cap: self.cap,
-                deleted: self
-                    .deleted(tenant, slots.state.to_check(id, self.cap))
-                    .await?,
-            };
-            let slot_events = slots
-                .state
-                .decide(&hold, &cause.context(chrono::Utc::now()))?;
-            let committed = AtomicAppend::new(cause)
-                .add(&self.pods, tenant, id, &pod, &pod_events)
-                .add(&self.slots, tenant, slots_id, &slots, &slot_events)
-                .commit(self.pods.store())
-                .await;
-            atomic_outcome(id, committed)
         })
         .await
     }

@@ -1,4 +1,5 @@
-//! The `berth-provisioner` command line: flags, telemetry, signals, then [`crate::run`].
+//! The `berth-provisioner` command line: flags, then [`berth_runtime::service::main`] runs
+//! [`crate::run`] with the provider the flags choose.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,23 +11,20 @@ use crate::reactor::Concurrency;
 use crate::sim::{SimConfig, SimProvider, SimServers};
 use crate::ProvisionerConfig;
 use anyhow::Context;
-use berth_runtime::telemetry::{self, TelemetryArgs};
-use berth_runtime::{ConnectArgs, Runtime, Settings};
+use berth_runtime::service::{self, ServiceArgs};
+use berth_runtime::{Runtime, Settings};
 use berth_schemas::server::RegisterServer;
 use berth_schemas::usage::{Limits, Tier};
 use berth_schemas::vm::Plan;
 use berth_schemas::TenantId;
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 /// Runs VM commands, the provider reactor and the vms projection.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 pub struct Cli {
     #[command(flatten)]
-    connect: ConnectArgs,
-    #[command(flatten)]
-    telemetry: TelemetryArgs,
+    service: ServiceArgs,
     /// Which provider runs the VMs.
     #[arg(long, env = "BERTH_PROVIDER", value_enum, default_value = "sim")]
     provider: ProviderKind,
@@ -138,28 +136,25 @@ enum ProviderKind {
 /// Parses the command line and runs the provisioner until SIGINT/SIGTERM.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tokio::runtime::Runtime::new()?.block_on(run_cli(cli))
-}
-
-async fn run_cli(cli: Cli) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&cli.sim_failure_rate) {
         anyhow::bail!(
             "--sim-failure-rate must be between 0 and 1, got {}",
             cli.sim_failure_rate
         );
     }
-    let _telemetry = telemetry::init("provisioner", &cli.telemetry, "info")?;
-    let shutdown = CancellationToken::new();
-    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
     let settings = Settings {
         reactor_max_deliver: cli.max_deliver,
         reactor_ack_wait: Duration::from_secs(cli.ack_wait_secs),
         reactor_backoff_base: Duration::from_millis(cli.backoff_ms),
         ..Settings::default()
     };
-    let rt = Runtime::connect("provisioner", &cli.connect, settings, shutdown)
-        .await
-        .context("starting the provisioner")?;
+    service::main("provisioner", cli.service.clone(), settings, |rt| {
+        run_with_provider(rt, cli)
+    })
+}
+
+/// Connects the provider the flags choose and runs the provisioner on it.
+async fn run_with_provider(rt: Runtime, cli: Cli) -> anyhow::Result<()> {
     let (provider, servers): (Arc<dyn VmProvider>, _) = match cli.provider {
         ProviderKind::Sim => {
             let sim = SimProvider::new(SimConfig {

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime::commands::{
-    atomic_outcome, check_expected_version, contention_pause, decide_until_appended, execute_on,
-    recorded_reply, too_much_contention, unavailable, CommandService, MAX_ATTEMPTS,
+    execute_across, execute_on, recorded_reply, unavailable, CommandService,
 };
-use berth_runtime::store::{Aggregate, AppendError, AtomicAppend, Cause, Repository};
+use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository};
 use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::server::{Allocation, ServerCommand};
 use berth_schemas::usage::{usage_id, Limits, Reserved, TenantCommand, UsageEvent};
@@ -113,26 +112,15 @@ impl VmCommands {
             exit_code: output.exit_code,
         });
         // Recorded even if the VM moved meanwhile: the command did run.
-        for attempt in 0..MAX_ATTEMPTS {
-            let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
-            match self
-                .vms
-                .append(tenant, id, &vm, cause, vec![executed.clone()])
-                .await
-            {
-                Ok(appended) => {
-                    return Ok(CommandReply::Accepted {
-                        aggregate_id: id,
-                        version: appended.version,
-                        events: appended.events,
-                        output: Some(output),
-                    })
-                }
-                Err(AppendError::Store(e)) => return Err(unavailable(e)),
-                Err(_) => contention_pause(attempt).await,
-            }
+        let mut reply = execute_across(&self.vms, tenant, id, cause, None, |vm| {
+            let executed = executed.clone();
+            async move { Ok(AtomicAppend::new(cause).add(&self.vms, tenant, id, &vm, &[executed])) }
+        })
+        .await?;
+        if let CommandReply::Accepted { output: answer, .. } = &mut reply {
+            *answer = Some(output);
         }
-        Err(too_much_contention(Vm::KIND, id))
+        Ok(reply)
     }
 }
 
@@ -161,53 +149,56 @@ impl VmCommands {
         let usage_id = usage_id(tenant);
         // Every reservation of a tenant goes through its usage aggregate: queue them here.
         let _queued = self.usage.lock(usage_id).await;
-        decide_until_appended(Vm::KIND, id, || async {
-            let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
-            if let Some(reply) = recorded_reply(&vm, id, cause) {
-                return Ok(Some(reply));
-            }
-            check_expected_version(Vm::KIND, id, &vm, command.expected_version())?;
-            let vm_events = vm
-                .state
-                .decide(command, &cause.context(chrono::Utc::now()))?;
-            let usage = self
-                .usage
-                .load(tenant, usage_id)
-                .await
-                .map_err(unavailable)?;
-            let wanted = Reserved {
-                vm_id: id,
-                vcpus,
-                memory_mb,
-                disk_gb,
-            };
-            let usage_events = change(&usage.state, wanted, self.default_limits)?;
-            // A resize also needs room on the VM's server (a create is placed later).
-            let server = match (command, vm.state.server_id) {
-                (VmCommand::Resize(_), Some(server_id)) => Some((
-                    server_id,
-                    self.servers
-                        .load(&system(), server_id)
-                        .await
-                        .map_err(unavailable)?,
-                )),
-                _ => None,
-            };
-            let mut batch = AtomicAppend::new(cause)
-                .add(&self.vms, tenant, id, &vm, &vm_events)
-                .add(&self.usage, tenant, usage_id, &usage, &usage_events);
-            if let Some((server_id, server)) = &server {
-                let allocation = Allocation {
+        let expected_version = command.expected_version();
+        execute_across(
+            &self.vms,
+            tenant,
+            id,
+            cause,
+            expected_version,
+            |vm| async move {
+                let vm_events = vm
+                    .state
+                    .decide(command, &cause.context(chrono::Utc::now()))?;
+                let usage = self
+                    .usage
+                    .load(tenant, usage_id)
+                    .await
+                    .map_err(unavailable)?;
+                let wanted = Reserved {
                     vm_id: id,
                     vcpus,
                     memory_mb,
                     disk_gb,
                 };
-                let allocate = server.state.allocate(allocation)?;
-                batch = batch.add(&self.servers, &system(), *server_id, server, &allocate);
-            }
-            atomic_outcome(id, batch.commit(self.vms.store()).await)
-        })
+                let usage_events = change(&usage.state, wanted, self.default_limits)?;
+                // A resize also needs room on the VM's server (a create is placed later).
+                let server = match (command, vm.state.server_id) {
+                    (VmCommand::Resize(_), Some(server_id)) => Some((
+                        server_id,
+                        self.servers
+                            .load(&system(), server_id)
+                            .await
+                            .map_err(unavailable)?,
+                    )),
+                    _ => None,
+                };
+                let mut changes = AtomicAppend::new(cause)
+                    .add(&self.vms, tenant, id, &vm, &vm_events)
+                    .add(&self.usage, tenant, usage_id, &usage, &usage_events);
+                if let Some((server_id, server)) = &server {
+                    let allocation = Allocation {
+                        vm_id: id,
+                        vcpus,
+                        memory_mb,
+                        disk_gb,
+                    };
+                    let allocate = server.state.allocate(allocation)?;
+                    changes = changes.add(&self.servers, &system(), *server_id, server, &allocate);
+                }
+                Ok(changes)
+            },
+        )
         .await
     }
 }

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use berth_runtime::client::{send_command, status_of, wait_for_status};
+use berth_runtime::decision::{execute, Decision};
 use berth_runtime::reactor::{ReactError, Reactor};
-use berth_runtime::store::{Aggregate, Cause, NoCommand, Repository, StoredEvent};
+use berth_runtime::store::{Aggregate, AtomicAppend, Cause, NoCommand, Repository, StoredEvent};
 use berth_schemas::aggregate::Context;
 use berth_schemas::command::CommandMeta;
 use berth_schemas::demo::{
@@ -89,18 +90,17 @@ impl DemoReset {
         )
     }
 
-    fn cause(trigger: Uuid, step: &str) -> Cause {
-        let id = Uuid::new_v5(&trigger, step.as_bytes());
+    /// The cause of one step of the reset the fire `trigger` started: the same on every
+    /// redelivery of the fire, and correlated with it.
+    fn step_cause(trigger: Uuid, step: &str) -> Cause {
         Cause {
-            id,
-            actor: Actor::service("provisioner"),
             correlation_id: trigger,
-            traceparent: None,
+            ..Cause::derived(trigger, step, Actor::service("provisioner"))
         }
     }
 
     async fn command(&self, trigger: Uuid, step: &str, command: &VmCommand) -> Result<(), String> {
-        let cause = Self::cause(trigger, step);
+        let cause = Self::step_cause(trigger, step);
         let meta = CommandMeta {
             id: cause.id,
             actor: cause.actor,
@@ -179,36 +179,28 @@ impl DemoReset {
     }
 
     async fn record(&self, trigger: Uuid, step: &str, event: DemoEvent) -> Result<(), ReactError> {
-        let id = demo_id(&self.config.tenant);
-        let cause = Self::cause(trigger, step);
-        for _ in 0..5 {
+        let tenant = &self.config.tenant;
+        let id = demo_id(tenant);
+        let cause = Self::step_cause(trigger, step);
+        execute(Demo::KIND, id, || async {
             let loaded = self
                 .demos
-                .load(&self.config.tenant, id)
+                .load(tenant, id)
                 .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?;
+                .map_err(ReactError::transient)?;
             if loaded.applied.contains_key(&cause.id) {
-                return Ok(());
+                return Ok(Decision::done(()));
             }
-            match self
-                .demos
-                .append(
-                    &self.config.tenant,
-                    id,
-                    &loaded,
-                    &cause,
-                    vec![event.clone()],
-                )
-                .await
-            {
-                Ok(_) | Err(berth_runtime::store::AppendError::Duplicate) => return Ok(()),
-                Err(berth_runtime::store::AppendError::Store(e)) => {
-                    return Err(ReactError::Transient(e.to_string()))
-                }
-                Err(_) => continue,
-            }
-        }
-        Err(ReactError::Transient("the demo record kept moving".into()))
+            let changes = AtomicAppend::new(&cause).add(
+                &self.demos,
+                tenant,
+                id,
+                &loaded,
+                std::slice::from_ref(&event),
+            );
+            Ok(Decision::append(changes, ()))
+        })
+        .await
     }
 
     async fn reset(
@@ -222,8 +214,8 @@ impl DemoReset {
             .await
             .map_err(|e| ReactError::Transient(e.to_string()))?;
         let finished = [
-            Self::cause(trigger, "succeeded").id,
-            Self::cause(trigger, "failed").id,
+            Self::step_cause(trigger, "succeeded").id,
+            Self::step_cause(trigger, "failed").id,
         ];
         if finished.iter().any(|id| demo.applied.contains_key(id)) {
             return Ok(());

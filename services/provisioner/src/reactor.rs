@@ -1,11 +1,10 @@
 //! The VM reactor: drives the provider until each VM is where it was asked to be.
 //!
-//! It is level-triggered, like a Kubernetes controller: whatever event woke it, it loads
-//! the VM, performs the one provider step the VM's state calls for, appends the outcome
-//! and looks again, until nothing is left to do. Redelivered or reordered events
-//! therefore do no harm: a step is only taken when the folded state asks for it, the
-//! provider calls are idempotent, and the appended event ids derive from the waking
-//! event, the step and the version, so a repeat meets de-duplication or a conflict.
+//! It is a [`Controller`] ([`berth_runtime::controller`]): whatever event woke it, it
+//! loads the VM, performs the one provider step the VM's state calls for ([`Step`]),
+//! appends the outcome and looks again, until nothing is left to do. Provider calls are
+//! idempotent, and the appended event ids derive from the waking event, the step and the
+//! version, so redelivered or reordered events do no harm.
 //!
 //! # When a step keeps failing (DESIGN §7: failure never destroys what a customer owns)
 //!
@@ -29,15 +28,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use berth_runtime::controller::{self, Controller};
 use berth_runtime::locks::KeyedLocks;
 use berth_runtime::reactor::{Failure, ReactError, Reactor};
-use berth_runtime::store::{AppendError, AtomicAppend, Cause, Loaded, Repository, StoredEvent};
+use berth_runtime::store::{AtomicAppend, Cause, Loaded, Repository, StoredEvent};
 use berth_schemas::subjects::{event_filter, EventSubject};
 use berth_schemas::usage::usage_id;
 use berth_schemas::vm::{Empty, VmEvent, VmPlaced, VmPlacementFailed, VmProvisioned};
 use berth_schemas::Actor;
 use tokio::sync::Semaphore;
-use uuid::Uuid;
 
 use crate::placement::{system, Placement, Placer};
 use crate::provider::{
@@ -82,9 +81,6 @@ pub struct VmReactor {
     control_ops: Semaphore,
 }
 
-/// At most this many steps per wake-up (a full create is four).
-const MAX_STEPS: usize = 16;
-
 impl VmReactor {
     /// The reactor's every provider call gets a deadline ([`WithDeadlines`]).
     pub fn new(
@@ -99,15 +95,6 @@ impl VmReactor {
             locks: KeyedLocks::default(),
             provisions: Semaphore::new(concurrency.provisions.max(1)),
             control_ops: Semaphore::new(concurrency.control_ops.max(1)),
-        }
-    }
-
-    fn cause(event: &StoredEvent, label: &str, version: u64) -> Cause {
-        Cause {
-            id: Uuid::new_v5(&event.meta.id, format!("{label}@{version}").as_bytes()),
-            actor: Actor::service("provisioner"),
-            correlation_id: event.meta.correlation_id,
-            traceparent: event.meta.traceparent.clone(),
         }
     }
 
@@ -232,64 +219,28 @@ impl VmReactor {
         }
     }
 
-    async fn reconcile(
-        &self,
-        event: &StoredEvent,
+    /// Chooses a server and returns `placed` with the server's allocation, to be appended
+    /// atomically; when nothing fits, `placement_failed` with the quota released. Other
+    /// placements in this process wait until it is appended.
+    async fn place<'a>(
+        &'a self,
         target: &EventSubject,
-    ) -> Result<(), ReactError> {
-        for _ in 0..MAX_STEPS {
-            let loaded = self
-                .repos
-                .vms
-                .load(&target.tenant, target.id)
-                .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?;
-            let Some(step) = Step::next(&loaded.state) else {
-                return Ok(());
-            };
-            let cause = Self::cause(event, &format!("{step:?}"), loaded.version);
-            let appended = if step == Step::Place {
-                self.place(target, &loaded, &cause).await
-            } else {
-                let outcome =
-                    self.perform(step, &loaded.state, target)
-                        .await
-                        .map_err(|e| match e {
-                            ProviderError::Transient(reason) => ReactError::Transient(reason),
-                            // `failed` records the operation beside this reason.
-                            other => ReactError::Permanent(other.to_string()),
-                        })?;
-                let frees = step == Step::Destroy;
-                self.append_outcome(target, &loaded, &cause, outcome, frees)
-                    .await
-            };
-            // Appended, or someone moved the VM first: the next look decides what is left.
-            if let Err(AppendError::Store(e)) = appended {
-                return Err(ReactError::Transient(e.to_string()));
-            }
-        }
-        Err(ReactError::Transient(format!(
-            "vm {} still needs work after {MAX_STEPS} steps",
-            target.id
-        )))
-    }
-
-    /// Chooses a server and appends `placed` with the server's allocation atomically;
-    /// when nothing fits, `placement_failed` with the quota released.
-    async fn place(
-        &self,
-        target: &EventSubject,
-        loaded: &Loaded<Vm>,
+        loaded: &Arc<Loaded<Vm>>,
         cause: &Cause,
-    ) -> Result<(), AppendError> {
+    ) -> Result<AtomicAppend<'a>, ReactError> {
         let Some(spec) = &loaded.state.spec else {
-            return Err(AppendError::Store(berth_runtime::Error::Other(format!(
+            return Err(ReactError::Transient(format!(
                 "vm {} has no spec to place",
                 target.id
-            ))));
+            )));
         };
-        let _queued = self.placer.queue().await;
-        match self.placer.place(target.id, spec).await? {
+        let queued = self.placer.queue().await;
+        let placement = self
+            .placer
+            .place(target.id, spec)
+            .await
+            .map_err(ReactError::transient)?;
+        let outcome = match placement {
             Placement::Chosen(chosen) => {
                 let placed = VmEvent::Placed(VmPlaced {
                     provider: self.provider.name().to_owned(),
@@ -311,17 +262,14 @@ impl VmReactor {
                         &chosen.server,
                         &chosen.allocate,
                     )
-                    .commit(self.repos.vms.store())
-                    .await?;
-                Ok(())
             }
             Placement::NoFit(reason) => {
                 tracing::info!(vm = %target.id, %reason, "no server fits the vm");
                 let failed = VmEvent::PlacementFailed(VmPlacementFailed { reason });
-                self.append_outcome(target, loaded, cause, failed, true)
-                    .await
+                self.outcome(target, loaded, cause, failed, true).await?
             }
-        }
+        };
+        Ok(outcome.holding(queued))
     }
 
     /// Removes what a failed `provision` or `recreate` may have half made. `Ok` only once
@@ -345,18 +293,18 @@ impl VmReactor {
         }
     }
 
-    /// Appends the VM's outcome; with `frees`, the tenant's quota and the server's
-    /// capacity held by the VM are released in the same atomic append, so usage and
-    /// allocations always match the VMs that exist.
-    async fn append_outcome(
-        &self,
+    /// The VM's outcome; with `frees`, the tenant's quota and the server's capacity held
+    /// by the VM are released in the same atomic append, so usage and allocations always
+    /// match the VMs that exist.
+    async fn outcome<'a>(
+        &'a self,
         target: &EventSubject,
-        loaded: &Loaded<Vm>,
+        loaded: &Arc<Loaded<Vm>>,
         cause: &Cause,
         outcome: VmEvent,
         frees: bool,
-    ) -> Result<(), AppendError> {
-        let batch = AtomicAppend::new(cause).add(
+    ) -> Result<AtomicAppend<'a>, ReactError> {
+        let changes = AtomicAppend::new(cause).add(
             &self.repos.vms,
             &target.tenant,
             target.id,
@@ -364,33 +312,106 @@ impl VmReactor {
             &[outcome],
         );
         if !frees {
-            batch.commit(self.repos.vms.store()).await?;
-            return Ok(());
+            return Ok(changes);
         }
         let usage_id = usage_id(&target.tenant);
-        let usage = self.repos.usage.load(&target.tenant, usage_id).await?;
-        let server = match loaded.state.server_id {
-            Some(id) => Some((id, self.repos.servers.load(&system(), id).await?)),
-            None => None,
-        };
-        let mut batch = batch.add(
+        let usage = self
+            .repos
+            .usage
+            .load(&target.tenant, usage_id)
+            .await
+            .map_err(ReactError::transient)?;
+        let mut changes = changes.add(
             &self.repos.usage,
             &target.tenant,
             usage_id,
             &usage,
             &usage.state.release(target.id),
         );
-        if let Some((server_id, server)) = &server {
-            batch = batch.add(
+        if let Some(server_id) = loaded.state.server_id {
+            let server = self
+                .repos
+                .servers
+                .load(&system(), server_id)
+                .await
+                .map_err(ReactError::transient)?;
+            changes = changes.add(
                 &self.repos.servers,
                 &system(),
-                *server_id,
-                server,
+                server_id,
+                &server,
                 &server.state.deallocate(target.id),
             );
         }
-        batch.commit(self.repos.vms.store()).await?;
-        Ok(())
+        Ok(changes)
+    }
+}
+
+#[async_trait]
+impl Controller for VmReactor {
+    type Aggregate = Vm;
+    type Step = Step;
+    /// A full create is four.
+    const MAX_STEPS: usize = 16;
+
+    fn actor(&self) -> Actor {
+        Actor::service("provisioner")
+    }
+
+    fn repository(&self) -> &Repository<Vm> {
+        &self.repos.vms
+    }
+
+    fn locks(&self) -> &KeyedLocks {
+        &self.locks
+    }
+
+    fn next_step(vm: &Vm) -> Option<Step> {
+        Step::next(vm)
+    }
+
+    async fn act<'a>(
+        &'a self,
+        target: &EventSubject,
+        loaded: &Arc<Loaded<Vm>>,
+        step: Step,
+        cause: &Cause,
+    ) -> Result<AtomicAppend<'a>, ReactError> {
+        if step == Step::Place {
+            return self.place(target, loaded, cause).await;
+        }
+        let outcome = self
+            .perform(step, &loaded.state, target)
+            .await
+            .map_err(|e| match e {
+                ProviderError::Transient(reason) => ReactError::Transient(reason),
+                // `failed` records the operation beside this reason.
+                other => ReactError::Permanent(other.to_string()),
+            })?;
+        let frees = step == Step::Destroy;
+        self.outcome(target, loaded, cause, outcome, frees).await
+    }
+
+    async fn fail<'a>(
+        &'a self,
+        target: &EventSubject,
+        loaded: &Arc<Loaded<Vm>>,
+        step: Step,
+        failure: &Failure,
+        cause: &Cause,
+    ) -> Result<AtomicAppend<'a>, ReactError> {
+        if !failure.retrying && step.undone_on_failure() {
+            if step != Step::Place {
+                self.remove_half_made(target).await?;
+            }
+            tracing::warn!(vm = %target.id, ?step, error = %failure.error, "the vm failed; its half-made machine is removed, its quota and capacity released");
+            let outcome = failed(step, &failure.error);
+            self.outcome(target, loaded, cause, outcome, true).await
+        } else {
+            tracing::warn!(vm = %target.id, ?step, error = %failure.error, attempts = failure.attempts, retrying = failure.retrying, "the vm is degraded; its machine is left as it is");
+            let outcome = degraded(step, &failure.error, failure.attempts, failure.retrying);
+            self.outcome(target, loaded, cause, outcome, false).await
+        }
     }
 }
 
@@ -429,8 +450,7 @@ impl Reactor for VmReactor {
         let target = EventSubject::parse(&event.subject).ok_or_else(|| {
             ReactError::Permanent(format!("not a vm event subject: {}", event.subject))
         })?;
-        let _guard = self.locks.lock(target.id).await;
-        self.reconcile(event, &target).await
+        controller::settle(self, event, &target).await
     }
 
     /// A VM's step is never abandoned for transience alone.
@@ -443,46 +463,6 @@ impl Reactor for VmReactor {
         event: &StoredEvent,
         failure: &Failure,
     ) -> Result<(), ReactError> {
-        let Some(target) = EventSubject::parse(&event.subject) else {
-            return Ok(());
-        };
-        let _guard = self.locks.lock(target.id).await;
-        let loaded = self
-            .repos
-            .vms
-            .load(&target.tenant, target.id)
-            .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
-        // Done meanwhile, or asked for something else: nothing is failing any more.
-        let Some(step) = Step::next(&loaded.state) else {
-            return Ok(());
-        };
-        let label = if failure.retrying {
-            format!("still-failing:{}", failure.attempts)
-        } else {
-            "give-up".to_owned()
-        };
-        let cause = Self::cause(event, &label, loaded.version);
-        let appended = if !failure.retrying && step.undone_on_failure() {
-            if step != Step::Place {
-                self.remove_half_made(&target).await?;
-            }
-            tracing::warn!(vm = %target.id, ?step, error = %failure.error, "the vm failed; its half-made machine is removed, its quota and capacity released");
-            let outcome = failed(step, &failure.error);
-            self.append_outcome(&target, &loaded, &cause, outcome, true)
-                .await
-        } else {
-            tracing::warn!(vm = %target.id, ?step, error = %failure.error, attempts = failure.attempts, retrying = failure.retrying, "the vm is degraded; its machine is left as it is");
-            let outcome = degraded(step, &failure.error, failure.attempts, failure.retrying);
-            self.append_outcome(&target, &loaded, &cause, outcome, false)
-                .await
-        };
-        match appended {
-            Ok(()) | Err(AppendError::Duplicate) => Ok(()),
-            Err(e) => Err(ReactError::Transient(format!(
-                "recording the failure of vm {}: {e}",
-                target.id
-            ))),
-        }
+        controller::record_failure(self, event, failure).await
     }
 }

@@ -27,10 +27,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository, StoredEvent};
 use berth_runtime::Runtime;
-use berth_schemas::aggregate::Context;
 use berth_schemas::orphan::{
     orphan_id, LostVm, OrphanDetected, OrphanEvent, OrphanRemoved, Reconcile, ReconcileReport,
     RECONCILE_SCHEDULE, RECONCILE_SUBJECT,
@@ -67,7 +67,7 @@ impl Aggregate for Orphan {
     fn decide(
         &self,
         command: &NoCommand,
-        _context: &Context,
+        _context: &berth_schemas::aggregate::Context,
     ) -> Result<Vec<OrphanEvent>, Rejection> {
         match *command {}
     }
@@ -309,7 +309,7 @@ impl Reconciler {
                 self.provider.name()
             ),
         });
-        let cause = cause(id, &format!("lost@{}", loaded.version));
+        let cause = Cause::derived(id, &format!("lost@{}", loaded.version), provisioner());
         match self
             .vms
             .append(&tenant, id, &loaded, &cause, vec![lost])
@@ -395,7 +395,7 @@ impl Reconciler {
         what: &str,
         event: OrphanEvent,
     ) -> anyhow::Result<()> {
-        let cause = cause(id, &format!("{what}@{}", loaded.version));
+        let cause = Cause::derived(id, &format!("{what}@{}", loaded.version), provisioner());
         match self
             .orphans
             .append(&system(), id, loaded, &cause, vec![event])
@@ -412,14 +412,9 @@ fn is_settled_with_machine(status: &str) -> bool {
     matches!(status, "running" | "stopped")
 }
 
-fn cause(id: Uuid, label: &str) -> Cause {
-    let cause_id = Uuid::new_v5(&id, label.as_bytes());
-    Cause {
-        id: cause_id,
-        actor: Actor::service("provisioner"),
-        correlation_id: cause_id,
-        traceparent: None,
-    }
+/// Who records what a reconciliation finds.
+fn provisioner() -> Actor {
+    Actor::service("provisioner")
 }
 
 /// Reconciles every `every` until shutdown (the first run after one period).
@@ -474,24 +469,13 @@ impl Reactor for OnSchedule {
 /// Answers `cmd.system.provisioner.reconcile` with a [`ReconcileReport`] (or a
 /// rejection), one replica per request.
 pub async fn serve(rt: &Runtime, reconciler: &Reconciler) -> anyhow::Result<()> {
-    berth_runtime::requests::serve(
-        rt,
-        RECONCILE_SUBJECT,
-        "berth-provisioner",
-        |_, body| async move {
-            let answer = match Reconcile::decode(&body) {
-                Err(rejection) => serde_json::to_vec(&rejection),
-                Ok(asked) => match reconciler.run(asked.clean_orphans).await {
-                    Ok(report) => serde_json::to_vec(&report),
-                    Err(e) => serde_json::to_vec(&Rejection::new(
-                        berth_schemas::RejectionCode::Unavailable,
-                        format!("reconciliation failed: {e:#}"),
-                    )),
-                },
-            };
-            answer.expect("reports and rejections serialize")
-        },
-    )
+    let decode = |_: &str, body: &[u8]| Reconcile::decode(body);
+    berth_runtime::requests::serve(rt, RECONCILE_SUBJECT, decode, |asked| async move {
+        reconciler
+            .run(asked.clean_orphans)
+            .await
+            .context("reconciliation failed")
+    })
     .await?;
     Ok(())
 }

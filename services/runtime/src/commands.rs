@@ -5,10 +5,10 @@
 //! is loaded; then the aggregate is loaded, the command id is looked up among the ids it
 //! has applied (idempotency for the aggregate's whole life), `decide` runs, and the events
 //! are appended with optimistic concurrency. A conflict reloads and decides again, a
-//! bounded number of times.
+//! bounded number of times ([`crate::decision::execute`]).
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::service::ServiceExt;
 use async_nats::HeaderMap;
@@ -20,19 +20,16 @@ use berth_schemas::envelope::header_value;
 use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 use futures::StreamExt;
-use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{info_span, warn, Instrument};
 use uuid::Uuid;
 
+use crate::decision::{execute, Decision};
 use crate::error::{Error, Result};
 use crate::fairness::FairShare;
-use crate::store::{Aggregate, AppendError, Appended, Cause, EventStore, Loaded, Repository};
+use crate::store::{Aggregate, AtomicAppend, Cause, EventStore, Loaded, Repository};
 use crate::Runtime;
-
-/// How many times a command is decided again after a version conflict.
-pub const MAX_ATTEMPTS: u32 = 12;
 
 /// What serves the commands of one aggregate kind once they are validated.
 #[async_trait]
@@ -88,34 +85,69 @@ where
     D: Fn(&A) -> Result<Vec<A::Event>, Rejection>,
 {
     let _queued = repository.lock(id).await;
-    decide_until_appended(A::KIND, id, || async {
-        let loaded = repository.load(tenant, id).await.map_err(unavailable)?;
-        if let Some(reply) = recorded_reply(&loaded, id, cause) {
-            return Ok(Some(reply));
-        }
-        check_expected_version(A::KIND, id, &loaded, expected_version)?;
-        let events = decide(&loaded.state)?;
-        if events.is_empty() {
-            return Ok(Some(CommandReply::Accepted {
-                aggregate_id: id,
-                version: loaded.version,
-                events: Vec::new(),
-                output: None,
-            }));
-        }
-        match repository.append(tenant, id, &loaded, cause, events).await {
-            Ok(appended) => Ok(Some(CommandReply::Accepted {
-                aggregate_id: id,
-                version: appended.version,
-                events: appended.events,
-                output: None,
-            })),
-            Err(AppendError::Store(e)) => Err(unavailable(e)),
-            // A conflict, a duplicate or a busy server: reload and decide again.
-            Err(_) => Ok(None),
-        }
+    execute_across(repository, tenant, id, cause, expected_version, |loaded| {
+        let decided = decide(&loaded.state);
+        async move { Ok(AtomicAppend::new(cause).add(repository, tenant, id, &loaded, &decided?)) }
     })
     .await
+}
+
+/// A command on aggregate `id` whose decision may change other aggregates too (a VM
+/// create and its tenant's usage), committed with [`execute`]: load the aggregate,
+/// answer a command id it has applied from the record, check `expected_version`, then
+/// `decide` on it as loaded — loading whatever else the decision needs — and append the
+/// changes it returns, the command's own aggregate added first. Changes without events
+/// are accepted as the aggregate is. The caller queues on what it must
+/// ([`Repository::lock`]).
+pub async fn execute_across<'a, A, D, Fut>(
+    repository: &Repository<A>,
+    tenant: &TenantId,
+    id: Uuid,
+    cause: &Cause,
+    expected_version: Option<u64>,
+    decide: D,
+) -> Result<CommandReply, Rejection>
+where
+    A: Aggregate,
+    D: Fn(Arc<Loaded<A>>) -> Fut,
+    Fut: Future<Output = Result<AtomicAppend<'a>, Rejection>>,
+{
+    execute(A::KIND, id, || async {
+        let loaded = repository.load(tenant, id).await.map_err(unavailable)?;
+        if let Some(reply) = recorded_reply(&loaded, id, cause) {
+            return Ok(Decision::done(reply));
+        }
+        check_expected_version(A::KIND, id, &loaded, expected_version)?;
+        let version = loaded.version;
+        Ok(accepted(id, version, decide(loaded).await?))
+    })
+    .await
+}
+
+/// The answer to a command whose own aggregate `id` (at `version`) was added first to
+/// `changes`: what the append recorded there.
+fn accepted(id: Uuid, version: u64, changes: AtomicAppend<'_>) -> Decision<'_, CommandReply> {
+    if changes.is_empty() {
+        return Decision::done(CommandReply::Accepted {
+            aggregate_id: id,
+            version,
+            events: Vec::new(),
+            output: None,
+        });
+    }
+    Decision::append_then(changes, move |recorded| {
+        let appended = recorded
+            .into_iter()
+            .next()
+            .flatten()
+            .ok_or_else(|| Error::Other(format!("the append of {id} recorded nothing")))?;
+        Ok(CommandReply::Accepted {
+            aggregate_id: id,
+            version: appended.version,
+            events: appended.events,
+            output: None,
+        })
+    })
 }
 
 /// The reply a command got the first time, if the aggregate has applied it.
@@ -136,7 +168,7 @@ pub fn recorded_reply<A: Aggregate>(
 }
 
 /// Refuses a conditional command whose aggregate has moved on.
-pub fn check_expected_version<A>(
+fn check_expected_version<A>(
     kind: &str,
     id: Uuid,
     loaded: &Loaded<A>,
@@ -154,60 +186,8 @@ pub fn check_expected_version<A>(
     }
 }
 
-/// The retry policy of every decision that appends: `attempt` loads, decides and
-/// appends once; `Ok(Some(reply))` is the answer, `Ok(None)` means the append met a
-/// conflict, a duplicate or a busy server, and the decision is taken again after a
-/// short pause, at most [`MAX_ATTEMPTS`] times.
-pub async fn decide_until_appended<F, Fut>(
-    kind: &str,
-    id: Uuid,
-    mut attempt: F,
-) -> Result<CommandReply, Rejection>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<CommandReply>, Rejection>>,
-{
-    for tries in 0..MAX_ATTEMPTS {
-        if let Some(reply) = attempt().await? {
-            return Ok(reply);
-        }
-        contention_pause(tries).await;
-    }
-    Err(too_much_contention(kind, id))
-}
-
-/// What an [`AtomicAppend`](crate::store::AtomicAppend) of several aggregates means for
-/// the command's own aggregate (the first added): its reply, or `None` to decide again.
-pub fn atomic_outcome(
-    id: Uuid,
-    committed: std::result::Result<Vec<Option<Appended>>, AppendError>,
-) -> Result<Option<CommandReply>, Rejection> {
-    match committed {
-        Ok(recorded) => {
-            let appended = recorded.into_iter().next().flatten().ok_or_else(|| {
-                unavailable(Error::Other(format!("the append of {id} recorded nothing")))
-            })?;
-            Ok(Some(CommandReply::Accepted {
-                aggregate_id: id,
-                version: appended.version,
-                events: appended.events,
-                output: None,
-            }))
-        }
-        Err(AppendError::Store(e)) => Err(unavailable(e)),
-        // A conflict, a duplicate or a busy server: decide again.
-        Err(_) => Ok(None),
-    }
-}
-
-/// A short randomised pause before deciding again after a conflict.
-pub async fn contention_pause(attempt: u32) {
-    let pause = rand::rng().random_range(0..=(2u64 << attempt.min(6)));
-    tokio::time::sleep(Duration::from_millis(pause)).await;
-}
-
-/// The rejection after [`MAX_ATTEMPTS`] conflicts.
-pub fn too_much_contention(kind: &str, id: Uuid) -> Rejection {
+/// The rejection after [`crate::decision::MAX_ATTEMPTS`] conflicts.
+pub(crate) fn too_much_contention(kind: &str, id: Uuid) -> Rejection {
     Rejection::new(
         RejectionCode::Conflict,
         format!("{kind} {id} is changing too fast; retry with the same command id"),

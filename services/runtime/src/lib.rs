@@ -5,24 +5,32 @@
 //!   checks the nats-server version, applies the stream definitions and the migrations.
 //! - [`store`]: the event store on `EVENTS`, [`store::Aggregate`] and
 //!   [`store::Repository`] (fold, atomic append, command-id idempotency).
+//! - [`decision`]: [`decision::execute`] commits a decision on one aggregate or several,
+//!   atomically, deciding again after a conflict — the one retry policy.
 //! - [`commands`]: command endpoints on `cmd.<tenant>.<kind>.<action>`: who may send
 //!   what ([`berth_schemas::access`]), clean input, ids that stay in their tenant, and
 //!   each tenant's [`fairness`] share.
-//! - [`reactor`]: side effects on durable pull consumers, back-off, DLQ.
+//! - [`reactor`]: side effects on durable pull consumers, back-off, DLQ;
+//!   [`controller`]: the level-triggered "load, step, append, until settled" loop.
+//! - [`requests`]: typed request/reply endpoints for operators' runs.
 //! - [`projection`]: Postgres read models with transactional checkpoints, status
 //!   publishing, and rebuild-and-swap.
 //! - [`streams`]: stream definitions from `nats/streams/*.json`.
-//! - [`telemetry`], [`shutdown`], [`config`].
+//! - [`service`]: a service binary's `main` — telemetry, signals, a bounded drain;
+//!   [`telemetry`], [`shutdown`], [`config`].
 //!
 //! Worked example: `berth-provisioner`'s `run` serves VM commands with
 //! [`commands::serve`], drives the provider with [`reactor::run`] and keeps the `vms`
 //! table with [`projection::run`].
 
+mod atomic;
 pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod controller;
+pub mod decision;
 pub mod dlq;
 pub mod error;
 pub mod fairness;
@@ -31,7 +39,9 @@ pub mod locks;
 pub mod parked;
 pub mod projection;
 pub mod reactor;
+mod repository;
 pub mod requests;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod streams;

@@ -54,6 +54,13 @@ pub enum ReactError {
     Permanent(String),
 }
 
+impl ReactError {
+    /// A transient failure for `error`: may work if tried again later.
+    pub fn transient(error: impl std::fmt::Display) -> Self {
+        Self::Transient(error.to_string())
+    }
+}
+
 /// A process that turns events into side effects.
 #[async_trait]
 pub trait Reactor: Send + Sync + 'static {

@@ -16,23 +16,22 @@
 //!   goroutine: ~7 publish-acks here, the same by hand as through `jetstream-extra`, and
 //!   the same for one message as for two. Only fewer batches (group commit) lower it.
 //! - [`Repository`] folds an [`Aggregate`] with a cache, and remembers which command ids
-//!   each aggregate has applied, so a command is idempotent for the aggregate's life.
+//!   each aggregate has applied, so a command is idempotent for the aggregate's life;
+//!   [`AtomicAppend`] appends one cause's events on several aggregates, all or nothing.
 
 #![allow(
     clippy::disallowed_methods,
     reason = "raw NATS belongs to berth-runtime: the event store appends to EVENTS here"
 )]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::OutboundMessage};
 use async_nats::HeaderMap;
 pub use berth_schemas::aggregate::{Aggregate, Context, NoCommand};
 use berth_schemas::envelope::{headers, EventMeta};
-use berth_schemas::{Actor, DomainEvent, RecordedEvent, TenantId};
+use berth_schemas::{DomainEvent, TenantId};
 use bytes::Bytes;
-use chrono::Utc;
 use futures::StreamExt;
 use jetstream_extra::batch_fetch::{BatchFetchErrorKind, BatchFetchExt};
 use jetstream_extra::batch_publish::BatchPublishExt;
@@ -40,6 +39,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+
+pub use crate::atomic::AtomicAppend;
+pub use crate::repository::{event_id, Appended, AppliedCommand, Cause, Loaded, Repository};
 
 /// How many messages one direct-get batch asks for.
 const READ_BATCH: usize = 256;
@@ -484,320 +486,10 @@ fn batch_error(
     }
 }
 
-/// What one command did to an aggregate, as recorded in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppliedCommand {
-    pub version: u64,
-    pub events: Vec<RecordedEvent>,
-}
-
-/// An aggregate folded from its events.
-#[derive(Debug, Clone)]
-pub struct Loaded<A> {
-    pub state: A,
-    /// The stream sequence of the last event; 0 when the aggregate does not exist.
-    pub version: u64,
-    /// Every command id the aggregate has applied, with what it produced.
-    pub applied: HashMap<Uuid, AppliedCommand>,
-}
-
-impl<A: Aggregate> Default for Loaded<A> {
-    fn default() -> Self {
-        Self {
-            state: A::default(),
-            version: 0,
-            applied: HashMap::new(),
-        }
-    }
-}
-
-impl<A: Aggregate> Loaded<A> {
-    fn fold(&mut self, event: &StoredEvent) -> Result<()> {
-        let decoded: A::Event = event.decode()?;
-        self.state.apply(&decoded);
-        self.version = event.sequence;
-        let applied = self
-            .applied
-            .entry(event.meta.causation_id)
-            .or_insert_with(|| AppliedCommand {
-                version: 0,
-                events: Vec::new(),
-            });
-        applied.version = event.sequence;
-        applied.events.push(RecordedEvent {
-            id: event.meta.id,
-            event_type: event.meta.event_type.clone(),
-            sequence: event.sequence,
-        });
-        Ok(())
-    }
-}
-
-/// Who causes the events being appended.
-#[derive(Debug, Clone)]
-pub struct Cause {
-    /// The command (or event) id; event ids derive from it.
-    pub id: Uuid,
-    pub actor: Actor,
-    pub correlation_id: Uuid,
-    pub traceparent: Option<String>,
-}
-
-impl Cause {
-    /// The context a decision on behalf of this cause is taken in, at `now`.
-    pub fn context(&self, now: chrono::DateTime<chrono::Utc>) -> Context {
-        Context::new(now, self.id, self.actor.clone())
-    }
-}
-
-/// Loads and appends one aggregate kind, with a cache of folded states.
-pub struct Repository<A: Aggregate> {
-    store: EventStore,
-    source: String,
-    cache: Mutex<HashMap<String, Arc<Loaded<A>>>>,
-    locks: crate::locks::KeyedLocks,
-}
-
-/// The outcome of an append through a repository.
-#[derive(Debug, Clone)]
-pub struct Appended {
-    pub version: u64,
-    pub events: Vec<RecordedEvent>,
-}
-
-/// Event ids derive from the cause: UUID v5 of the cause id and the event's index.
-pub fn event_id(cause: Uuid, index: usize) -> Uuid {
-    Uuid::new_v5(&cause, index.to_string().as_bytes())
-}
-
-impl<A: Aggregate> Repository<A> {
-    pub fn new(store: EventStore, service: &str) -> Self {
-        Self {
-            store,
-            source: format!("berth/{service}"),
-            cache: Mutex::new(HashMap::new()),
-            locks: crate::locks::KeyedLocks::default(),
-        }
-    }
-
-    /// Serialises command handling on one aggregate inside this process, so concurrent
-    /// commands queue instead of conflicting; other processes still meet as conflicts.
-    pub async fn lock(&self, id: Uuid) -> crate::locks::KeyedGuard<'_> {
-        self.locks.lock(id).await
-    }
-
-    pub fn subject(tenant: &TenantId, id: Uuid) -> String {
-        berth_schemas::subjects::event_subject(tenant, A::KIND, id)
-    }
-
-    /// The aggregate as of the log now: the cached fold plus any newer events.
-    pub async fn load(&self, tenant: &TenantId, id: Uuid) -> Result<Arc<Loaded<A>>> {
-        let subject = Self::subject(tenant, id);
-        let cached = self.cached(&subject);
-        let after = cached.as_ref().map_or(0, |c| c.version);
-        let newer = self.store.read(&subject, after).await?;
-        if newer.is_empty() {
-            return Ok(cached.unwrap_or_default());
-        }
-        let mut loaded = cached.map(|c| (*c).clone()).unwrap_or_default();
-        for event in &newer {
-            loaded.fold(event)?;
-        }
-        let loaded = Arc::new(loaded);
-        self.remember(&subject, &loaded);
-        Ok(loaded)
-    }
-
-    /// The cached fold, which may be behind the log.
-    pub fn cached_state(&self, tenant: &TenantId, id: Uuid) -> Option<Arc<Loaded<A>>> {
-        self.cached(&Self::subject(tenant, id))
-    }
-
-    fn cached(&self, subject: &str) -> Option<Arc<Loaded<A>>> {
-        self.cache.lock().expect("cache lock").get(subject).cloned()
-    }
-
-    fn remember(&self, subject: &str, loaded: &Arc<Loaded<A>>) {
-        let mut cache = self.cache.lock().expect("cache lock");
-        let newer = cache
-            .get(subject)
-            .is_none_or(|existing| existing.version < loaded.version);
-        if newer {
-            cache.insert(subject.to_owned(), loaded.clone());
-        }
-    }
-
-    /// The events `cause` produces on aggregate `id`, ready for the store. Their ids
-    /// are `event_id(cause, first_index + i)`: when one cause appends to several
-    /// aggregates at once, give each a distinct range.
-    pub fn prepare(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-        loaded: &Loaded<A>,
-        cause: &Cause,
-        events: &[A::Event],
-        first_index: usize,
-    ) -> SubjectAppend {
-        let now = Utc::now();
-        let events = events
-            .iter()
-            .enumerate()
-            .map(|(index, event)| NewEvent {
-                meta: EventMeta {
-                    id: event_id(cause.id, first_index + index),
-                    source: self.source.clone(),
-                    event_type: event.event_type().to_owned(),
-                    time: now,
-                    subject: id,
-                    tenant: tenant.clone(),
-                    actor: cause.actor.clone(),
-                    correlation_id: cause.correlation_id,
-                    causation_id: cause.id,
-                    traceparent: cause.traceparent.clone(),
-                },
-                data: event.to_json(),
-            })
-            .collect();
-        SubjectAppend {
-            subject: Self::subject(tenant, id),
-            expected_version: loaded.version,
-            events,
-        }
-    }
-
-    /// Folds appended events into the cache; returns what the cause recorded.
-    pub fn appended(
-        &self,
-        loaded: &Loaded<A>,
-        cause: &Cause,
-        append: SubjectAppend,
-        sequences: &[u64],
-    ) -> Result<Appended> {
-        let mut next = loaded.clone();
-        for (event, sequence) in append.events.into_iter().zip(sequences) {
-            let stored = StoredEvent {
-                sequence: *sequence,
-                subject: append.subject.clone(),
-                headers: HeaderMap::new(),
-                data: Bytes::from(event.data),
-                meta: event.meta,
-            };
-            next.fold(&stored)?;
-        }
-        let recorded = next
-            .applied
-            .get(&cause.id)
-            .cloned()
-            .unwrap_or(AppliedCommand {
-                version: next.version,
-                events: Vec::new(),
-            });
-        self.remember(&append.subject, &Arc::new(next));
-        Ok(Appended {
-            version: recorded.version,
-            events: recorded.events,
-        })
-    }
-
-    /// Appends `events` caused by `cause` to the aggregate if it is still at
-    /// `loaded.version`, and folds them into the cache.
-    pub async fn append(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-        loaded: &Loaded<A>,
-        cause: &Cause,
-        events: Vec<A::Event>,
-    ) -> Result<Appended, AppendError> {
-        let append = self.prepare(tenant, id, loaded, cause, &events, 0);
-        let sequences = self
-            .store
-            .append(
-                &append.subject,
-                append.expected_version,
-                append.events.clone(),
-            )
-            .await?;
-        Ok(self.appended(loaded, cause, append, &sequences)?)
-    }
-
-    /// The store this repository appends to.
-    pub fn store(&self) -> &EventStore {
-        &self.store
-    }
-}
-
 /// The writer answered an append with fewer sequence lists than it was given: the
 /// events may be in the log, but what was recorded cannot be folded, so say so.
-fn missing_sequences(what: &str) -> AppendError {
+pub(crate) fn missing_sequences(what: &str) -> AppendError {
     AppendError::Store(Error::Other(format!(
         "the event writer returned no sequences for {what}"
     )))
-}
-
-type Finish<'a> = Box<dyn FnOnce(&[u64]) -> Result<Appended> + Send + 'a>;
-
-/// Events of one cause on several aggregates (of any kinds), appended all or nothing:
-/// each aggregate's events go in only if it is still at the version it was loaded at.
-/// Event ids get distinct index ranges, so a repeat of the cause meets de-duplication.
-pub struct AtomicAppend<'a> {
-    cause: &'a Cause,
-    appends: Vec<SubjectAppend>,
-    /// Per `add`: how to fold the appended events into the repository's cache.
-    finish: Vec<Option<Finish<'a>>>,
-    next_index: usize,
-}
-
-impl<'a> AtomicAppend<'a> {
-    pub fn new(cause: &'a Cause) -> Self {
-        Self {
-            cause,
-            appends: Vec::new(),
-            finish: Vec::new(),
-            next_index: 0,
-        }
-    }
-
-    /// Adds one aggregate's events. No events adds nothing, not even an expectation.
-    pub fn add<A: Aggregate>(
-        mut self,
-        repository: &'a Repository<A>,
-        tenant: &TenantId,
-        id: Uuid,
-        loaded: &'a Loaded<A>,
-        events: &[A::Event],
-    ) -> Self {
-        if events.is_empty() {
-            self.finish.push(None);
-            return self;
-        }
-        let append = repository.prepare(tenant, id, loaded, self.cause, events, self.next_index);
-        self.next_index += events.len();
-        self.appends.push(append.clone());
-        let cause = self.cause;
-        self.finish.push(Some(Box::new(move |sequences| {
-            repository.appended(loaded, cause, append, sequences)
-        })));
-        self
-    }
-
-    /// Appends everything in one atomic batch; returns, per `add`, what it recorded
-    /// (`None` for an `add` without events).
-    pub async fn commit(self, store: &EventStore) -> Result<Vec<Option<Appended>>, AppendError> {
-        let mut sequences = store.append_all(self.appends).await?.into_iter();
-        let mut recorded = Vec::with_capacity(self.finish.len());
-        for finish in self.finish {
-            recorded.push(match finish {
-                Some(finish) => {
-                    let appended = sequences
-                        .next()
-                        .ok_or_else(|| missing_sequences("an atomic append"))?;
-                    Some(finish(&appended)?)
-                }
-                None => None,
-            });
-        }
-        Ok(recorded)
-    }
 }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
-use berth_runtime::commands::contention_pause;
-use berth_runtime::store::{AppendError, Cause, Repository};
+use berth_runtime::decision::{execute, Decision};
+use berth_runtime::store::{Aggregate, Cause, Repository};
 use berth_runtime::Runtime;
 use berth_schemas::subjects::{event_filter, EventSubject, EVENTS_STREAM};
 use berth_schemas::{Actor, TenantId};
@@ -40,13 +40,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// The cause of the fire of `id` for `due_at`: the same on every replica.
 pub fn fire_cause(id: Uuid, due_at: DateTime<Utc>) -> Cause {
-    let cause_id = Uuid::new_v5(&id, format!("fire@{}", due_at.to_rfc3339()).as_bytes());
-    Cause {
-        id: cause_id,
-        actor: Actor::service("scheduler"),
-        correlation_id: cause_id,
-        traceparent: None,
-    }
+    let label = format!("fire@{}", due_at.to_rfc3339());
+    Cause::derived(id, &label, Actor::service("scheduler"))
 }
 
 /// Fires schedules until shutdown.
@@ -207,27 +202,28 @@ async fn fire(
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let cause = fire_cause(id, due_at);
-    for attempt in 0..5 {
+    let fired = execute(Schedule::KIND, id, || async {
         let loaded = ledger.schedules.load(tenant, id).await?;
         let Some(spec) = spec_sequence(&loaded) else {
-            return Ok(()); // never set (or deleted before it was): nothing to fire
+            // Never set (or deleted before it was): nothing to fire.
+            return Ok(Decision::done(false));
         };
         let Ok(events) = loaded.state.fire(due_at, now, caught_up, false, spec) else {
-            return Ok(()); // fired already, paused or deleted meanwhile
+            // Fired already, paused or deleted meanwhile.
+            return Ok(Decision::done(false));
         };
-        match ledger.append(tenant, id, &loaded, &cause, events).await {
-            Ok(_) => {
-                tracing::info!(schedule = %id, %tenant, %due_at, caught_up, "fired");
-                return Ok(());
-            }
-            Err(LedgerError::Append(AppendError::Duplicate)) => return Ok(()),
-            Err(LedgerError::Append(AppendError::Conflict { .. } | AppendError::Busy)) => {
-                contention_pause(attempt).await
-            }
-            Err(LedgerError::Append(AppendError::Store(e))) => return Err(e.into()),
+        let changes = match ledger.changes(tenant, id, &loaded, &cause, &events).await {
+            Ok(changes) => changes,
+            Err(LedgerError::Store(e)) => return Err(e.into()),
             // Releasing a slot is never refused; say so if it ever is.
             Err(LedgerError::Refused(rejection)) => anyhow::bail!("{rejection}"),
-        }
+        };
+        // A duplicate is another replica's fire: the next look finds it recorded.
+        Ok(Decision::append_then(changes, |_| Ok(true)))
+    })
+    .await?;
+    if fired {
+        tracing::info!(schedule = %id, %tenant, %due_at, caught_up, "fired");
     }
-    anyhow::bail!("schedule {id} kept moving while firing {due_at}")
+    Ok(())
 }

@@ -16,11 +16,8 @@
 //! the count existed hold no slot: releasing them changes nothing, and the count covers
 //! every schedule created since.
 
-use berth_runtime::commands::{decide_until_appended, recorded_reply, unavailable};
-use berth_runtime::store::{
-    Aggregate, AppendError, Appended, AtomicAppend, Cause, Loaded, Repository,
-};
-use berth_schemas::aggregate::Context;
+use berth_runtime::commands::{execute_across, unavailable};
+use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Context, Loaded, Repository};
 use berth_schemas::schedule::{
     over_quota, slots_id, ScheduleEvent, SlotEvent, SlotHeld, SlotKind, SlotReleased,
     SLOTS_AGGREGATE,
@@ -111,13 +108,13 @@ pub fn slot_change(id: Uuid, before: &Schedule, events: &[ScheduleEvent]) -> Opt
     }
 }
 
-/// Why [`Ledger::append`] appended nothing.
+/// Why [`Ledger::changes`] has nothing to append.
 #[derive(Debug)]
 pub enum LedgerError {
     /// The tenant's cap: final, nothing to retry.
     Refused(Rejection),
-    /// As for any append: a conflict or duplicate (reload and decide again) or the store.
-    Append(AppendError),
+    /// The tenant's slots could not be loaded.
+    Store(berth_runtime::Error),
 }
 
 /// The schedules and the slots they hold: every schedule append goes through here.
@@ -132,54 +129,42 @@ fn counted(tenant: &TenantId) -> bool {
 }
 
 impl Ledger {
-    /// Appends `events` of schedule `id`, for a tenant other than `system` together with
-    /// the slot change they make, in one atomic batch.
-    pub async fn append(
+    /// What appending `events` of schedule `id` takes: the events, and for a tenant
+    /// other than `system` the slot change they make, to go out in one atomic batch.
+    pub async fn changes(
         &self,
         tenant: &TenantId,
         id: Uuid,
-        loaded: &Loaded<Schedule>,
+        loaded: &Arc<Loaded<Schedule>>,
         cause: &Cause,
-        events: Vec<ScheduleEvent>,
-    ) -> Result<Appended, LedgerError> {
+        events: &[ScheduleEvent],
+    ) -> Result<AtomicAppend<'_>, LedgerError> {
+        let changes = AtomicAppend::new(cause).add(&self.schedules, tenant, id, loaded, events);
         let change = counted(tenant)
-            .then(|| slot_change(id, &loaded.state, &events))
+            .then(|| slot_change(id, &loaded.state, events))
             .flatten();
         let Some(change) = change else {
-            return self
-                .schedules
-                .append(tenant, id, loaded, cause, events)
-                .await
-                .map_err(LedgerError::Append);
+            return Ok(changes);
         };
         let slots_id = slots_id(tenant);
         let slots = self
             .slots
             .load(tenant, slots_id)
             .await
-            .map_err(|e| LedgerError::Append(AppendError::Store(e)))?;
+            .map_err(LedgerError::Store)?;
         let context = cause.context(self.clock.now());
         let slot_events = slots
             .state
             .decide(&change, &context)
             .map_err(LedgerError::Refused)?;
-        let recorded = AtomicAppend::new(cause)
-            .add(&self.schedules, tenant, id, loaded, &events)
-            .add(&self.slots, tenant, slots_id, &slots, &slot_events)
-            .commit(self.schedules.store())
-            .await
-            .map_err(LedgerError::Append)?;
-        recorded.into_iter().next().flatten().ok_or_else(|| {
-            LedgerError::Append(AppendError::Store(berth_runtime::Error::Other(format!(
-                "the append of schedule {id} recorded nothing"
-            ))))
-        })
+        Ok(changes.add(&self.slots, tenant, slots_id, &slots, &slot_events))
     }
 
     /// Handles one command on schedule `id`: answers a repeated command id from the
     /// record, decides on the schedule as loaded (with the clock's now), appends with
-    /// [`Self::append`], and decides again after a conflict. A tenant's commands queue on
-    /// its slots in this process, so they seldom conflict there.
+    /// the slot change it makes ([`Self::changes`]), and decides again after a conflict.
+    /// A tenant's commands queue on its slots in this process, so they seldom conflict
+    /// there.
     pub async fn execute<D>(
         &self,
         tenant: &TenantId,
@@ -195,30 +180,18 @@ impl Ledger {
             false => None,
         };
         let _queued = self.schedules.lock(id).await;
-        decide_until_appended(Schedule::KIND, id, || async {
-            let loaded = self.schedules.load(tenant, id).await.map_err(unavailable)?;
-            if let Some(reply) = recorded_reply(&loaded, id, cause) {
-                return Ok(Some(reply));
-            }
-            let events = decide(&loaded, self.clock.now())?;
-            if events.is_empty() {
-                return Ok(Some(CommandReply::Accepted {
-                    aggregate_id: id,
-                    version: loaded.version,
-                    events: Vec::new(),
-                    output: None,
-                }));
-            }
-            match self.append(tenant, id, &loaded, cause, events).await {
-                Ok(appended) => Ok(Some(CommandReply::Accepted {
-                    aggregate_id: id,
-                    version: appended.version,
-                    events: appended.events,
-                    output: None,
-                })),
-                Err(LedgerError::Refused(rejection)) => Err(rejection),
-                Err(LedgerError::Append(AppendError::Store(e))) => Err(unavailable(e)),
-                Err(LedgerError::Append(_)) => Ok(None),
+        execute_across(&self.schedules, tenant, id, cause, None, |loaded| {
+            let decided = decide(&loaded, self.clock.now());
+            async move {
+                let events = decided?;
+                if events.is_empty() {
+                    return Ok(AtomicAppend::new(cause));
+                }
+                match self.changes(tenant, id, &loaded, cause, &events).await {
+                    Ok(changes) => Ok(changes),
+                    Err(LedgerError::Refused(rejection)) => Err(rejection),
+                    Err(LedgerError::Store(e)) => Err(unavailable(e)),
+                }
             }
         })
         .await
