@@ -10,7 +10,8 @@
 //!   each tenant's [`fairness`] share.
 //! - [`reactor`]: side effects on durable pull consumers, back-off, DLQ.
 //! - [`projection`]: Postgres read models with transactional checkpoints, status
-//!   publishing, and rebuild-and-swap.
+//!   publishing, and rebuild-and-swap; [`projection_requests`]: what operators ask of a
+//!   running projection (`projection.<name>.rebuild|status|retry`).
 //! - [`streams`]: stream definitions from `nats/streams/*.json`.
 //! - [`devservers`]: a private nats-server and Postgres under a directory, for
 //!   `berth up` and the test harness.
@@ -33,6 +34,7 @@ pub mod history;
 pub mod locks;
 pub mod parked;
 pub mod projection;
+pub mod projection_requests;
 pub mod reactor;
 pub mod requests;
 pub mod shutdown;
