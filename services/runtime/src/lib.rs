@@ -12,6 +12,8 @@
 //! - [`projection`]: Postgres read models with transactional checkpoints, status
 //!   publishing, and rebuild-and-swap; [`projection_requests`]: what operators ask of a
 //!   running projection (`projection.<name>.rebuild|status|retry`).
+//! - [`queries`]: `query.<scope>.<kind>.<op>` endpoints over a service's read model;
+//!   [`client`]: sending commands, waiting for status, asking queries.
 //! - [`streams`]: stream definitions from `nats/streams/*.json`.
 //! - [`devservers`]: a private nats-server and Postgres under a directory, for
 //!   `berth up` and the test harness.
@@ -35,6 +37,7 @@ pub mod locks;
 pub mod parked;
 pub mod projection;
 pub mod projection_requests;
+pub mod queries;
 pub mod reactor;
 pub mod requests;
 pub mod shutdown;
