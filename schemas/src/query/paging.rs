@@ -28,6 +28,15 @@ pub const MAX_PAGE_ROWS: u32 = 5_000;
 /// of NATS's 1 MB payload limit.
 pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 
+impl<F> ListRequest<F> {
+    /// The most rows its page holds: its `limit`, within 1 and [`MAX_PAGE_ROWS`].
+    pub fn page_rows(&self) -> usize {
+        self.limit
+            .unwrap_or(DEFAULT_PAGE_ROWS)
+            .clamp(1, MAX_PAGE_ROWS) as usize
+    }
+}
+
 /// Cuts the page `request` asks for out of `rows` — the whole list, in its stable order
 /// — where `key` names each row uniquely: the rows after the one `after` names, at most
 /// `limit` of them and about [`MAX_PAGE_BYTES`]. A cursor naming no row (one no longer
@@ -37,10 +46,7 @@ pub fn page<T: Serialize, F>(
     request: &ListRequest<F>,
     key: impl Fn(&T) -> String,
 ) -> Result<Page<T>, Rejection> {
-    let limit = request
-        .limit
-        .unwrap_or(DEFAULT_PAGE_ROWS)
-        .clamp(1, MAX_PAGE_ROWS) as usize;
+    let limit = request.page_rows();
     let mut rows = rows.into_iter().peekable();
     if let Some(after) = &request.after {
         if !rows.by_ref().any(|row| key(&row) == after.0) {

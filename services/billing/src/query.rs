@@ -15,12 +15,16 @@ use crate::projection::{self, AccountRow, InvoiceRow, SubscriptionRow, UsageRow}
 pub async fn serve(rt: &Runtime) -> berth_runtime::Result<()> {
     let db = &rt.db;
     tokio::try_join!(
-        queries::serve(rt, ACCOUNT, LIST, |query, request| accounts(db, query, request)),
+        queries::serve(rt, ACCOUNT, LIST, |query, request| accounts(
+            db, query, request
+        )),
         queries::serve(rt, SUBSCRIPTION, LIST, |query, request| {
             subscriptions(db, query, request)
         }),
         queries::serve(rt, USAGE, LIST, |query, request| usage(db, query, request)),
-        queries::serve(rt, INVOICE, LIST, |query, request| invoices(db, query, request)),
+        queries::serve(rt, INVOICE, LIST, |query, request| invoices(
+            db, query, request
+        )),
     )?;
     Ok(())
 }
@@ -58,7 +62,9 @@ async fn usage(
     let rows = projection::usage(db, tenant.as_ref())
         .await
         .map_err(|e| unavailable("usage", e))?;
-    page(rows, &request, |row| format!("{}/{}", row.vm_id, row.hour.timestamp()))
+    page(rows, &request, |row| {
+        format!("{}/{}", row.vm_id, row.hour.timestamp())
+    })
 }
 
 async fn invoices(

@@ -19,10 +19,15 @@ pub async fn serve(rt: &Runtime, catalog: &Catalog) -> berth_runtime::Result<()>
     tokio::try_join!(
         queries::serve(rt, POD, LIST, |query, request| pods(db, query, request)),
         queries::serve(rt, POD, GET, |query, request| pod(db, query, request)),
-        queries::serve(rt, VOLUME, LIST, |query, request| volumes(db, query, request)),
-        queries::serve(rt, CATALOG, GET, |_, EmptyRequest {}| async move {
-            Ok(catalog)
-        }),
+        queries::serve(rt, VOLUME, LIST, |query, request| volumes(
+            db, query, request
+        )),
+        queries::serve(
+            rt,
+            CATALOG,
+            GET,
+            |_, EmptyRequest {}| async move { Ok(catalog) }
+        ),
     )?;
     Ok(())
 }
