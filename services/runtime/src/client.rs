@@ -1,5 +1,5 @@
-//! Sending commands, waiting for status and asking queries: what the CLI, other
-//! systems' adapters, the tests and the benchmarks share.
+//! Sending commands and waiting for status: what the CLI, other systems' adapters,
+//! the tests and the benchmarks share.
 
 use std::time::Duration;
 
@@ -81,6 +81,9 @@ pub async fn query_list<F: Serialize, Row: DeserializeOwned>(
     };
     loop {
         let wanted = max.map(|max| max.saturating_sub(rows.len()));
+        if wanted == Some(0) {
+            return Ok(Ok(rows));
+        }
         request.limit = wanted.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         let page: Page<Row> = match query(nats, scope, kind, LIST, &request).await? {
             Ok(page) => page,
@@ -88,8 +91,8 @@ pub async fn query_list<F: Serialize, Row: DeserializeOwned>(
         };
         rows.extend(page.rows);
         match page.next {
-            Some(next) if max.is_none_or(|max| rows.len() < max) => request.after = Some(next),
-            _ => return Ok(Ok(rows)),
+            Some(next) => request.after = Some(next),
+            None => return Ok(Ok(rows)),
         }
     }
 }

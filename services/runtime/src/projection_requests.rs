@@ -5,6 +5,11 @@
 //! [`projection::run`] serves them beside the live runner, one replica per request, each
 //! on its own subscription so that a long rebuild never holds up a status.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "raw NATS belongs to berth-runtime: a rebuild publishes its progress to the asker's inbox here"
+)]
+
 use std::time::Duration;
 
 use berth_schemas::query::projection::{
