@@ -18,6 +18,8 @@
 //! - [`schedule`]: schedules and one-shot timers (`cmd.<tenant>.schedule|timer.*`).
 //! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
 //! - [`usage`]: per-tenant quotas (the `usage` aggregate, `tenant.set_quota`).
+//! - [`query`]: reads over request/reply (`query.<scope>.<kind>.<op>`), paged, and
+//!   operators' requests about projections (`projection.<name>.<op>`).
 //! - [`json_schema`]: the generated JSON Schema files in `schemas/json/`.
 //!
 //! Worked example: `vm::VmCommand::decode("create", body)` parses a command body with
@@ -37,6 +39,7 @@ pub mod json_schema;
 pub mod notification;
 pub mod orphan;
 pub mod pod;
+pub mod query;
 pub mod schedule;
 pub mod server;
 pub mod subjects;

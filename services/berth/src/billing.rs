@@ -1,23 +1,25 @@
-//! `berth billing …`: accounts, subscriptions and payments over NATS; reads from the
-//! `billing` projection; the operators' runs (`run-invoices`, `meter`, `check-overdue`).
+//! `berth billing …`: accounts, subscriptions and payments over NATS; reads are
+//! billing's queries; the operators' runs (`run-invoices`, `meter`, `check-overdue`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use berth_billing::projection;
 use berth_runtime::client::send_command;
-use berth_runtime::{connect_db, connect_nats, ConnectArgs};
+use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::billing::{
     AccountCommand, BillingCommand, CancelSubscription, CheckOverdue, CreateSubscription,
     OpenAccount, PaymentCommand, RecordPayment, RunInvoices, RunMeter, SubscriptionCommand,
     SubscriptionTarget,
 };
+use berth_schemas::query::rows::{AccountRow, InvoiceRow, SubscriptionRow, UsageRow};
+use berth_schemas::query::{TenantFilter, ACCOUNT, INVOICE, SUBSCRIPTION, USAGE};
 use berth_schemas::usage::Tier;
 use berth_schemas::{CommandReply, CommandSet, Rejection, TenantId};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use crate::output::{print, print_json, Output};
+use crate::reads;
 use crate::vm::Common;
 
 #[derive(Args, Debug)]
@@ -29,6 +31,14 @@ pub struct Listing {
     tenant: Option<TenantId>,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
+}
+
+impl Listing {
+    fn filter(&self) -> TenantFilter {
+        TenantFilter {
+            tenant: self.tenant.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,8 +120,7 @@ pub enum BillingCommandLine {
 pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
     match command {
         BillingCommandLine::Accounts(l) => {
-            let db = connect_db(&l.connect.database_url).await?;
-            let rows = projection::accounts(&db, l.tenant.as_ref())
+            let rows: Vec<AccountRow> = reads::list(&l.connect, ACCOUNT, l.filter())
                 .await
                 .context("reading accounts")?;
             print(
@@ -128,7 +137,7 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
                 &rows,
                 |r| {
                     vec![
-                        r.tenant.clone(),
+                        r.tenant.to_string(),
                         r.name.clone(),
                         r.tier.clone(),
                         r.currency.clone(),
@@ -140,8 +149,7 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
             );
         }
         BillingCommandLine::Subscriptions(l) => {
-            let db = connect_db(&l.connect.database_url).await?;
-            let rows = projection::subscriptions(&db, l.tenant.as_ref())
+            let rows: Vec<SubscriptionRow> = reads::list(&l.connect, SUBSCRIPTION, l.filter())
                 .await
                 .context("reading subscriptions")?;
             print(
@@ -151,7 +159,7 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
                 |r| {
                     vec![
                         r.id.to_string(),
-                        r.tenant.clone(),
+                        r.tenant.to_string(),
                         format!("{}/{}", r.product, r.variant),
                         format!("{} {}", r.price_minor, r.currency),
                         r.status.clone(),
@@ -163,8 +171,7 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
             );
         }
         BillingCommandLine::Usage(l) => {
-            let db = connect_db(&l.connect.database_url).await?;
-            let rows = projection::usage(&db, l.tenant.as_ref())
+            let rows: Vec<UsageRow> = reads::list(&l.connect, USAGE, l.filter())
                 .await
                 .context("reading usage")?;
             print(
@@ -173,7 +180,7 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
                 &rows,
                 |r| {
                     vec![
-                        r.tenant.clone(),
+                        r.tenant.to_string(),
                         r.vm_id.to_string(),
                         r.hour.format("%Y-%m-%d %H:00").to_string(),
                         r.seconds.to_string(),
@@ -183,8 +190,7 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
             );
         }
         BillingCommandLine::Invoices(l) => {
-            let db = connect_db(&l.connect.database_url).await?;
-            let rows = projection::invoices(&db, l.tenant.as_ref())
+            let rows: Vec<InvoiceRow> = reads::list(&l.connect, INVOICE, l.filter())
                 .await
                 .context("reading invoices")?;
             print(
@@ -196,7 +202,7 @@ pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
                 |r| {
                     vec![
                         r.number.clone(),
-                        r.tenant.clone(),
+                        r.tenant.to_string(),
                         r.month.clone(),
                         r.total_minor.to_string(),
                         r.currency.clone(),

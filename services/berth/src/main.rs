@@ -2,16 +2,16 @@
 //!
 //! - `up`: the whole control plane in one process (own nats-server and Postgres under
 //!   `.berth/` unless `BERTH_NATS_URL` / `BERTH_DATABASE_URL` are set).
-//! - `vm`: VM commands over NATS, reads from the `vms` projection.
-//! - `pod`, `pods`, `catalog`: app pods over NATS, reads from the `pods` projection;
-//!   pods beside their runtime and orphans; the service catalog.
-//! - `billing`: accounts, subscriptions, payments; usage and invoices from the `billing`
-//!   projection; the operators' runs.
+//! - `vm`: VM commands over NATS, reads through the provisioner's queries.
+//! - `pod`, `pods`, `catalog`: app pods over NATS, reads through pod-lifecycle's
+//!   queries; pods beside their runtime and orphans; the service catalog.
+//! - `billing`: accounts, subscriptions, payments; usage and invoices through billing's
+//!   queries; the operators' runs.
 //! - `tenant`: operator commands (quotas); `server`: hosts and their capacity.
 //! - `reconcile`, `orphans`: compare the provider with the log; clean up orphans.
 //! - `audit`: who did what and when.
 //! - `events`: tail the log, show one aggregate's history.
-//! - `replay`: rebuild a projection without downtime.
+//! - `replay`: have a projection's service rebuild it without downtime.
 //! - `state`: an aggregate at any past time or sequence; `trace`: one correlation.
 //! - `dlq`: dead letters; `notifications`, `notify`: mail and webhooks.
 //! - `status`: projection positions and faults; `projections`: parked events (list,
@@ -25,6 +25,7 @@ mod notifications;
 mod output;
 mod pod;
 mod projections;
+mod reads;
 mod reconcile;
 mod replay;
 mod schedules;
@@ -117,7 +118,7 @@ async fn main() {
         Command::Vm(command) => vm::run(command).await,
         Command::Pod(command) => pod::run(command).await,
         Command::Pods(command) => pod::pods(command).await,
-        Command::Catalog(command) => pod::catalog(command),
+        Command::Catalog(command) => pod::catalog(command).await,
         Command::Billing(command) => billing::run(command).await,
         Command::Notifications(command) => notifications::run(command).await,
         Command::State(args) => state::run(args).await,

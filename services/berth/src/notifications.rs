@@ -1,19 +1,22 @@
-//! `berth notifications list|show|retry` over the `notifications` projection, and
-//! `berth notify preview`: what a rule's template renders for an event in the log (or
-//! for the rule's sample), without sending anything.
+//! `berth notifications list|show|retry` through the notifier's `notification.*`
+//! queries, and `berth notify preview`: what a rule's template renders for an event in
+//! the log (or for the rule's sample), without sending anything — the notifier renders
+//! it.
 
 use anyhow::{bail, Context};
-use berth_notifier::context::Contexts;
-use berth_notifier::projection::{self, Filter};
-use berth_notifier::templates::Templates;
-use berth_runtime::{connect_db, connect_nats, ConnectArgs, EventStore};
-use berth_schemas::notification::{NotificationCommand, NotificationTarget, Source};
-use berth_schemas::subjects::EVENTS_STREAM;
+use berth_runtime::client::query;
+use berth_runtime::{connect_nats, ConnectArgs};
+use berth_schemas::notification::{NotificationCommand, NotificationTarget};
+use berth_schemas::query::rows::{NotificationRow, Rendered};
+use berth_schemas::query::{
+    GetRequest, NotificationFilter, PreviewRequest, PreviewSource, GET, NOTIFICATION, PREVIEW,
+};
 use berth_schemas::{CommandSet, TenantId};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use crate::output::{print, print_json, Output};
+use crate::reads;
 use crate::vm::Common;
 
 #[derive(Subcommand, Debug)]
@@ -79,15 +82,15 @@ pub struct PreviewArgs {
 pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
     match command {
         NotificationsCommand::List(list) => {
-            let db = connect_db(&list.connect.database_url).await?;
-            let filter = Filter {
+            let filter = NotificationFilter {
                 tenant: list.tenant,
                 status: list.failed.then(|| "failed".to_owned()).or(list.status),
-                limit: list.limit,
             };
-            let rows = projection::list(&db, &filter)
-                .await
-                .context("reading notifications")?;
+            let limit = usize::try_from(list.limit).unwrap_or(0);
+            let rows: Vec<NotificationRow> =
+                reads::list_at_most(&list.connect, NOTIFICATION, filter, Some(limit))
+                    .await
+                    .context("reading notifications")?;
             print(
                 list.output,
                 &[
@@ -104,7 +107,7 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
                 |r| {
                     vec![
                         r.id.to_string(),
-                        r.tenant.clone(),
+                        r.tenant.to_string(),
                         r.rule.clone(),
                         r.channel.clone(),
                         r.recipient.clone(),
@@ -120,21 +123,17 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
                 },
             );
         }
-        NotificationsCommand::Show { id, connect } => {
-            let db = connect_db(&connect.database_url).await?;
-            match projection::get(&db, id).await? {
-                Some(row) => print_json(&row),
-                None => bail!(
-                    "no notification {id} (is the notifier running? `berth notifications list`)"
-                ),
+        NotificationsCommand::Show { id, connect } => match notification(&connect, id).await? {
+            Some(row) => print_json(&row),
+            None => {
+                bail!("no notification {id} (is the notifier running? `berth notifications list`)")
             }
-        }
+        },
         NotificationsCommand::Retry { id, mut common } => {
-            let db = connect_db(&common.connect.database_url).await?;
-            let row = projection::get(&db, id).await?.with_context(|| {
+            let row = notification(&common.connect, id).await?.with_context(|| {
                 format!("no notification {id} (`berth notifications list --failed`)")
             })?;
-            common.tenant = TenantId::parse(&row.tenant)?;
+            common.tenant = row.tenant;
             let retry = NotificationCommand::Retry(NotificationTarget {
                 notification_id: id,
             });
@@ -144,56 +143,33 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The notification as the notifier shows it.
+async fn notification(connect: &ConnectArgs, id: Uuid) -> anyhow::Result<Option<NotificationRow>> {
+    reads::ask(connect, NOTIFICATION, GET, &GetRequest { id }).await
+}
+
 pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
     let NotifyCommand::Preview(preview) = command;
-    let templates = Templates::builtin()?;
-    if !templates.has(&preview.template) {
-        bail!(
-            "no template {:?}; the rules' names are the templates",
-            preview.template
-        );
-    }
-    let context = if preview.sample {
-        berth_notifier::samples::context(&preview.template, &preview.to)
-            .with_context(|| format!("no sample for {}", preview.template))?
-    } else {
-        let event = preview
-            .event
-            .as_deref()
-            .context("--event <id|sequence> or --sample")?;
-        let sequence = match event.parse::<u64>() {
-            Ok(sequence) => sequence,
-            Err(_) => {
-                let id: Uuid = event
+    let of = match (preview.sample, preview.event.as_deref()) {
+        (true, _) => PreviewSource::Sample,
+        (false, None) => bail!("--event <id|sequence> or --sample"),
+        (false, Some(event)) => match event.parse::<u64>() {
+            Ok(sequence) => PreviewSource::Sequence(sequence),
+            Err(_) => PreviewSource::EventId(
+                event
                     .parse()
-                    .context("--event is an event id or a stream sequence")?;
-                let db = connect_db(&preview.connect.database_url).await?;
-                let sequence: Option<i64> = sqlx::query_scalar(
-                    "SELECT stream_seq FROM audit_log.events WHERE event_id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&db)
-                .await
-                .context("looking the event up in audit_log")?;
-                sequence.with_context(|| format!("no event {id} in audit_log"))? as u64
-            }
-        };
-        let nats = connect_nats("cli", &preview.connect).await?;
-        let contexts = Contexts {
-            store: EventStore::new(async_nats::jetstream::new(nats), EVENTS_STREAM),
-        };
-        let source = Source {
-            stream: EVENTS_STREAM.into(),
-            sequence,
-            event_id: Uuid::nil(),
-            event_type: String::new(),
-        };
-        let message = contexts.fetch(&source).await?;
-        contexts
-            .build(&preview.template, &preview.to, &message)
-            .await?
+                    .context("--event is an event id or a stream sequence")?,
+            ),
+        },
     };
-    let rendered = templates.render(&preview.template, &context)?;
+    let request = PreviewRequest {
+        template: preview.template,
+        of,
+        to: preview.to,
+    };
+    let nats = connect_nats("cli", &preview.connect).await?;
+    let asked = query(&nats, &TenantId::system(), NOTIFICATION, PREVIEW, &request).await?;
+    let rendered: Rendered = reads::answered_plainly(asked)?;
     println!(
         "Subject: {}\n\n{}\n--- html ---\n{}",
         rendered.subject, rendered.text, rendered.html

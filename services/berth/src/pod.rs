@@ -1,25 +1,27 @@
 //! `berth pod …`, `berth pods debug|clean-orphans` and `berth catalog list|show`:
-//! commands go over NATS, reads come from the `pods` projection, the catalog is the one
-//! compiled into pod-lifecycle.
+//! commands go over NATS; reads, and the catalog pods are made from, are pod-lifecycle's
+//! queries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use berth_pod_lifecycle::catalog::Catalog;
-use berth_pod_lifecycle::projection::{self, PodRow, VolumeRow};
 use berth_runtime::client::{send_command, status_of, wait_for_status};
-use berth_runtime::{connect_db, connect_nats, ConnectArgs};
+use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::pod::{
     CreatePod, DebugPods, DeletePod, EndPod, PodCommand as Command, PodLogs, PodTarget, PodsReport,
     ResetPod, ScalePod, UpdatePodConfig, DEBUG_SUBJECT,
 };
+use berth_schemas::query::rows::{Catalog, PodRow, VolumeRow};
+use berth_schemas::query::{EmptyRequest, GetRequest, TenantFilter, CATALOG, GET, POD, VOLUME};
 use berth_schemas::subjects::status_subject;
 use berth_schemas::{CommandReply, CommandSet, Rejection, TenantId};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::output::{print, print_json, Output};
+use crate::reads;
 use crate::vm::Common;
 
 #[derive(Args, Debug)]
@@ -157,9 +159,15 @@ pub enum CatalogCommand {
     List {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// One service in full.
-    Show { service: String },
+    Show {
+        service: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
 }
 
 pub async fn run(command: PodCommand) -> anyhow::Result<()> {
@@ -170,8 +178,10 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
             all_tenants,
             output,
         } => {
-            let db = connect_db(&connect.database_url).await?;
-            let rows = projection::list(&db, (!all_tenants).then_some(&tenant))
+            let filter = TenantFilter {
+                tenant: (!all_tenants).then_some(tenant),
+            };
+            let rows: Vec<PodRow> = reads::list(&connect, POD, filter)
                 .await
                 .context("reading pods")?;
             let header = [
@@ -186,8 +196,10 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
             all_tenants,
             output,
         } => {
-            let db = connect_db(&connect.database_url).await?;
-            let rows = projection::volumes(&db, (!all_tenants).then_some(&tenant))
+            let filter = TenantFilter {
+                tenant: (!all_tenants).then_some(tenant),
+            };
+            let rows: Vec<VolumeRow> = reads::list(&connect, VOLUME, filter)
                 .await
                 .context("reading volumes")?;
             let header = ["CLAIM", "TENANT", "STATUS", "SIZE", "MOUNT", "CLASS"];
@@ -195,8 +207,7 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
             return Ok(());
         }
         PodCommand::Show { pod_id, connect } => {
-            let db = connect_db(&connect.database_url).await?;
-            let Some(row) = projection::get(&db, pod_id).await.context("reading pods")? else {
+            let Some(row) = pod_row(&connect, pod_id).await? else {
                 bail!("no pod {pod_id} in the pods projection (it may still be on its way: try again, or `berth events show {pod_id}`)");
             };
             print_json(&row);
@@ -339,9 +350,8 @@ async fn send(command: Command, common: &Common, settled: &str) -> anyhow::Resul
     }
     // An operator's command on `system` lands on the pod's own tenant's status subject.
     let tenant = if common.tenant.as_str() == berth_schemas::ids::SYSTEM_TENANT {
-        let db = connect_db(&common.connect.database_url).await?;
-        let row = projection::get(&db, *aggregate_id).await?;
-        TenantId::parse(&row.context("the pod is not projected yet")?.tenant)?
+        let row = pod_row(&common.connect, *aggregate_id).await?;
+        row.context("the pod is not projected yet")?.tenant
     } else {
         common.tenant.clone()
     };
@@ -361,6 +371,13 @@ async fn send(command: Command, common: &Common, settled: &str) -> anyhow::Resul
         None => bail!("unreadable status for pod {aggregate_id}"),
     }
     Ok(())
+}
+
+/// The pod as pod-lifecycle shows it, if it is projected yet.
+async fn pod_row(connect: &ConnectArgs, pod_id: Uuid) -> anyhow::Result<Option<PodRow>> {
+    reads::ask(connect, POD, GET, &GetRequest { id: pod_id })
+        .await
+        .context("reading pods")
 }
 
 async fn print_logs(logs: Command, common: &Common) -> anyhow::Result<()> {
@@ -480,31 +497,31 @@ pub async fn pods(command: PodsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
-    let catalog = Catalog::builtin().context("the built-in service catalog")?;
+pub async fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
+    let (CatalogCommand::List { connect, .. } | CatalogCommand::Show { connect, .. }) = &command;
+    let catalog: Catalog = reads::ask(connect, CATALOG, GET, &EmptyRequest {})
+        .await
+        .context("the service catalog")?;
     match command {
-        CatalogCommand::List { output } => {
-            let rows: Vec<serde_json::Value> = catalog
+        CatalogCommand::List { output, .. } => {
+            let rows: Vec<CatalogLine> = catalog
                 .services
                 .iter()
                 .flat_map(|(name, service)| {
-                    service.variants.iter().map(move |(variant, size)| {
-                        serde_json::json!({
-                            "service": name,
-                            "variant": variant,
-                            "image": service.image,
-                            "volume_mb": size.volume_mb,
-                            "mount_path": service.volume.mount_path,
-                            "cpu_limit_millis": size.cpu_limit_millis,
-                            "memory_limit_mb": size.memory_limit_mb,
+                    service
+                        .variants
+                        .iter()
+                        .map(move |(variant, size)| CatalogLine {
+                            cpu_limit_millis: size.cpu_limit_millis,
+                            image: &service.image,
+                            memory_limit_mb: size.memory_limit_mb,
+                            mount_path: &service.volume.mount_path,
+                            service: name,
+                            variant,
+                            volume_mb: size.volume_mb,
                         })
-                    })
                 })
                 .collect();
-            let text = |v: &serde_json::Value, key: &str| match &v[key] {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
             print(
                 output,
                 &[
@@ -517,38 +534,43 @@ pub fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
                     "IMAGE",
                 ],
                 &rows,
-                |v| {
-                    [
-                        "service",
-                        "variant",
-                        "volume_mb",
-                        "mount_path",
-                        "cpu_limit_millis",
-                        "memory_limit_mb",
-                        "image",
+                |line| {
+                    vec![
+                        line.service.to_owned(),
+                        line.variant.to_owned(),
+                        line.volume_mb.to_string(),
+                        line.mount_path.to_owned(),
+                        line.cpu_limit_millis.to_string(),
+                        line.memory_limit_mb.to_string(),
+                        line.image.to_owned(),
                     ]
-                    .iter()
-                    .map(|key| text(v, key))
-                    .collect()
                 },
             );
         }
-        CatalogCommand::Show { service } => {
-            let Some(found) = catalog.service(&service) else {
+        CatalogCommand::Show { service, .. } => {
+            let Some(found) = catalog.services.get(&service) else {
                 bail!(
                     "no service {service:?} in the catalog; it has {}",
-                    catalog
-                        .services
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    catalog.names()
                 );
             };
             print_json(found);
         }
     }
     Ok(())
+}
+
+/// One variant of one service as `catalog list` prints it; its keys in alphabetical
+/// order, as the JSON form has always had them.
+#[derive(Serialize)]
+struct CatalogLine<'a> {
+    cpu_limit_millis: u32,
+    image: &'a str,
+    memory_limit_mb: u32,
+    mount_path: &'a str,
+    service: &'a str,
+    variant: &'a str,
+    volume_mb: u32,
 }
 
 fn target(pod_id: Uuid) -> PodTarget {
@@ -568,7 +590,7 @@ fn parse_env(value: &str) -> Result<(String, String), String> {
 fn pod_cells(row: &PodRow) -> Vec<String> {
     vec![
         row.id.to_string(),
-        row.tenant.clone(),
+        row.tenant.to_string(),
         row.name.clone(),
         row.service.clone(),
         row.variant.clone(),
@@ -581,7 +603,7 @@ fn pod_cells(row: &PodRow) -> Vec<String> {
 fn volume_cells(row: &VolumeRow) -> Vec<String> {
     vec![
         row.claim_name.clone(),
-        row.tenant.clone(),
+        row.tenant.to_string(),
         row.status.clone(),
         format!("{} MiB", row.size_mb),
         row.mount_path.clone(),

@@ -1,16 +1,23 @@
 //! `berth projections parked|retry|skip`: the events projections parked because they
-//! could not apply them ([`berth_runtime::parked`]).
+//! could not apply them ([`berth_runtime::parked`]); a retry is applied by the service
+//! that runs the projection (`projection.<name>.retry`).
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::bail;
+use berth_runtime::client::ask_projection;
 use berth_runtime::parked::{self, ParkedEvent, Retried};
-use berth_runtime::projection::Projection;
-use berth_runtime::ConnectArgs;
+use berth_runtime::{connect_nats, ConnectArgs, Runtime, Settings};
+use berth_schemas::query::projection::{RetryParked, RETRY};
 use clap::Subcommand;
+use tokio_util::sync::CancellationToken;
 
 use crate::output::{print, print_json, Output};
-use crate::replay::{projections, runtime};
+use crate::reads::answered_plainly;
+use crate::replay::known as projection;
+
+/// How long applying one parked event may take.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Subcommand, Debug)]
 pub enum ProjectionsCommand {
@@ -49,15 +56,14 @@ pub enum ProjectionsCommand {
     },
 }
 
-/// The projection called `name`, or a list of the known ones.
-fn projection(name: &str) -> anyhow::Result<Arc<dyn Projection>> {
-    let all = projections();
-    let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
-    let names = names.join(", ");
-    match all.iter().find(|p| p.name() == name) {
-        Some(found) => Ok(found.clone()),
-        None => bail!("unknown projection {name:?}; choose one of {names}"),
-    }
+async fn runtime(connect: &ConnectArgs) -> anyhow::Result<Runtime> {
+    Ok(Runtime::connect(
+        "cli",
+        connect,
+        Settings::default(),
+        CancellationToken::new(),
+    )
+    .await?)
 }
 
 pub async fn run(command: ProjectionsCommand) -> anyhow::Result<()> {
@@ -106,9 +112,12 @@ pub async fn run(command: ProjectionsCommand) -> anyhow::Result<()> {
             connect,
             output,
         } => {
-            let projection = projection(&name)?;
-            let rt = runtime(&connect).await?;
-            let retried = parked::retry(&rt, projection.as_ref(), sequence).await?;
+            projection(&name)?;
+            let nats = connect_nats("cli", &connect).await?;
+            let asked = RetryParked { sequence };
+            let retried: Retried = answered_plainly(
+                ask_projection(&nats, &name, RETRY, &asked, RETRY_TIMEOUT).await?,
+            )?;
             match output {
                 Output::Json => print_json(&retried),
                 Output::Table => match &retried {

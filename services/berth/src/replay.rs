@@ -1,32 +1,29 @@
-//! `berth replay` and `berth status`.
+//! `berth replay` and `berth status`: asked of the service that runs each projection
+//! (`projection.<name>.rebuild|status`, [`berth_schemas::query::projection`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use berth_provisioner::projection::VmsProjection;
-use berth_runtime::audit::AuditLog;
-use berth_runtime::parked::{self, HealthState};
-use berth_runtime::projection::{self, Projection};
-use berth_runtime::{ConnectArgs, Runtime, Settings};
+use async_nats::jetstream;
+use berth_runtime::client::ask_projection;
+use berth_runtime::parked::{HealthState, ProjectionStatus};
+use berth_runtime::projection::RebuildReport;
+use berth_runtime::{connect_nats, ConnectArgs};
+use berth_schemas::query::projection::{
+    RebuildProgress, RebuildRequest, PROJECTIONS, REBUILD, STATUS,
+};
+use berth_schemas::query::EmptyRequest;
 use berth_schemas::subjects::EVENTS_STREAM;
 use clap::Args;
-use tokio_util::sync::CancellationToken;
+use futures::StreamExt;
 
 use crate::output::{print, Output};
+use crate::reads::answered_plainly;
 
-/// Every projection the CLI can rebuild.
-pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![
-        Arc::new(VmsProjection),
-        Arc::new(berth_provisioner::servers_projection::ServersProjection),
-        Arc::new(berth_scheduler::projection::SchedulesProjection),
-        Arc::new(berth_pod_lifecycle::projection::PodsProjection),
-        Arc::new(berth_billing::projection::BillingProjection),
-        Arc::new(berth_notifier::projection::NotificationsProjection),
-        Arc::new(AuditLog),
-    ]
-}
+/// How long a rebuild may take.
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a projection's status may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -50,49 +47,34 @@ pub struct StatusArgs {
     output: Output,
 }
 
-pub(crate) async fn runtime(connect: &ConnectArgs) -> anyhow::Result<Runtime> {
-    Ok(Runtime::connect(
-        "cli",
-        connect,
-        Settings::default(),
-        CancellationToken::new(),
-    )
-    .await?)
+/// The projection called `name`, or the error naming the known ones.
+pub fn known(name: &str) -> anyhow::Result<&'static str> {
+    match PROJECTIONS.iter().find(|known| **known == name) {
+        Some(found) => Ok(found),
+        None => bail!(
+            "unknown projection {name:?}; choose one of {}",
+            PROJECTIONS.join(", ")
+        ),
+    }
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let chosen: Vec<_> = projections()
-        .into_iter()
-        .filter(|p| args.projection == "all" || p.name() == args.projection)
+    let chosen: Vec<&str> = PROJECTIONS
+        .iter()
+        .copied()
+        .filter(|name| args.projection == "all" || *name == args.projection)
         .collect();
     if chosen.is_empty() {
-        let names: Vec<_> = projections().iter().map(|p| p.name()).collect();
         bail!(
             "unknown projection {:?}; choose one of {} or all",
             args.projection,
-            names.join(", ")
+            PROJECTIONS.join(", ")
         );
     }
-    let rt = runtime(&args.connect).await?;
+    let nats = connect_nats("cli", &args.connect).await?;
     let mut reports = Vec::new();
-    for projection in chosen {
-        let mut last_print = Duration::ZERO;
-        let report = projection::rebuild(&rt, projection.as_ref(), args.dry_run, |p| {
-            if p.elapsed >= last_print + Duration::from_millis(500) || p.applied >= p.total {
-                last_print = p.elapsed;
-                let rate = p.applied as f64 / p.elapsed.as_secs_f64().max(1e-3);
-                let eta = p.total.saturating_sub(p.applied) as f64 / rate.max(1.0);
-                eprintln!(
-                    "{}: {}/{} events, {:.0} events/s, ETA {:.0}s",
-                    projection.name(),
-                    p.applied,
-                    p.total,
-                    rate,
-                    eta
-                );
-            }
-        })
-        .await?;
+    for name in chosen {
+        let report = rebuild(&nats, name, args.dry_run).await?;
         if args.output == Output::Table {
             println!(
                 "{}: {} events in {:.2}s ({:.0}/s), checkpoint {}, {}{}",
@@ -138,17 +120,52 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Has the service that runs projection `name` rebuild it, printing its progress.
+async fn rebuild(
+    nats: &async_nats::Client,
+    name: &str,
+    dry_run: bool,
+) -> anyhow::Result<RebuildReport> {
+    let inbox = nats.new_inbox();
+    let mut progress = nats.subscribe(inbox.clone()).await?;
+    let request = RebuildRequest {
+        dry_run,
+        progress: Some(inbox),
+    };
+    let rebuilt = ask_projection(nats, name, REBUILD, &request, REBUILD_TIMEOUT);
+    tokio::pin!(rebuilt);
+    loop {
+        tokio::select! {
+            reply = &mut rebuilt => return answered_plainly(reply?),
+            Some(message) = progress.next() => {
+                if let Ok(p) = serde_json::from_slice::<RebuildProgress>(&message.payload) {
+                    let elapsed = Duration::from_millis(p.elapsed_ms).as_secs_f64();
+                    let rate = p.applied as f64 / elapsed.max(1e-3);
+                    let eta = p.total.saturating_sub(p.applied) as f64 / rate.max(1.0);
+                    eprintln!(
+                        "{name}: {}/{} events, {rate:.0} events/s, ETA {eta:.0}s",
+                        p.applied, p.total
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `berth status`: each projection's checkpoint, the events it follows that it has yet to
-/// apply, its parked events and its fault.
+/// apply, its parked events and its fault, as the service that runs it sees them.
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let rt = runtime(&args.connect).await?;
-    let mut rows = Vec::new();
-    for projection in projections() {
-        rows.push(parked::status(&rt, projection.as_ref()).await?);
+    let nats = connect_nats("cli", &args.connect).await?;
+    let mut rows: Vec<ProjectionStatus> = Vec::new();
+    let mut unanswered = Vec::new();
+    for name in PROJECTIONS {
+        match ask_projection(&nats, name, STATUS, &EmptyRequest {}, STATUS_TIMEOUT).await {
+            Ok(reply) => rows.push(answered_plainly(reply)?),
+            Err(error) => unanswered.push(format!("{name}: {error}")),
+        }
     }
     if args.output == Output::Table {
-        let last = rt
-            .js
+        let last = jetstream::new(nats)
             .get_stream(EVENTS_STREAM)
             .await?
             .info()
@@ -188,5 +205,11 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             ]
         },
     );
+    if !unanswered.is_empty() {
+        bail!(
+            "no status from the service running {}",
+            unanswered.join("; ")
+        );
+    }
     Ok(())
 }

@@ -1,15 +1,18 @@
-//! `berth schedules list|show|pause|resume|fire-now` and `berth timers list`.
+//! `berth schedules list|show|pause|resume|fire-now` and `berth timers list`; reads are
+//! the scheduler's `schedule.list` query.
 
 use anyhow::{bail, Context};
 use berth_runtime::client::send_command;
-use berth_runtime::{connect_db, connect_nats, ConnectArgs};
-use berth_scheduler::projection::{self, ScheduleRow};
+use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
+use berth_schemas::query::rows::ScheduleRow;
+use berth_schemas::query::{ScheduleFilter, ScheduleKind, SCHEDULE};
 use berth_schemas::schedule::{ScheduleCommand, ScheduleTarget};
 use berth_schemas::{Actor, CommandReply, CommandSet, TenantId};
 use clap::{Args, Subcommand};
 
 use crate::output::{print, print_json, Output};
+use crate::reads;
 
 #[derive(Args, Debug)]
 pub struct Listing {
@@ -54,10 +57,13 @@ pub enum TimersCommand {
 
 pub async fn run(command: SchedulesCommand) -> anyhow::Result<()> {
     let (named, command) = match command {
-        SchedulesCommand::List(listing) => return list(listing, "cron").await,
+        SchedulesCommand::List(listing) => return list(listing, ScheduleKind::Cron).await,
         SchedulesCommand::Show(named) => {
-            let db = connect_db(&named.connect.database_url).await?;
-            let rows = projection::list(&db, Some(&named.tenant))
+            let filter = ScheduleFilter {
+                tenant: Some(named.tenant.clone()),
+                kind: None,
+            };
+            let rows: Vec<ScheduleRow> = reads::list(&named.connect, SCHEDULE, filter)
                 .await
                 .context("reading schedules")?;
             let Some(row) = rows.into_iter().find(|r| r.name == named.name) else {
@@ -112,17 +118,17 @@ pub async fn run(command: SchedulesCommand) -> anyhow::Result<()> {
 
 pub async fn timers(command: TimersCommand) -> anyhow::Result<()> {
     let TimersCommand::List(listing) = command;
-    list(listing, "at").await
+    list(listing, ScheduleKind::At).await
 }
 
-async fn list(listing: Listing, kind: &str) -> anyhow::Result<()> {
-    let db = connect_db(&listing.connect.database_url).await?;
-    let rows: Vec<ScheduleRow> = projection::list(&db, listing.tenant.as_ref())
+async fn list(listing: Listing, kind: ScheduleKind) -> anyhow::Result<()> {
+    let filter = ScheduleFilter {
+        tenant: listing.tenant,
+        kind: Some(kind),
+    };
+    let rows: Vec<ScheduleRow> = reads::list(&listing.connect, SCHEDULE, filter)
         .await
-        .context("reading schedules")?
-        .into_iter()
-        .filter(|row| row.kind == kind)
-        .collect();
+        .context("reading schedules")?;
     let when = |at: &Option<chrono::DateTime<chrono::Utc>>| {
         at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default()
@@ -135,7 +141,7 @@ async fn list(listing: Listing, kind: &str) -> anyhow::Result<()> {
         &rows,
         |row| {
             vec![
-                row.tenant.clone(),
+                row.tenant.to_string(),
                 row.name.clone(),
                 row.timing.clone(),
                 row.status.clone(),

@@ -1,16 +1,18 @@
-//! `berth server …`: hosts VMs are placed on (`cmd.system.server.*`, the `servers`
-//! projection).
+//! `berth server …`: hosts VMs are placed on (`cmd.system.server.*`; the list is the
+//! provisioner's `server.list` query).
 
 use anyhow::{bail, Context};
-use berth_provisioner::servers_projection::{self, ServerRow};
 use berth_runtime::client::send_command;
-use berth_runtime::{connect_db, connect_nats, ConnectArgs};
+use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
+use berth_schemas::query::rows::ServerRow;
+use berth_schemas::query::{EmptyRequest, SERVER};
 use berth_schemas::server::{RegisterServer, ServerCommand as Command, ServerTarget};
 use berth_schemas::{Actor, CommandReply, CommandSet, TenantId};
 use clap::{Args, Subcommand};
 
 use crate::output::{print, Output};
+use crate::reads;
 
 #[derive(Args, Debug)]
 pub struct Sending {
@@ -80,8 +82,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     };
     let (command, sending) = match command {
         ServerCommand::List { connect, output } => {
-            let db = connect_db(&connect.database_url).await?;
-            let rows = servers_projection::list(&db)
+            let rows: Vec<ServerRow> = reads::list(&connect, SERVER, EmptyRequest {})
                 .await
                 .context("reading servers")?;
             print(

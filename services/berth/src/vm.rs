@@ -1,12 +1,13 @@
-//! `berth vm …`: commands go over NATS, reads come from the `vms` projection.
+//! `berth vm …`: commands go over NATS, reads are the provisioner's `vm.*` queries.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use berth_provisioner::projection::{self, VmRow};
 use berth_runtime::client::{send_command, status_of, wait_for_status};
-use berth_runtime::{connect_db, connect_nats, ConnectArgs};
+use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
+use berth_schemas::query::rows::VmRow;
+use berth_schemas::query::{GetRequest, TenantFilter, GET, VM};
 use berth_schemas::subjects::status_subject;
 use berth_schemas::vm::{CreateVm, ExecVm, Plan, ResizeVm, VmCommand as Command, VmTarget};
 use berth_schemas::{Actor, CommandReply, TenantId};
@@ -14,6 +15,7 @@ use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use crate::output::{print, print_json, Output};
+use crate::reads;
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
@@ -151,8 +153,10 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             all_tenants,
             output,
         } => {
-            let db = connect_db(&connect.database_url).await?;
-            let rows = projection::list(&db, (!all_tenants).then_some(&tenant))
+            let filter = TenantFilter {
+                tenant: (!all_tenants).then_some(tenant),
+            };
+            let rows: Vec<VmRow> = reads::list(&connect, VM, filter)
                 .await
                 .context("reading vms")?;
             print(
@@ -166,8 +170,10 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             return Ok(());
         }
         VmCommand::Show { vm_id, connect } => {
-            let db = connect_db(&connect.database_url).await?;
-            let Some(row) = projection::get(&db, vm_id).await.context("reading vms")? else {
+            let row: Option<VmRow> = reads::ask(&connect, VM, GET, &GetRequest { id: vm_id })
+                .await
+                .context("reading vms")?;
+            let Some(row) = row else {
                 bail!("no vm {vm_id} in the vms projection (it may still be on its way: try again, or `berth events show {vm_id}`)");
             };
             print_json(&row);
@@ -340,7 +346,7 @@ fn target(t: &Target) -> VmTarget {
 fn cells(row: &VmRow) -> Vec<String> {
     vec![
         row.id.to_string(),
-        row.tenant.clone(),
+        row.tenant.to_string(),
         row.name.clone(),
         row.status.clone(),
         row.vcpus.to_string(),

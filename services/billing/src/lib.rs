@@ -7,7 +7,8 @@
 //! - [`meter`]: hourly usage records from each VM's running time in the log.
 //! - [`invoicing`]: monthly invoices, issued once, posted atomically with the invoice.
 //! - [`commands`]: `cmd.<tenant>.account.*`, `cmd.<tenant>.payment.record`, and the
-//!   operators' runs on `cmd.system.billing.*`; [`projection`]: `billing`.
+//!   operators' runs on `cmd.system.billing.*`; [`projection`]: `billing`; [`query`]:
+//!   `query.*.account|subscription|usage|invoice.list`.
 //!
 //! [`run`] serves all of it and follows the built-in `metering` (hourly), `invoicing`
 //! (monthly) and `overdue-check` (daily) schedules.
@@ -19,6 +20,7 @@ pub mod invoicing;
 pub mod meter;
 pub mod prices;
 pub mod projection;
+pub mod query;
 pub use berth_billing_core::subscription;
 pub mod timers;
 
@@ -249,6 +251,7 @@ pub async fn run(rt: Runtime, config: BillingConfig) -> anyhow::Result<()> {
         reactors::run(&rt, timers),
         reactors::run(&rt, on_schedule),
         projections::run(&rt, Arc::new(BillingProjection)),
+        query::serve(&rt),
         runs,
     )?;
     Ok(())

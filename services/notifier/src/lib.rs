@@ -10,7 +10,8 @@
 //!   reqwest + HMAC), retries with back-off, then `failed`;
 //! - [`expiry`]: expiry-warning timers at the scheduler; [`dead_letters`]: operators
 //!   hear of new dead letters;
-//! - [`commands`]: `notification.retry`; [`projection`]: `notifications`.
+//! - [`commands`]: `notification.retry`; [`projection`]: `notifications`; [`query`]:
+//!   `query.system.notification.list|get|preview`.
 
 pub mod cli;
 pub mod commands;
@@ -21,6 +22,7 @@ pub mod email;
 pub mod expiry;
 pub use berth_notifier_core::notification;
 pub mod projection;
+pub mod query;
 pub mod requests;
 pub mod rules;
 pub mod samples;
@@ -156,6 +158,7 @@ pub async fn run(rt: Runtime, config: NotifierConfig) -> anyhow::Result<()> {
         )
         .boxed(),
         projections::run(&rt, Arc::new(projection::NotificationsProjection)).boxed(),
+        query::serve(&rt, &templates, &contexts).boxed(),
     ];
     if let Some(mailer) = mailer {
         parts.push(reactors::run(&rt, deliverer(Sender::Email(mailer), config.email)).boxed());

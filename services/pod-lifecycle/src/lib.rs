@@ -12,7 +12,7 @@
 //!   account's pods scaled to 0 and back; [`subscriptions`]: pods follow their
 //!   subscription (expired, cancelled, renewed).
 //! - [`commands`]: `cmd.<tenant>.pod.*`; [`slots`]: the per-tenant cap on live pods,
-//!   held at create; [`projection`]: `pods` and `volumes`.
+//!   held at create; [`projection`]: `pods` and `volumes`; [`query`]: `query.*.pod|volume|catalog.*`.
 //!
 //! [`run`] serves all of it until shutdown.
 
@@ -25,6 +25,7 @@ pub mod health;
 pub mod kubernetes;
 pub use berth_pod_lifecycle_core::pod;
 pub mod projection;
+pub mod query;
 pub mod reactor;
 pub mod runtime;
 pub mod sim;
@@ -147,6 +148,7 @@ pub async fn run(
         reactors::run(&rt, on_account),
         reactors::run(&rt, on_subscription),
         projections::run(&rt, Arc::new(PodsProjection)),
+        query::serve(&rt, &config.specs.catalog),
         side_tasks,
     )?;
     Ok(())

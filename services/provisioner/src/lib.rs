@@ -6,6 +6,7 @@
 //!   datacenter (the Docker provider implements the same trait).
 //! - [`reactor`]: the level-triggered reactor that drives the provider.
 //! - [`projection`]: the `vms` read model and `status.<tenant>.vm.<id>`.
+//! - [`query`]: `query.<scope>.vm|server.*` from those projections.
 //! - [`usage`]: per-tenant quotas; [`commands`]: the command services (a VM create
 //!   reserves quota in the same atomic append).
 //! - [`server`]: hosts and their capacity; [`placement`]: best fit, allocated in the
@@ -24,6 +25,7 @@ pub mod docker;
 pub mod placement;
 pub mod projection;
 pub mod provider;
+pub mod query;
 pub mod reactor;
 pub mod reconcile;
 pub use berth_provisioner_core::server;
@@ -155,6 +157,7 @@ pub async fn run(
         projections::run(&rt, Arc::new(VmsProjection)),
         projections::run(&rt, Arc::new(ServersProjection)),
         projections::run(&rt, Arc::new(AuditLog)),
+        query::serve(&rt),
         reconciling,
         resetting_demo,
     )?;

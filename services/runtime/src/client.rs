@@ -11,9 +11,13 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::RequestErrorKind;
 use berth_schemas::command::CommandMeta;
+use berth_schemas::query::projection::projection_subject;
+use berth_schemas::query::{decode_reply, query_subject, ListRequest, Page, LIST};
 use berth_schemas::subjects::STATUS_STREAM;
-use berth_schemas::{CommandReply, TenantId};
+use berth_schemas::{CommandReply, Rejection, TenantId};
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
@@ -46,6 +50,95 @@ pub async fn send_command(
             _ => Error::nats(format!("send {subject}"), e),
         })?;
     serde_json::from_slice(&reply.payload)
+        .map_err(|e| Error::Other(format!("unreadable reply from {subject}: {e}")))
+}
+
+/// How long a query may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Asks query `kind.op` in `scope` — a tenant about its own things, or `system` for
+/// operators (see [`berth_schemas::query`]) — and returns the answer or the refusal.
+pub async fn query<Req: Serialize, Resp: DeserializeOwned>(
+    nats: &async_nats::Client,
+    scope: &TenantId,
+    kind: &str,
+    op: &str,
+    request: &Req,
+) -> Result<Result<Resp, Rejection>> {
+    let subject = query_subject(scope, kind, op);
+    ask(nats, &subject, request, QUERY_TIMEOUT).await
+}
+
+/// Every row list query `kind.list` answers for `filter`, page after page: all of them,
+/// or the first `max`.
+pub async fn query_list<F: Serialize, Row: DeserializeOwned>(
+    nats: &async_nats::Client,
+    scope: &TenantId,
+    kind: &str,
+    filter: F,
+    max: Option<usize>,
+) -> Result<Result<Vec<Row>, Rejection>> {
+    let mut rows = Vec::new();
+    let mut request = ListRequest {
+        filter,
+        limit: None,
+        after: None,
+    };
+    loop {
+        let wanted = max.map(|max| max.saturating_sub(rows.len()));
+        if wanted == Some(0) {
+            return Ok(Ok(rows));
+        }
+        request.limit = wanted.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let page: Page<Row> = match query(nats, scope, kind, LIST, &request).await? {
+            Ok(page) => page,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        rows.extend(page.rows);
+        match page.next {
+            Some(next) => request.after = Some(next),
+            None => return Ok(Ok(rows)),
+        }
+    }
+}
+
+/// Asks `op` of the service that runs projection `name`
+/// ([`berth_schemas::query::projection`]), waiting up to `timeout`.
+pub async fn ask_projection<Req: Serialize, Resp: DeserializeOwned>(
+    nats: &async_nats::Client,
+    name: &str,
+    op: &str,
+    request: &Req,
+    timeout: Duration,
+) -> Result<Result<Resp, Rejection>> {
+    let subject = projection_subject(name, op).map_err(|e| Error::Other(e.to_string()))?;
+    ask(nats, &subject, request, timeout).await
+}
+
+/// One request/reply exchange: the answer, or the refusal.
+async fn ask<Req: Serialize, Resp: DeserializeOwned>(
+    nats: &async_nats::Client,
+    subject: &str,
+    request: &Req,
+    timeout: Duration,
+) -> Result<Result<Resp, Rejection>> {
+    let body = serde_json::to_vec(request).expect("requests serialize");
+    let asked = async_nats::Request::new()
+        .payload(body.into())
+        .timeout(Some(timeout));
+    let reply = nats
+        .send_request(subject.to_owned(), asked)
+        .await
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => Error::Other(format!(
+                "nothing answers {subject}: is the service that owns it running (`just up`)?"
+            )),
+            RequestErrorKind::TimedOut => {
+                Error::Other(format!("{subject} did not answer within {timeout:?}"))
+            }
+            _ => Error::nats(format!("ask {subject}"), e),
+        })?;
+    decode_reply(&reply.payload)
         .map_err(|e| Error::Other(format!("unreadable reply from {subject}: {e}")))
 }
 

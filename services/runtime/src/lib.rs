@@ -14,7 +14,10 @@
 //!   [`controller`]: the level-triggered "load, step, append, until settled" loop.
 //! - [`requests`]: typed request/reply endpoints for operators' runs.
 //! - [`projection`]: Postgres read models with transactional checkpoints, status
-//!   publishing, and rebuild-and-swap.
+//!   publishing, and rebuild-and-swap; [`projection_requests`]: what operators ask of a
+//!   running projection (`projection.<name>.rebuild|status|retry`).
+//! - [`queries`]: `query.<scope>.<kind>.<op>` endpoints over a service's read model;
+//!   [`client`]: sending commands, waiting for status, asking queries.
 //! - [`streams`]: stream definitions from `nats/streams/*.json`.
 //! - [`service`]: a service binary's `main` — telemetry, signals, a bounded drain;
 //!   [`telemetry`], [`shutdown`], [`config`].
@@ -38,6 +41,8 @@ pub mod history;
 pub mod locks;
 pub mod parked;
 pub mod projection;
+pub mod projection_requests;
+pub mod queries;
 pub mod reactor;
 mod repository;
 pub mod requests;

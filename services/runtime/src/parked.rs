@@ -26,7 +26,7 @@ use async_nats::HeaderMap;
 use berth_schemas::envelope::headers;
 use berth_schemas::subjects::EVENTS_STREAM;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use tracing::warn;
 
@@ -128,7 +128,7 @@ pub(crate) async fn sequences<'e>(
 }
 
 /// One parked event.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ParkedEvent {
     pub projection: String,
     /// Its sequence in `EVENTS`.
@@ -182,7 +182,7 @@ pub async fn get(db: &PgPool, projection: &str, sequence: u64) -> Result<Option<
 }
 
 /// What a retry did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Retried {
     /// The event is applied and no longer parked.
@@ -296,7 +296,7 @@ pub async fn skip(rt: &Runtime, projection: &str, sequence: u64) -> Result<Parke
 }
 
 /// How a projection is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Applying every event.
@@ -318,7 +318,7 @@ impl HealthState {
 }
 
 /// A projection's faults: parked events and a transient error being retried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub state: HealthState,
     /// Parked events waiting for an operator (skipped ones not counted).
@@ -465,7 +465,7 @@ pub(crate) async fn clear_retrying(rt: &Runtime, projection: &str) {
 }
 
 /// A projection's position and faults, as `berth status` shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectionStatus {
     pub projection: String,
     pub checkpoint: u64,

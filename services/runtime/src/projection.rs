@@ -44,7 +44,7 @@ use async_nats::jetstream::{self, consumer, consumer::DeliverPolicy};
 use async_trait::async_trait;
 use berth_schemas::subjects::EVENTS_STREAM;
 use futures::{Stream, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use tracing::{error, info, warn};
 
@@ -552,19 +552,29 @@ fn retry_delay(failures: u32) -> Duration {
     RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
 }
 
-/// Runs a projection live until shutdown. Events it cannot apply are parked; transient
+/// Runs a projection live until shutdown and answers operators' requests about it
+/// ([`crate::projection_requests`]). Events it cannot apply are parked; transient
 /// failures are retried from the checkpoint with capped back-off.
 pub async fn run(rt: &Runtime, projection: Arc<dyn Projection>) -> Result<()> {
+    let projection = projection.as_ref();
+    tokio::try_join!(
+        run_live(rt, projection),
+        crate::projection_requests::serve(rt, projection)
+    )?;
+    Ok(())
+}
+
+async fn run_live(rt: &Runtime, projection: &dyn Projection) -> Result<()> {
     let name = projection.name();
-    prepare(&rt.db, projection.as_ref()).await?;
+    prepare(&rt.db, projection).await?;
     parked::forget_retrying(&rt.db, name)
         .await
         .map_err(Error::db("clear the retrying fault"))?;
-    republish_status(rt, projection.as_ref()).await?;
+    republish_status(rt, projection).await?;
     parked::announce(rt, name).await;
     let mut failures = 0u32;
     while !rt.shutdown.is_cancelled() {
-        if let Err(e) = follow(rt, projection.as_ref(), &mut failures).await {
+        if let Err(e) = follow(rt, projection, &mut failures).await {
             failures = failures.saturating_add(1);
             let delay = retry_delay(failures);
             warn!(projection = name, error = %e, failures, retry_in = ?delay,
@@ -612,7 +622,7 @@ async fn recovered(rt: &Runtime, name: &str, failures: &mut u32) {
 }
 
 /// What a rebuild did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RebuildReport {
     pub projection: String,
     pub events: u64,
@@ -637,14 +647,14 @@ impl RebuildReport {
 }
 
 /// Row count and checksum of one table, live and rebuilt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableComparison {
     pub table: String,
     pub live: TableDigest,
     pub rebuilt: TableDigest,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDigest {
     pub rows: i64,
     pub checksum: String,

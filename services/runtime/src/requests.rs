@@ -15,6 +15,7 @@ use std::fmt::Display;
 use std::future::Future;
 
 use berth_schemas::{Rejection, RejectionCode};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::Runtime;
 
 /// Answers requests on `subject` until shutdown: `decode` makes the typed request of a
-/// request's subject and body, `run` answers it.
+/// request's subject and body, `run` answers it; a run that fails is `unavailable`.
 pub async fn serve<Req, Resp, E, D, R, Fut>(
     rt: &Runtime,
     subject: &str,
@@ -37,9 +38,30 @@ where
     E: Display,
 {
     let queue_group = format!("berth-{}", rt.service);
+    let (decode, run) = (&decode, &run);
+    answer_on(rt, subject, &queue_group, |subject, body| async move {
+        let asked = decode(&subject, &body)?;
+        run(asked).await.map_err(failed)
+    })
+    .await
+}
+
+/// Answers requests on `subject` in `queue_group` until shutdown with what `answer`
+/// makes of a request's subject and body: the report, or the refusal as it is.
+pub async fn answer_on<Resp, A, Fut>(
+    rt: &Runtime,
+    subject: &str,
+    queue_group: &str,
+    answer: A,
+) -> Result<()>
+where
+    A: Fn(String, Bytes) -> Fut,
+    Fut: Future<Output = Result<Resp, Rejection>>,
+    Resp: Serialize,
+{
     let mut requests = rt
         .nats
-        .queue_subscribe(subject.to_owned(), queue_group)
+        .queue_subscribe(subject.to_owned(), queue_group.to_owned())
         .await
         .map_err(|e| Error::nats(format!("subscribe to {subject}"), e))?;
     loop {
@@ -53,10 +75,7 @@ where
         let Some(reply) = request.reply.clone() else {
             continue;
         };
-        let answer = match decode(request.subject.as_str(), &request.payload) {
-            Ok(asked) => run(asked).await.map_err(failed),
-            Err(rejection) => Err(rejection),
-        };
+        let answer = answer(request.subject.to_string(), request.payload.clone()).await;
         if let Err(e) = rt.nats.publish(reply, body(&answer).into()).await {
             tracing::warn!(error = %e, %subject, "could not answer a request");
         }

@@ -10,7 +10,7 @@
 //! - [`engine`]: sleeps until the next due time and appends `schedule.fired`, once per
 //!   due time however many replicas run; a fire names its spec, it copies nothing.
 //! - [`actions`]: sends the command a fire asks for, as `schedule:<id>`;
-//!   [`projection`]: `schedules`.
+//!   [`projection`]: `schedules`; [`query`]: `query.*.schedule.list`.
 //!
 //! Trust (DESIGN §7): a tenant's schedule may send only tenant actions to its own
 //! tenant; `system` schedules (on `cmd.system.…`, which tenants cannot publish to) may
@@ -24,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod projection;
+pub mod query;
 pub use berth_scheduler_core::schedule;
 pub mod slots;
 pub mod spec;
@@ -181,6 +182,7 @@ pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
         serve_commands(&rt, timer_handler),
         reactors::run(&rt, fired_commands),
         projections::run(&rt, Arc::new(SchedulesProjection)),
+        query::serve(&rt),
         engine,
     )?;
     Ok(())
