@@ -2,9 +2,12 @@
 //!
 //! - [`ids`]: validated tokens (tenant ids, aggregate ids) — anything that goes into a
 //!   NATS subject is checked here first.
-//! - [`subjects`]: stream names and the functions that build subjects from validated ids.
+//! - [`subjects`]: every stream, subject and status kind, as constants and the functions
+//!   that build subjects from validated ids.
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
-//! - [`command`]: command metadata, replies and typed rejections.
+//! - [`command`]: command metadata, replies (generic over what a command prints) and
+//!   typed rejections.
+//! - [`status`]: the `Status<T>` envelope projections publish, one state type per kind.
 //! - [`access`]: who may send each command (tenant or operator), the one table.
 //! - [`bounds`]: size, depth and NUL bounds on what callers send.
 //! - [`vm`]: the VM commands and events.
@@ -18,12 +21,14 @@
 //! - [`server`]: hosts VMs are placed on (`cmd.system.server.*`, the `server` aggregate).
 //! - [`usage`]: per-tenant quotas (the `usage` aggregate, `tenant.set_quota`).
 //! - [`json_schema`]: the generated JSON Schema files in `schemas/json/`.
+//! - [`asyncapi`]: the generated `schemas/asyncapi.yaml`, every channel with its messages.
 //!
 //! Worked example: `vm::VmCommand::decode("create", body)` parses a command body with
 //! `deny_unknown_fields` and bounds checks; `vm::VmEvent` maps every event to its
 //! `ce-type` and back.
 
 pub mod access;
+pub mod asyncapi;
 pub mod billing;
 pub mod bounds;
 pub mod command;
@@ -37,6 +42,7 @@ pub mod orphan;
 pub mod pod;
 pub mod schedule;
 pub mod server;
+pub mod status;
 pub mod subjects;
 pub mod suspension;
 pub mod usage;

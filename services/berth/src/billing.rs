@@ -10,8 +10,9 @@ use berth_runtime::{connect_db, connect_nats, ConnectArgs};
 use berth_schemas::billing::{
     AccountCommand, BillingCommand, CancelSubscription, CheckOverdue, CreateSubscription,
     OpenAccount, PaymentCommand, RecordPayment, RunInvoices, RunMeter, SubscriptionCommand,
-    SubscriptionTarget,
+    SubscriptionTarget, BILLING_COMMANDS,
 };
+use berth_schemas::subjects::command_subject;
 use berth_schemas::usage::Tier;
 use berth_schemas::{CommandReply, CommandSet, Rejection, TenantId};
 use clap::{Args, Subcommand};
@@ -307,7 +308,7 @@ pub(crate) async fn send(
 
 async fn operator_run(connect: &ConnectArgs, command: BillingCommand) -> anyhow::Result<()> {
     let nats = connect_nats("cli", connect).await?;
-    let subject = format!("cmd.system.billing.{}", command.action());
+    let subject = command_subject(&TenantId::system(), BILLING_COMMANDS, command.action());
     let reply = tokio::time::timeout(
         Duration::from_secs(600),
         nats.request(subject.clone(), command.body().into()),

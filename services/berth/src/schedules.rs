@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use berth_runtime::client::send_command;
 use berth_runtime::{connect_db, connect_nats, ConnectArgs};
-use berth_scheduler::projection::{self, ScheduleRow};
+use berth_scheduler::projection::{self, ScheduleState};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::schedule::{ScheduleCommand, ScheduleTarget};
 use berth_schemas::{Actor, CommandReply, CommandSet, TenantId};
@@ -117,7 +117,7 @@ pub async fn timers(command: TimersCommand) -> anyhow::Result<()> {
 
 async fn list(listing: Listing, kind: &str) -> anyhow::Result<()> {
     let db = connect_db(&listing.connect.database_url).await?;
-    let rows: Vec<ScheduleRow> = projection::list(&db, listing.tenant.as_ref())
+    let rows: Vec<ScheduleState> = projection::list(&db, listing.tenant.as_ref())
         .await
         .context("reading schedules")?
         .into_iter()

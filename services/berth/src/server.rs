@@ -2,7 +2,7 @@
 //! projection).
 
 use anyhow::{bail, Context};
-use berth_provisioner::servers_projection::{self, ServerRow};
+use berth_provisioner::servers_projection::{self, ServerState};
 use berth_runtime::client::send_command;
 use berth_runtime::{connect_db, connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
@@ -150,7 +150,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     }
 }
 
-fn cells(row: &ServerRow) -> Vec<String> {
+fn cells(row: &ServerState) -> Vec<String> {
     vec![
         row.name.clone(),
         row.region.clone(),

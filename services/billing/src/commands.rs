@@ -10,6 +10,7 @@ use berth_runtime::store::{Cause, Repository};
 use berth_runtime::Runtime;
 use berth_schemas::billing::{account_id, AccountCommand, BillingCommand, PaymentCommand};
 use berth_schemas::ids::SYSTEM_TENANT;
+use berth_schemas::subjects::system_command_filter;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 
 use crate::account::Account;
@@ -23,6 +24,7 @@ pub struct AccountCommands {
 #[async_trait]
 impl CommandService for AccountCommands {
     type Command = AccountCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::billing::ACCOUNT
@@ -55,6 +57,7 @@ pub struct PaymentCommands {
 #[async_trait]
 impl CommandService for PaymentCommands {
     type Command = PaymentCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::billing::PAYMENT_COMMANDS
@@ -91,10 +94,7 @@ fn refuse_system(tenant: &TenantId) -> Result<(), Rejection> {
 
 /// Answers `cmd.system.billing.<action>` (one replica per request) until shutdown.
 pub async fn serve_runs(rt: &Runtime, billing: &Billing) -> anyhow::Result<()> {
-    let subject = format!(
-        "cmd.{SYSTEM_TENANT}.{}.*",
-        berth_schemas::billing::BILLING_COMMANDS
-    );
+    let subject = system_command_filter(berth_schemas::billing::BILLING_COMMANDS);
     berth_runtime::requests::serve(rt, &subject, "berth-billing", |subject, body| async move {
         let action = subject.rsplit('.').next().unwrap_or_default();
         let answer = match BillingCommand::decode(action, &body) {
@@ -125,6 +125,7 @@ pub struct SubscriptionCommands {
 #[async_trait]
 impl CommandService for SubscriptionCommands {
     type Command = berth_schemas::billing::SubscriptionCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::billing::SUBSCRIPTION

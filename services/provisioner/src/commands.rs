@@ -13,7 +13,7 @@ use berth_runtime::store::{Aggregate, AppendError, AtomicAppend, Cause, Reposito
 use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::server::{Allocation, ServerCommand};
 use berth_schemas::usage::{usage_id, Limits, Reserved, TenantCommand, UsageEvent};
-use berth_schemas::vm::{ExecVm, VmCommand, VmEvent, VmExecuted};
+use berth_schemas::vm::{ExecOutput, ExecVm, VmCommand, VmEvent, VmExecuted};
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 
 use crate::placement::system;
@@ -39,6 +39,7 @@ pub struct VmCommands {
 #[async_trait]
 impl CommandService for VmCommands {
     type Command = VmCommand;
+    type Output = ExecOutput;
 
     fn kind(&self) -> &'static str {
         berth_schemas::vm::AGGREGATE
@@ -49,8 +50,8 @@ impl CommandService for VmCommands {
         tenant: &TenantId,
         cause: &Cause,
         command: &VmCommand,
-    ) -> Result<CommandReply, Rejection> {
-        match command {
+    ) -> Result<CommandReply<ExecOutput>, Rejection> {
+        let reply = match command {
             VmCommand::Create(create) => {
                 let spec = create.requested()?;
                 let size = (spec.vcpus, spec.memory_mb, spec.disk_gb);
@@ -63,9 +64,10 @@ impl CommandService for VmCommands {
                 self.with_reservation(tenant, cause, command, size, Usage::resize)
                     .await
             }
-            VmCommand::Exec(exec) => self.exec(tenant, cause, command, exec).await,
+            VmCommand::Exec(exec) => return self.exec(tenant, cause, command, exec).await,
             other => execute_on(&self.vms, tenant, cause, other).await,
-        }
+        };
+        reply.map(CommandReply::with_no_output)
     }
 }
 
@@ -82,12 +84,12 @@ impl VmCommands {
         cause: &Cause,
         command: &VmCommand,
         exec: &ExecVm,
-    ) -> Result<CommandReply, Rejection> {
+    ) -> Result<CommandReply<ExecOutput>, Rejection> {
         let id = exec.vm_id;
         let _queued = self.vms.lock(id).await;
         let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
         if let Some(reply) = recorded_reply(&vm, id, cause) {
-            return Ok(reply);
+            return Ok(reply.with_no_output());
         }
         vm.state.decide(command)?;
         let timeout = Duration::from_secs(
@@ -217,6 +219,7 @@ pub struct TenantCommands {
 #[async_trait]
 impl CommandService for TenantCommands {
     type Command = TenantCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::usage::TENANT_COMMANDS
@@ -250,6 +253,7 @@ pub struct ServerCommands {
 #[async_trait]
 impl CommandService for ServerCommands {
     type Command = ServerCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::server::AGGREGATE

@@ -21,6 +21,7 @@ use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 use futures::StreamExt;
 use rand::Rng;
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{info_span, warn, Instrument};
@@ -38,6 +39,8 @@ pub const MAX_ATTEMPTS: u32 = 12;
 #[async_trait]
 pub trait CommandService: Send + Sync + 'static {
     type Command: CommandSet;
+    /// What a command's reply carries besides its events: `()` for most kinds.
+    type Output: Serialize + Send + Sync + 'static;
     /// The kind, as in `cmd.<tenant>.<kind>.<action>`.
     fn kind(&self) -> &'static str;
     /// Decides and appends one command; idempotent per `cause.id`.
@@ -46,7 +49,7 @@ pub trait CommandService: Send + Sync + 'static {
         tenant: &TenantId,
         cause: &Cause,
         command: &Self::Command,
-    ) -> Result<CommandReply, Rejection>;
+    ) -> Result<CommandReply<Self::Output>, Rejection>;
 }
 
 /// The plain flow for a command on one aggregate: load, look up the command id among
@@ -232,6 +235,7 @@ where
     A::Command: CommandSet,
 {
     type Command = A::Command;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         A::KIND
@@ -274,7 +278,7 @@ impl<S: CommandService> CommandHandler<S> {
         subject: &str,
         headers: Option<&HeaderMap>,
         body: &[u8],
-    ) -> CommandReply {
+    ) -> CommandReply<S::Output> {
         self.handle_in_slot(subject, headers, body, None).await
     }
 
@@ -286,7 +290,7 @@ impl<S: CommandService> CommandHandler<S> {
         headers: Option<&HeaderMap>,
         body: &[u8],
         slot: Option<OwnedSemaphorePermit>,
-    ) -> CommandReply {
+    ) -> CommandReply<S::Output> {
         match self.try_handle(subject, headers, body, slot).await {
             Ok(reply) => reply,
             Err(rejection) => CommandReply::Rejected(rejection),
@@ -299,7 +303,7 @@ impl<S: CommandService> CommandHandler<S> {
         headers: Option<&HeaderMap>,
         body: &[u8],
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<CommandReply, Rejection> {
+    ) -> Result<CommandReply<S::Output>, Rejection> {
         if body.len() > self.max_command_bytes {
             return Err(Rejection::new(
                 RejectionCode::TooLarge,
