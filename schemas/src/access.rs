@@ -11,6 +11,7 @@
 
 use crate::command::Rejection;
 use crate::ids::{TenantId, SYSTEM_TENANT};
+use crate::subjects::command_subject;
 
 /// The header that names the tenant an operator command is about; honoured only on
 /// `cmd.system.…` subjects.
@@ -167,11 +168,11 @@ pub fn route(tenant: &TenantId, kind: &str, action: &str) -> (String, Option<Ten
     let operator_only = sender_of(kind, action) == Some(Sender::Operator);
     if operator_only && tenant.as_str() != SYSTEM_TENANT {
         (
-            format!("cmd.{SYSTEM_TENANT}.{kind}.{action}"),
+            command_subject(&TenantId::system(), kind, action),
             Some(tenant.clone()),
         )
     } else {
-        (format!("cmd.{tenant}.{kind}.{action}"), None)
+        (command_subject(tenant, kind, action), None)
     }
 }
 
@@ -210,7 +211,7 @@ pub fn decode_command(kind: &str, action: &str, body: &[u8]) -> Result<(), Rejec
 /// NATS publish permissions of a tenant's own users: exactly its tenant actions.
 pub fn tenant_publish_subjects(tenant: &TenantId) -> Vec<String> {
     tenant_actions()
-        .map(|row| format!("cmd.{tenant}.{}.{}", row.kind, row.action))
+        .map(|row| command_subject(tenant, row.kind, row.action))
         .collect()
 }
 

@@ -112,28 +112,68 @@ pub struct RecordedEvent {
     pub sequence: u64,
 }
 
-/// The answer to every command.
+/// The answer to every command; `output` is what the command printed: nothing for most
+/// (`O = ()`), an `ExecOutput` for `vm.exec` and `pod.logs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum CommandReply {
+pub enum CommandReply<O = ()> {
     Accepted {
         aggregate_id: Uuid,
         /// The aggregate's version (stream sequence) after this command's events.
         version: u64,
         events: Vec<RecordedEvent>,
-        /// What `vm.exec` printed; absent for other commands and for a repeated exec
-        /// (which is not run again).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        output: Option<crate::vm::ExecOutput>,
+        /// What the command printed; absent for a command that prints nothing and for a
+        /// repeated one (which is not run again).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<O>,
     },
     Rejected(Rejection),
 }
 
 impl CommandReply {
+    /// This answer of a command that printed nothing, as the reply of a kind whose
+    /// commands may print an `O`.
+    pub fn with_no_output<O>(self) -> CommandReply<O> {
+        match self {
+            Self::Accepted {
+                aggregate_id,
+                version,
+                events,
+                output: _,
+            } => CommandReply::Accepted {
+                aggregate_id,
+                version,
+                events,
+                output: None,
+            },
+            Self::Rejected(rejection) => CommandReply::Rejected(rejection),
+        }
+    }
+}
+
+impl<O> CommandReply<O> {
     pub fn rejection(&self) -> Option<&Rejection> {
         match self {
             Self::Rejected(rejection) => Some(rejection),
             Self::Accepted { .. } => None,
+        }
+    }
+
+    /// The same answer with its output turned by `f` (e.g. dropped: `|_| ()`).
+    pub fn map_output<P>(self, f: impl FnOnce(O) -> P) -> CommandReply<P> {
+        match self {
+            Self::Accepted {
+                aggregate_id,
+                version,
+                events,
+                output,
+            } => CommandReply::Accepted {
+                aggregate_id,
+                version,
+                events,
+                output: output.map(f),
+            },
+            Self::Rejected(rejection) => CommandReply::Rejected(rejection),
         }
     }
 }
@@ -218,4 +258,40 @@ pub trait CommandSet: Sized + Send + Sync + 'static {
     fn expected_version(&self) -> Option<u64>;
     /// The action token, as in the subject.
     fn action(&self) -> &'static str;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::ExecOutput;
+
+    fn accepted<O>(output: Option<O>) -> CommandReply<O> {
+        CommandReply::Accepted {
+            aggregate_id: Uuid::nil(),
+            version: 3,
+            events: Vec::new(),
+            output,
+        }
+    }
+
+    #[test]
+    fn replies_carry_an_output_only_when_the_kind_prints_one() {
+        let plain = serde_json::to_value(accepted::<()>(None)).unwrap();
+        assert!(plain.get("output").is_none());
+        let read: CommandReply<ExecOutput> = serde_json::from_value(plain).unwrap();
+        assert_eq!(read, accepted::<()>(None).with_no_output());
+
+        let printed = accepted(Some(ExecOutput {
+            exit_code: 0,
+            stdout: "hi".into(),
+            stderr: String::new(),
+        }));
+        let body = serde_json::to_value(&printed).unwrap();
+        assert_eq!(body["output"]["stdout"], "hi");
+        let read: CommandReply<ExecOutput> = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(read, printed);
+        // A reader that expects nothing cannot read an output; one that drops it can.
+        assert!(serde_json::from_value::<CommandReply>(body).is_err());
+        assert_eq!(printed.map_output(|_| ()), accepted(Some(())));
+    }
 }

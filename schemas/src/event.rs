@@ -30,6 +30,12 @@ pub trait DomainEvent: Sized + Send + Sync + Clone + std::fmt::Debug + 'static {
     fn event_types() -> &'static [&'static str];
     /// The JSON Schema of every `ce-type` of the family.
     fn json_schemas() -> Vec<(&'static str, schemars::Schema)>;
+
+    /// Whether `event_type` is one of the family's: how a consumer of several families
+    /// routes an event before decoding it.
+    fn has_type(event_type: &str) -> bool {
+        Self::event_types().contains(&event_type)
+    }
 }
 
 /// Declares an event enum whose variants wrap one body struct each and maps every

@@ -2,9 +2,12 @@
 //!
 //! - [`ids`]: validated tokens (tenant ids, aggregate ids) — anything that goes into a
 //!   NATS subject is checked here first.
-//! - [`subjects`]: stream names and the functions that build subjects from validated ids.
+//! - [`subjects`]: every stream, subject and status kind, as constants and the functions
+//!   that build subjects from validated ids.
 //! - [`envelope`]: CloudEvents 1.0 in binary mode over NATS headers (DESIGN §3).
-//! - [`command`]: command metadata, replies and typed rejections.
+//! - [`command`]: command metadata, replies (generic over what a command prints) and
+//!   typed rejections.
+//! - [`status`]: the `Status<T>` envelope projections publish, one state type per kind.
 //! - [`access`]: who may send each command (tenant or operator), the one table.
 //! - [`aggregate`]: the `Aggregate` trait (pure `decide` and `apply`) and a decision's `Context`.
 //! - [`bounds`]: size, depth and NUL bounds on what callers send.
@@ -21,6 +24,7 @@
 //! - [`query`]: reads over request/reply (`query.<scope>.<kind>.<op>`), paged, and
 //!   operators' requests about projections (`projection.<name>.<op>`).
 //! - [`json_schema`]: the generated JSON Schema files in `schemas/json/`.
+//! - [`asyncapi`]: the generated `schemas/asyncapi.yaml`, every channel with its messages.
 //!
 //! Worked example: `vm::VmCommand::decode("create", body)` parses a command body with
 //! `deny_unknown_fields` and bounds checks; `vm::VmEvent` maps every event to its
@@ -28,6 +32,7 @@
 
 pub mod access;
 pub mod aggregate;
+pub mod asyncapi;
 pub mod billing;
 pub mod bounds;
 pub mod command;
@@ -42,6 +47,7 @@ pub mod pod;
 pub mod query;
 pub mod schedule;
 pub mod server;
+pub mod status;
 pub mod subjects;
 pub mod suspension;
 pub mod usage;

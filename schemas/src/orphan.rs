@@ -14,9 +14,6 @@ pub const AGGREGATE: &str = "orphan";
 /// The built-in schedule (tenant `system`, every minute) whose fires reconcile.
 pub const RECONCILE_SCHEDULE: &str = "reconcile";
 
-/// Where operators ask the provisioner to reconcile now.
-pub const RECONCILE_SUBJECT: &str = "cmd.system.provisioner.reconcile";
-
 /// The id of an orphan: one per provider and machine name.
 pub fn orphan_id(provider: &str, machine: &str) -> Uuid {
     Uuid::new_v5(

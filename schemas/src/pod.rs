@@ -135,11 +135,6 @@ pub struct PodLogs {
     pub since: Option<DateTime<Utc>>,
 }
 
-/// Operators ask pod-lifecycle to compare its runtime with the pods on this subject
-/// (request/reply, one replica answers): body [`DebugPods`], reply [`PodsReport`] or a
-/// [`Rejection`].
-pub const DEBUG_SUBJECT: &str = "cmd.system.pods.debug";
-
 /// A `pods debug` request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -21,7 +21,7 @@
 //!
 //! Worked example: `berth vm list --tenant acme` asks `query.system.vm.list` with
 //! `{"filter":{"tenant":"acme"},"limit":500}`; the provisioner answers a
-//! `Page<VmRow>` whose `next` the CLI sends back as `after` until it is absent.
+//! `Page<VmState>` whose `next` the CLI sends back as `after` until it is absent.
 
 pub mod paging;
 pub mod projection;

@@ -8,9 +8,9 @@ use berth_billing::BillingConfig;
 use berth_runtime::clock::ManualClock;
 use berth_runtime::store::{event_id, NewEvent};
 use berth_runtime::{ConnectArgs, EventStore, Runtime, Settings};
-use berth_schemas::billing::{AccountCommand, BillingCommand, OpenAccount};
+use berth_schemas::billing::{AccountCommand, BillingCommand, OpenAccount, BILLING_COMMANDS};
 use berth_schemas::envelope::EventMeta;
-use berth_schemas::subjects::event_subject;
+use berth_schemas::subjects::{command_subject, event_subject};
 use berth_schemas::usage::Tier;
 use berth_schemas::vm::VmEvent;
 use berth_schemas::{Actor, CommandReply, CommandSet, DomainEvent, TenantId};
@@ -98,7 +98,7 @@ impl TestEnv {
         reason = "a request with its own timeout, longer than the client's default that berth_runtime::client::request keeps"
     )]
     pub async fn billing_run(&self, command: &BillingCommand) -> anyhow::Result<serde_json::Value> {
-        let subject = format!("cmd.system.billing.{}", command.action());
+        let subject = command_subject(&TenantId::system(), BILLING_COMMANDS, command.action());
         // Metering a month of many VMs takes longer than the client's default timeout.
         let request = async_nats::Request::new()
             .payload(command.body().into())

@@ -28,7 +28,9 @@ use berth_provisioner::sim::{SimConfig, SimProvider, SimServers};
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::{ConnectArgs, Runtime, Settings};
 use berth_schemas::command::CommandMeta;
-use berth_schemas::vm::{CreateVm, VmCommand};
+use berth_schemas::status::{Status, VmState};
+use berth_schemas::subjects::{status_subject, StatusKind};
+use berth_schemas::vm::{CreateVm, ExecOutput, VmCommand, VmStatus};
 use berth_schemas::{Actor, CommandReply, TenantId};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -270,8 +272,8 @@ impl TestEnv {
         tenant: &TenantId,
         meta: &CommandMeta,
         command: &VmCommand,
-    ) -> anyhow::Result<CommandReply> {
-        Ok(berth_runtime::client::send_command(
+    ) -> anyhow::Result<CommandReply<ExecOutput>> {
+        Ok(berth_runtime::client::send_command_with_output(
             &self.client,
             tenant,
             "vm",
@@ -293,14 +295,14 @@ impl TestEnv {
         &self,
         tenant: &TenantId,
         id: Uuid,
-        wanted: &str,
-    ) -> anyhow::Result<serde_json::Value> {
-        let subject = berth_schemas::subjects::status_subject(tenant, "vm", &id.to_string())?;
+        wanted: VmStatus,
+    ) -> anyhow::Result<Status<VmState>> {
+        let subject = status_subject(tenant, StatusKind::Vm, &id.to_string())?;
         Ok(berth_runtime::client::wait_for_status(
             &self.client,
             &subject,
             Duration::from_secs(60),
-            |s| berth_runtime::client::status_of(s) == Some(wanted),
+            |s: &Status<VmState>| s.state.status == wanted,
         )
         .await?)
     }
@@ -421,7 +423,7 @@ impl ChildService {
 }
 
 /// The aggregate id of an accepted command; `None` when it was rejected.
-pub fn accepted_id(reply: &CommandReply) -> Option<Uuid> {
+pub fn accepted_id<O>(reply: &CommandReply<O>) -> Option<Uuid> {
     match reply {
         CommandReply::Accepted { aggregate_id, .. } => Some(*aggregate_id),
         CommandReply::Rejected(_) => None,

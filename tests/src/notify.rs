@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_notifier::deliver::Retries;
-use berth_notifier::projection::{self, NotificationRow};
+use berth_notifier::projection::{self, NotificationState};
 use berth_notifier::NotifierConfig;
 use berth_runtime::{Runtime, Settings};
 use serde::Deserialize;
@@ -257,7 +257,7 @@ impl TestEnv {
         &self,
         db: &sqlx::PgPool,
         id: Uuid,
-    ) -> anyhow::Result<Option<NotificationRow>> {
+    ) -> anyhow::Result<Option<NotificationState>> {
         Ok(projection::get(db, id).await.unwrap_or(None))
     }
 
@@ -266,8 +266,8 @@ impl TestEnv {
         &self,
         db: &sqlx::PgPool,
         what: &str,
-        check: impl Fn(&NotificationRow) -> bool,
-    ) -> anyhow::Result<NotificationRow> {
+        check: impl Fn(&NotificationState) -> bool,
+    ) -> anyhow::Result<NotificationState> {
         eventually(what, Duration::from_secs(60), || async {
             let rows = projection::list(
                 db,

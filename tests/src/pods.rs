@@ -11,7 +11,10 @@ use berth_pod_lifecycle::runtime::PodRuntime;
 use berth_pod_lifecycle::specs::Specs;
 use berth_pod_lifecycle::PodLifecycleConfig;
 use berth_runtime::{Runtime, Settings};
-use berth_schemas::pod::{CreatePod, PodCommand};
+use berth_schemas::pod::{CreatePod, PodCommand, PodStatus};
+use berth_schemas::status::{PodState, Status};
+use berth_schemas::subjects::{status_subject, StatusKind};
+use berth_schemas::vm::ExecOutput;
 use berth_schemas::{CommandReply, CommandSet, TenantId};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -84,8 +87,8 @@ impl TestEnv {
         &self,
         tenant: &TenantId,
         command: &PodCommand,
-    ) -> anyhow::Result<CommandReply> {
-        Ok(berth_runtime::client::send_command(
+    ) -> anyhow::Result<CommandReply<ExecOutput>> {
+        Ok(berth_runtime::client::send_command_with_output(
             &self.client,
             tenant,
             "pod",
@@ -121,8 +124,8 @@ impl TestEnv {
         &self,
         tenant: &TenantId,
         id: Uuid,
-        wanted: &str,
-    ) -> anyhow::Result<serde_json::Value> {
+        wanted: PodStatus,
+    ) -> anyhow::Result<Status<PodState>> {
         self.wait_pod_status_after(tenant, id, wanted, 0).await
     }
 
@@ -132,8 +135,8 @@ impl TestEnv {
         &self,
         tenant: &TenantId,
         command: &PodCommand,
-        wanted: &str,
-    ) -> anyhow::Result<serde_json::Value> {
+        wanted: PodStatus,
+    ) -> anyhow::Result<Status<PodState>> {
         let reply = self.send_pod(tenant, command).await?;
         let CommandReply::Accepted {
             aggregate_id,
@@ -152,18 +155,15 @@ impl TestEnv {
         &self,
         tenant: &TenantId,
         id: Uuid,
-        wanted: &str,
+        wanted: PodStatus,
         min_version: u64,
-    ) -> anyhow::Result<serde_json::Value> {
-        let subject = berth_schemas::subjects::status_subject(tenant, "pod", &id.to_string())?;
+    ) -> anyhow::Result<Status<PodState>> {
+        let subject = status_subject(tenant, StatusKind::Pod, &id.to_string())?;
         berth_runtime::client::wait_for_status(
             &self.client,
             &subject,
             Duration::from_secs(60),
-            |s| {
-                berth_runtime::client::status_of(s) == Some(wanted)
-                    && s["version"].as_u64().unwrap_or(0) >= min_version
-            },
+            |s: &Status<PodState>| s.state.status == wanted && s.version >= min_version,
         )
         .await
         .with_context(|| format!("pod {id} never became {wanted}"))

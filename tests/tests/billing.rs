@@ -7,12 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use berth_billing::projection;
 use berth_runtime::clock::ManualClock;
 use berth_schemas::billing::{
     BillingCommand, CheckOverdue, PaymentCommand, RecordPayment, RunInvoices, RunMeter,
 };
-use berth_schemas::vm::{Empty, Plan, VmEvent, VmRequested};
+use berth_schemas::pod::PodStatus;
+use berth_schemas::vm::{Empty, Plan, VmEvent, VmRequested, VmStatus};
 use berth_schemas::{CommandReply, CommandSet, RejectionCode, TenantId};
 use berth_tests::billing::billing_config;
 use berth_tests::{accepted_id, eventually, meta, tenant, TestEnv};
@@ -294,18 +296,19 @@ mod with_the_other_services {
         env.open_account(&acme, "EUR").await?;
         let running = env.create(&acme, "web").await?;
         let stopped_by_owner = env.create(&acme, "batch").await?;
-        env.wait_vm_status(&acme, running, "running").await?;
-        env.wait_vm_status(&acme, stopped_by_owner, "running")
+        env.wait_vm_status(&acme, running, VmStatus::Running)
+            .await?;
+        env.wait_vm_status(&acme, stopped_by_owner, VmStatus::Running)
             .await?;
         let stop = VmCommand::Stop(VmTarget {
             vm_id: stopped_by_owner,
             expected_version: None,
         });
         env.send(&acme, &meta(), &stop).await?;
-        env.wait_vm_status(&acme, stopped_by_owner, "stopped")
+        env.wait_vm_status(&acme, stopped_by_owner, VmStatus::Stopped)
             .await?;
         let pod = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-        env.wait_pod_status(&acme, pod, "running").await?;
+        env.wait_pod_status(&acme, pod, PodStatus::Running).await?;
 
         // The VMs have run since today: this month's invoice has something on it.
         let run = env
@@ -321,8 +324,9 @@ mod with_the_other_services {
         env.billing_run(&BillingCommand::CheckOverdue(CheckOverdue {}))
             .await?;
 
-        env.wait_vm_status(&acme, running, "stopped").await?;
-        env.wait_pod_status(&acme, pod, "stopped").await?;
+        env.wait_vm_status(&acme, running, VmStatus::Stopped)
+            .await?;
+        env.wait_pod_status(&acme, pod, PodStatus::Stopped).await?;
         assert!(sim.has_volume(pod), "a suspended pod keeps its volume");
 
         let due = wait_rows("the amount due", || async {
@@ -334,13 +338,14 @@ mod with_the_other_services {
         .await?
         .balance_due_minor;
         assert!(accepted_id(&pay(&env, &acme, due, "EUR").await?).is_some());
-        env.wait_vm_status(&acme, running, "running").await?;
-        env.wait_pod_status(&acme, pod, "running").await?;
+        env.wait_vm_status(&acme, running, VmStatus::Running)
+            .await?;
+        env.wait_pod_status(&acme, pod, PodStatus::Running).await?;
         let owners_choice =
             berth_provisioner::projection::get(&provisioner.db, stopped_by_owner).await?;
         assert_eq!(
-            owners_choice.map(|vm| vm.status).as_deref(),
-            Some("stopped"),
+            owners_choice.map(|vm| vm.status),
+            Some(VmStatus::Stopped),
             "a VM its owner stopped stays stopped"
         );
         pods.stop().await?;
@@ -403,7 +408,7 @@ mod with_the_other_services {
             env: Default::default(),
         });
         let pod = accepted_id(&env.send_pod(&acme, &create).await?).expect("a pod");
-        env.wait_pod_status(&acme, pod, "running").await?;
+        env.wait_pod_status(&acme, pod, PodStatus::Running).await?;
         sim.write_file(pod, "/home/node/.n8n/workflows.json", "[]")?;
         let cancel = SubscriptionCommand::Cancel(CancelSubscription {
             subscription_id: subscription,
@@ -415,9 +420,11 @@ mod with_the_other_services {
         let subject = berth_schemas::subjects::event_subject(&acme, "subscription", subscription);
         clock.advance(chrono::Duration::days(29));
         clock.advance(chrono::Duration::days(1) + chrono::Duration::seconds(1));
-        let expired = env.wait_pod_status(&acme, pod, "expired").await?;
-        let purge_after: DateTime<Utc> =
-            serde_json::from_value(expired["state"]["purge_after"].clone())?;
+        let expired = env.wait_pod_status(&acme, pod, PodStatus::Expired).await?;
+        let purge_after: DateTime<Utc> = expired
+            .state
+            .purge_after
+            .context("an expired pod has a purge date")?;
         assert_eq!(
             purge_after,
             at("2026-12-16T12:00:00Z") + chrono::Duration::days(60),

@@ -125,14 +125,14 @@ async fn a_permanent_failure_before_the_machine_exists_unwinds_the_steps_before_
             "{step}: no half-made machine is left"
         );
         // The status people see says why, and the failed VM can still be destroyed.
-        let status = env.wait_vm_status(&acme, vm, "failed").await?;
-        assert_eq!(status["reason"].as_str(), Some(shown.as_str()), "{step}");
+        let status = env.wait_vm_status(&acme, vm, VmStatus::Failed).await?;
+        assert_eq!(status.reason(), Some(shown.as_str()), "{step}");
         let destroy = VmCommand::Destroy(VmTarget {
             vm_id: vm,
             expected_version: None,
         });
         assert!(accepted_id(&env.send(&acme, &meta(), &destroy).await?).is_some());
-        env.wait_vm_status(&acme, vm, "destroyed").await?;
+        env.wait_vm_status(&acme, vm, VmStatus::Destroyed).await?;
         service.stop().await?;
     }
     Ok(())
@@ -163,15 +163,15 @@ async fn a_permanent_failure_to_start_leaves_the_new_machine_its_quota_and_capac
     assert_eq!(sim.list().await?.len(), 1, "the machine is kept");
     assert_eq!(reserved(&env, &acme).await?, 1, "the quota stays held");
     assert_eq!(allocated(&env).await?, 1, "the capacity stays held");
-    let status = env.wait_vm_status(&acme, vm, "degraded").await?;
-    assert_eq!(status["reason"].as_str(), Some(shown.as_str()));
+    let status = env.wait_vm_status(&acme, vm, VmStatus::Degraded).await?;
+    assert_eq!(status.reason(), Some(shown.as_str()));
     // A destroy removes the machine, and only then gives the quota and capacity back.
     let destroy = VmCommand::Destroy(VmTarget {
         vm_id: vm,
         expected_version: None,
     });
     assert!(accepted_id(&env.send(&acme, &meta(), &destroy).await?).is_some());
-    env.wait_vm_status(&acme, vm, "destroyed").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Destroyed).await?;
     assert!(sim.list().await?.is_empty());
     assert_eq!(reserved(&env, &acme).await?, 0);
     assert_eq!(allocated(&env).await?, 0);
@@ -252,7 +252,7 @@ async fn provider_calls_stay_within_the_processes_concurrency_limits() -> anyhow
     let vms =
         futures::future::try_join_all(names.iter().map(|name| env.create(&acme, name))).await?;
     for vm in &vms {
-        env.wait_vm_status(&acme, *vm, "running").await?;
+        env.wait_vm_status(&acme, *vm, VmStatus::Running).await?;
     }
     assert_eq!(
         sim.max_in_flight("create"),
@@ -271,7 +271,7 @@ async fn provider_calls_stay_within_the_processes_concurrency_limits() -> anyhow
         .collect();
     futures::future::try_join_all(stops.iter().map(|(m, stop)| env.send(&acme, m, stop))).await?;
     for vm in &vms {
-        env.wait_vm_status(&acme, *vm, "stopped").await?;
+        env.wait_vm_status(&acme, *vm, VmStatus::Stopped).await?;
     }
     let stops_at_once = sim.max_in_flight("stop");
     assert!(

@@ -14,7 +14,8 @@ use anyhow::Context;
 use berth_dev::users::Login;
 use berth_pod_lifecycle::sim::SimRuntime;
 use berth_runtime::Runtime;
-use berth_schemas::vm::{VmCommand, VmTarget};
+use berth_schemas::pod::PodStatus;
+use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_schemas::TenantId;
 use berth_tests::pods::pod_config;
 use berth_tests::{fast_settings, instant_sim, meta, sim_datacenter, tenant, TestEnv};
@@ -78,10 +79,10 @@ async fn the_dashboard_follows_the_demo_tenant_live_and_never_sees_another_tenan
     let db = env.create(&demo, "db").await?;
     let shop = env.create(&acme, "shop").await?;
     for (tenant, vm) in [(&demo, web), (&demo, db), (&acme, shop)] {
-        env.wait_vm_status(tenant, vm, "running").await?;
+        env.wait_vm_status(tenant, vm, VmStatus::Running).await?;
     }
     let blog = env.create_pod(&demo, "blog", "ghost", "basic").await?;
-    env.wait_pod_status(&demo, blog, "running").await?;
+    env.wait_pod_status(&demo, blog, PodStatus::Running).await?;
 
     let shutdown = CancellationToken::new();
     let rt = Runtime::connect("dashboard", &env.connect, fast_settings(), shutdown.clone()).await?;

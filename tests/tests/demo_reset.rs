@@ -13,7 +13,7 @@ use berth_runtime::store::{EventStore, StoredEvent};
 use berth_schemas::demo::{demo_id, DemoEvent, RESET_SCHEDULE};
 use berth_schemas::schedule::{ScheduleCommand, ScheduleTarget};
 use berth_schemas::subjects::event_subject;
-use berth_schemas::vm::Plan;
+use berth_schemas::vm::{Plan, VmStatus};
 use berth_schemas::{CommandSet, TenantId};
 use berth_tests::{accepted_id, eventually, fast_settings, meta, sim_datacenter, tenant, TestEnv};
 
@@ -78,7 +78,7 @@ async fn live_demo_vms(db: &sqlx::PgPool) -> anyhow::Result<Vec<String>> {
     let rows = berth_provisioner::projection::list(db, Some(&tenant("demo"))).await?;
     Ok(rows
         .into_iter()
-        .filter(|row| row.name == "public-demo" && row.status != "destroyed")
+        .filter(|row| row.name == "public-demo" && row.status != VmStatus::Destroyed)
         .map(|row| format!("{} {}", row.id, row.status))
         .collect())
 }
@@ -98,7 +98,7 @@ async fn a_reset_creates_the_missing_demo_then_recreates_it_with_its_duration() 
     let DemoEvent::ResetSucceeded(created) = &first[0] else {
         panic!("the first reset failed: {first:?}");
     };
-    env.wait_vm_status(&tenant("demo"), created.vm_id, "running")
+    env.wait_vm_status(&tenant("demo"), created.vm_id, VmStatus::Running)
         .await?;
 
     fire_now(&env).await?;

@@ -142,7 +142,7 @@ async fn a_poison_event_is_retried_after_the_fix_and_applied_once() -> anyhow::R
         || async {
             let info = env
                 .js
-                .get_stream(dlq::RETRY_STREAM)
+                .get_stream(berth_schemas::subjects::RETRY_STREAM)
                 .await?
                 .info()
                 .await?

@@ -18,8 +18,9 @@ use berth_pod_lifecycle::docker::{DockerRuntime, DockerRuntimeConfig, LABEL_SCOP
 use berth_pod_lifecycle::runtime::{volume_name, workload_name, LABEL_MANAGED};
 use berth_provisioner::docker::{CAPABILITIES, PIDS_LIMIT};
 use berth_schemas::pod::{
-    DebugPods, DeletePod, PodCommand, PodTarget, PodsReport, ResetPod, DEBUG_SUBJECT,
+    DebugPods, DeletePod, PodCommand, PodStatus, PodTarget, PodsReport, ResetPod,
 };
+use berth_schemas::subjects::PODS_DEBUG_SUBJECT;
 use berth_schemas::RejectionCode;
 use berth_tests::pods::{busybox_overrides, pod_config, TEST_IMAGE};
 use berth_tests::{fast_settings, tenant, TestEnv};
@@ -62,7 +63,7 @@ fn delete(pod_id: Uuid, keep_volume: bool) -> PodCommand {
 
 async fn debug(env: &TestEnv, clean_orphans: bool) -> anyhow::Result<PodsReport> {
     let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
-    let reply = berth_runtime::client::request(&env.client, DEBUG_SUBJECT, body).await?;
+    let reply = berth_runtime::client::request(&env.client, PODS_DEBUG_SUBJECT, body).await?;
     serde_json::from_slice(&reply.payload).context("a pods report")
 }
 
@@ -81,7 +82,7 @@ async fn a_volume_survives_restart_is_wiped_by_a_confirmed_reset_and_kept_or_rem
         .await?;
     let acme = tenant("acme");
     let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(&acme, id, "running").await?;
+    env.wait_pod_status(&acme, id, PodStatus::Running).await?;
     let container = workload_name(id);
     let inspected = docker.inspect_container(&container, None).await?;
     let host = inspected.host_config.clone().unwrap_or_default();
@@ -134,7 +135,7 @@ async fn a_volume_survives_restart_is_wiped_by_a_confirmed_reset_and_kept_or_rem
         &format!("echo precious > {MOUNT}/data.txt"),
     )
     .await?;
-    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), "running")
+    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), PodStatus::Running)
         .await?;
     assert_eq!(
         sh(&docker, &container, &format!("cat {MOUNT}/data.txt"))
@@ -165,16 +166,19 @@ async fn a_volume_survives_restart_is_wiped_by_a_confirmed_reset_and_kept_or_rem
         confirm: true,
         expected_version: None,
     });
-    env.pod_command_until(&acme, &confirmed, "running").await?;
+    env.pod_command_until(&acme, &confirmed, PodStatus::Running)
+        .await?;
     let listing = sh(&docker, &container, &format!("ls -A {MOUNT}")).await?;
     assert_eq!(listing.trim(), "", "the reset volume is empty");
 
     let other = env.create_pod(&acme, "blog", "ghost", "basic").await?;
-    env.wait_pod_status(&acme, other, "running").await?;
+    env.wait_pod_status(&acme, other, PodStatus::Running)
+        .await?;
     env.send_pod(&acme, &delete(id, true)).await?;
     env.send_pod(&acme, &delete(other, false)).await?;
-    env.wait_pod_status(&acme, id, "deleted").await?;
-    env.wait_pod_status(&acme, other, "deleted").await?;
+    env.wait_pod_status(&acme, id, PodStatus::Deleted).await?;
+    env.wait_pod_status(&acme, other, PodStatus::Deleted)
+        .await?;
     assert!(
         docker.inspect_container(&container, None).await.is_err(),
         "the container is gone"
@@ -211,7 +215,7 @@ async fn pods_debug_finds_a_container_and_a_volume_made_behind_berths_back() -> 
         .await?;
     let acme = tenant("acme");
     let live = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(&acme, live, "running").await?;
+    env.wait_pod_status(&acme, live, PodStatus::Running).await?;
 
     let labels = HashMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
@@ -282,7 +286,7 @@ async fn pods_debug_finds_a_container_and_a_volume_made_behind_berths_back() -> 
     );
 
     env.send_pod(&acme, &delete(live, false)).await?;
-    env.wait_pod_status(&acme, live, "deleted").await?;
+    env.wait_pod_status(&acme, live, PodStatus::Deleted).await?;
     let leftover = docker
         .remove_container(
             &stray_container,

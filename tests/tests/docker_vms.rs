@@ -13,7 +13,7 @@ use berth_provisioner::docker::{
 };
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::EventStore;
-use berth_schemas::vm::{CreateVm, ExecVm, Plan, ResizeVm, VmCommand, VmTarget};
+use berth_schemas::vm::{CreateVm, ExecVm, Plan, ResizeVm, VmCommand, VmStatus, VmTarget};
 use berth_schemas::{CommandReply, TenantId};
 use berth_tests::{
     accepted_id, docker_server, eventually, fast_settings, meta, tenant, ChildService, TestEnv,
@@ -101,7 +101,7 @@ async fn the_whole_lifecycle_on_docker_with_limits_and_exec() -> anyhow::Result<
     let acme = unique_tenant("dk");
 
     let vm = accepted_id(&env.send(&acme, &meta(), &small("web")).await?).expect("accepted");
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     let name = format!("berth-vm-{vm}");
     let inspected = docker.inspect_container(&name, None).await?;
     let host = inspected.host_config.clone().unwrap_or_default();
@@ -139,7 +139,7 @@ async fn the_whole_lifecycle_on_docker_with_limits_and_exec() -> anyhow::Result<
 
     env.send(&acme, &meta(), &VmCommand::Stop(target(vm)))
         .await?;
-    env.wait_vm_status(&acme, vm, "stopped").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Stopped).await?;
     let running = |c: bollard::models::ContainerInspectResponse| c.state.and_then(|s| s.running);
     assert_eq!(
         running(docker.inspect_container(&name, None).await?),
@@ -176,11 +176,11 @@ async fn the_whole_lifecycle_on_docker_with_limits_and_exec() -> anyhow::Result<
         },
     )
     .await?;
-    env.wait_vm_status(&acme, vm, "stopped").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Stopped).await?;
 
     env.send(&acme, &meta(), &VmCommand::Start(target(vm)))
         .await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     assert_eq!(
         running(docker.inspect_container(&name, None).await?),
         Some(true)
@@ -188,7 +188,7 @@ async fn the_whole_lifecycle_on_docker_with_limits_and_exec() -> anyhow::Result<
 
     env.send(&acme, &meta(), &VmCommand::Destroy(target(vm)))
         .await?;
-    env.wait_vm_status(&acme, vm, "destroyed").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Destroyed).await?;
     assert!(
         containers_of(&docker, &acme).await?.is_empty(),
         "the container is gone"
@@ -255,7 +255,7 @@ async fn a_provisioner_killed_during_docker_creates_converges_without_duplicates
                 .count()
     );
     for vm in &vms {
-        env.wait_vm_status(&acme, *vm, "running").await?;
+        env.wait_vm_status(&acme, *vm, VmStatus::Running).await?;
     }
     let containers = containers_of(&docker, &acme).await?;
     let mut per_vm: HashMap<String, usize> = HashMap::new();

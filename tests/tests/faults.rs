@@ -10,11 +10,13 @@ use async_nats::jetstream::message::OutboundMessage;
 use berth_provisioner::projection;
 use berth_provisioner::projection::VmsProjection;
 use berth_provisioner::sim::SimConfig;
-use berth_runtime::client::{last_status, status_of, wait_for_status};
+use berth_runtime::client::{last_status, wait_for_status};
 use berth_runtime::projection::{checkpoint, rebuild};
 use berth_runtime::{EventStore, Settings};
 use berth_schemas::envelope::EventMeta;
-use berth_schemas::subjects::status_subject;
+use berth_schemas::status::{HealthState, ProjectionHealth, Status, VmState};
+use berth_schemas::subjects::{event_subject, status_subject, StatusKind};
+use berth_schemas::vm::VmStatus;
 use berth_schemas::{Actor, CommandReply};
 use berth_tests::{
     accepted_id, create_vm, eventually, fast_settings, instant_sim, meta, tenant, ChildService,
@@ -45,7 +47,7 @@ async fn vm_subjects(env: &TestEnv) -> anyhow::Result<HashMap<String, usize>> {
 async fn a_batch_that_is_never_committed_leaves_nothing_in_the_log() -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     let _rt = env.runtime("test", Settings::default()).await?;
-    let subject = format!("evt.acme.vm.{}", Uuid::now_v7());
+    let subject = event_subject(&tenant("acme"), "vm", Uuid::now_v7());
     let mut batch = env.js.batch_publish().build();
     batch
         .add_message(OutboundMessage {
@@ -145,7 +147,10 @@ async fn wait_quiet(env: &TestEnv, db: &sqlx::PgPool, vms: usize) -> anyhow::Res
         WAIT,
         || async {
             let rows = projection::list(db, None).await?;
-            let running = rows.iter().filter(|r| r.status == "running").count();
+            let running = rows
+                .iter()
+                .filter(|r| r.status == VmStatus::Running)
+                .count();
             let last = env.last_sequence_of("evt.*.vm.*").await?;
             Ok((running == vms && checkpoint(db, "vms").await? == last).then_some(()))
         },
@@ -294,7 +299,7 @@ async fn a_projection_parks_an_event_it_cannot_apply_and_goes_on() -> anyhow::Re
     let (headers, payload) = meta.encode(b"{}")?;
     let bad = env
         .js
-        .publish_with_headers(format!("evt.acme.vm.{id}"), headers, payload)
+        .publish_with_headers(event_subject(&acme, "vm", id), headers, payload)
         .await?
         .await?
         .sequence;
@@ -317,11 +322,14 @@ async fn a_projection_parks_an_event_it_cannot_apply_and_goes_on() -> anyhow::Re
         "{}",
         parked[0].error
     );
-    let status = wait_for_status(&env.client, "status.system.projection.vms", WAIT, |s| {
-        s["state"] == "degraded"
-    })
+    let status = wait_for_status(
+        &env.client,
+        "status.system.projection.vms",
+        WAIT,
+        |s: &Status<ProjectionHealth>| s.state.status == HealthState::Degraded,
+    )
     .await?;
-    assert_eq!(status["parked"], 1, "{status}");
+    assert_eq!(status.state.parked, 1, "{status:?}");
     eventually("vms to go past the bad event", WAIT, || async {
         Ok((checkpoint(&rt.db, "vms").await? >= bad).then_some(()))
     })
@@ -353,22 +361,21 @@ async fn a_failing_provider_is_retried_with_back_off_and_the_vm_degraded_never_d
     let service = env.provisioner(settings, always_failing).await?;
     let acme = tenant("acme");
     let id = env.create(&acme, "doomed").await?;
-    let subject = status_subject(&acme, "vm", &id.to_string())?;
+    let subject = status_subject(&acme, StatusKind::Vm, &id.to_string())?;
     // Transient failures are never given up on (DESIGN §7): after max_deliver attempts the
     // VM says so, and the retry consumer keeps trying.
-    let status = wait_for_status(&env.client, &subject, WAIT, |s| {
-        status_of(s) == Some("degraded")
+    let status = wait_for_status(&env.client, &subject, WAIT, |s: &Status<VmState>| {
+        s.state.status == VmStatus::Degraded
     })
     .await?;
-    let reason = status["reason"].as_str().unwrap_or_default();
+    let reason = status.reason().unwrap_or_default();
     assert!(
         reason.starts_with("provision failing after 3 attempts, still retrying: simulated failure"),
         "{reason}"
     );
     // It is told again at twice max_deliver: still retried, past the DLQ's old limit.
-    wait_for_status(&env.client, &subject, WAIT, |s| {
-        s["reason"]
-            .as_str()
+    wait_for_status(&env.client, &subject, WAIT, |s: &Status<VmState>| {
+        s.reason()
             .is_some_and(|r| r.starts_with("provision failing after 6 attempts"))
     })
     .await?;
@@ -395,9 +402,9 @@ async fn sigterm_drains_and_exits_zero() -> anyhow::Result<()> {
         BINARY,
         &["--sim-latency-ms", "0", "--ack-wait-secs", "2"],
     )?;
-    let subject = status_subject(&acme, "vm", &id.to_string())?;
-    wait_for_status(&env.client, &subject, WAIT, |s| {
-        status_of(s) == Some("running")
+    let subject = status_subject(&acme, StatusKind::Vm, &id.to_string())?;
+    wait_for_status(&env.client, &subject, WAIT, |s: &Status<VmState>| {
+        s.state.status == VmStatus::Running
     })
     .await?;
     child.kill().await
@@ -409,22 +416,19 @@ async fn status_subjects_are_restored_when_a_projection_starts() -> anyhow::Resu
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let acme = tenant("acme");
     let id = env.create(&acme, "web").await?;
-    let subject = status_subject(&acme, "vm", &id.to_string())?;
-    let running = wait_for_status(&env.client, &subject, WAIT, |s| {
-        status_of(s) == Some("running")
-    })
-    .await?;
+    let subject = status_subject(&acme, StatusKind::Vm, &id.to_string())?;
+    let is_running = |s: &Status<VmState>| s.state.status == VmStatus::Running;
+    let running = wait_for_status(&env.client, &subject, WAIT, is_running).await?;
     service.stop().await?;
 
     // Lose every status, as a crash between commit and publish would lose one.
     env.js.get_stream("STATUS").await?.purge().await?;
-    assert!(last_status(&env.js, &subject).await?.is_none());
+    assert!(last_status::<serde_json::Value>(&env.js, &subject)
+        .await?
+        .is_none());
 
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
-    let restored = wait_for_status(&env.client, &subject, WAIT, |s| {
-        status_of(s) == Some("running")
-    })
-    .await?;
-    assert_eq!(restored["version"], running["version"]);
+    let restored = wait_for_status(&env.client, &subject, WAIT, is_running).await?;
+    assert_eq!(restored.version, running.version);
     service.stop().await
 }

@@ -14,6 +14,7 @@ use berth_runtime::client::send_command;
 use berth_runtime::store::{Aggregate, Repository, StoredEvent};
 use berth_runtime::EventStore;
 use berth_schemas::server::{server_id, RegisterServer, ServerCommand, ServerEvent, ServerTarget};
+use berth_schemas::subjects::event_subject;
 use berth_schemas::usage::{usage_id, LimitOverrides, SetQuota, TenantCommand, Tier};
 use berth_schemas::vm::{CreateVm, Plan, ResizeVm, VmCommand, VmStatus, VmTarget};
 use berth_schemas::{CommandReply, RejectionCode, TenantId};
@@ -227,7 +228,7 @@ async fn two_hundred_concurrent_creates_on_two_replicas_never_overcommit_a_serve
     // holds exactly the running VMs placed on it.
     for (id, cap) in &capacity {
         let mut server = Server::default();
-        for event in all_events(&env, &format!("evt.system.server.{id}")).await? {
+        for event in all_events(&env, &event_subject(&TenantId::system(), "server", *id)).await? {
             server.apply(&event.decode::<ServerEvent>()?);
             assert!(
                 server.used().vcpus <= *cap,
@@ -295,7 +296,7 @@ async fn placement_is_best_fit_honours_drain_and_only_empty_servers_retire() -> 
     }
     // Best fit: the small VM goes where it leaves the least room over.
     let first = env.create(&acme, "first").await?;
-    env.wait_vm_status(&acme, first, "running").await?;
+    env.wait_vm_status(&acme, first, VmStatus::Running).await?;
     assert_eq!(
         load_vm(&env, &acme, first).await?.host.as_deref(),
         Some("snug")
@@ -307,7 +308,7 @@ async fn placement_is_best_fit_honours_drain_and_only_empty_servers_retire() -> 
     )
     .is_some());
     let second = env.create(&acme, "second").await?;
-    env.wait_vm_status(&acme, second, "running").await?;
+    env.wait_vm_status(&acme, second, VmStatus::Running).await?;
     assert_eq!(
         load_vm(&env, &acme, second).await?.host.as_deref(),
         Some("roomy")
@@ -317,8 +318,8 @@ async fn placement_is_best_fit_honours_drain_and_only_empty_servers_retire() -> 
     )
     .is_some());
     let third = env.create(&acme, "third").await?;
-    let failed = env.wait_vm_status(&acme, third, "failed").await?;
-    let reason = failed["reason"].as_str().unwrap_or_default();
+    let failed = env.wait_vm_status(&acme, third, VmStatus::Failed).await?;
+    let reason = failed.reason().unwrap_or_default();
     assert_eq!(reason, "placement failed: no active sim server");
 
     let busy = server_command(&env, &system, ServerCommand::Decommission(target("snug"))).await?;
@@ -328,7 +329,8 @@ async fn placement_is_best_fit_honours_drain_and_only_empty_servers_retire() -> 
     );
     env.send(&acme, &meta(), &VmCommand::Destroy(vm_target(first)))
         .await?;
-    env.wait_vm_status(&acme, first, "destroyed").await?;
+    env.wait_vm_status(&acme, first, VmStatus::Destroyed)
+        .await?;
     let retired =
         server_command(&env, &system, ServerCommand::Decommission(target("snug"))).await?;
     assert!(accepted_id(&retired).is_some(), "{retired:?}");
@@ -352,17 +354,17 @@ async fn regions_resizes_and_capacity_come_back_on_destroy() -> anyhow::Result<(
         ..CreateVm::with_plan("far", Plan::Small, "debian-12")
     });
     let far = accepted_id(&env.send(&acme, &meta(), &elsewhere).await?).expect("accepted");
-    let failed = env.wait_vm_status(&acme, far, "failed").await?;
+    let failed = env.wait_vm_status(&acme, far, VmStatus::Failed).await?;
     assert_eq!(
-        failed["reason"],
-        "placement failed: no active sim server in region us-1"
+        failed.reason(),
+        Some("placement failed: no active sim server in region us-1")
     );
 
     let vm = env.create(&acme, "near").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     env.send(&acme, &meta(), &VmCommand::Stop(vm_target(vm)))
         .await?;
-    env.wait_vm_status(&acme, vm, "stopped").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Stopped).await?;
     let resize = |plan| {
         VmCommand::Resize(ResizeVm {
             vm_id: vm,
@@ -382,7 +384,7 @@ async fn regions_resizes_and_capacity_come_back_on_destroy() -> anyhow::Result<(
     );
     let resized = env.send(&acme, &meta(), &resize(Plan::Medium)).await?;
     assert!(accepted_id(&resized).is_some(), "{resized:?}");
-    env.wait_vm_status(&acme, vm, "stopped").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Stopped).await?;
     let servers = Repository::<Server>::new(EventStore::new(env.js.clone(), "EVENTS"), "test");
     let used = servers.load(&system, server_id("only")).await?.state.used();
     assert_eq!(
@@ -393,7 +395,7 @@ async fn regions_resizes_and_capacity_come_back_on_destroy() -> anyhow::Result<(
 
     env.send(&acme, &meta(), &VmCommand::Destroy(vm_target(vm)))
         .await?;
-    env.wait_vm_status(&acme, vm, "destroyed").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Destroyed).await?;
     let server = servers.load(&system, server_id("only")).await?;
     assert!(
         server.state.allocations.is_empty(),

@@ -15,7 +15,7 @@ use berth_runtime::store::{EventStore, StoredEvent};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::pod::{
     pod_slots_id, CreatePod, DeletePod, PodCommand, PodSlotEvent, PodSlotHeld, PodSlotsReleased,
-    POD_SLOTS_AGGREGATE,
+    PodStatus, POD_SLOTS_AGGREGATE,
 };
 use berth_schemas::subjects::event_subject;
 use berth_schemas::{CommandReply, CommandSet, DomainEvent, RejectionCode, TenantId};
@@ -123,7 +123,7 @@ async fn a_tenant_has_at_most_its_cap_of_live_pods_counted_race_free_across_repl
     }
     assert_eq!(accepted.len(), CAP, "exactly the cap");
     for id in &accepted {
-        env.wait_pod_status(&acme, *id, "running").await?;
+        env.wait_pod_status(&acme, *id, PodStatus::Running).await?;
     }
     assert_eq!(live_rows(&first.db, &acme).await?, CAP as i64);
     let held: Vec<PodSlotEvent> = accepted
@@ -156,7 +156,8 @@ async fn a_tenant_has_at_most_its_cap_of_live_pods_counted_race_free_across_repl
         keep_volume: false,
         expected_version: None,
     });
-    env.pod_command_until(&acme, &delete, "deleted").await?;
+    env.pod_command_until(&acme, &delete, PodStatus::Deleted)
+        .await?;
     let next = meta();
     let reply = send_create(&env, &acme, &next, "next").await?;
     let CommandReply::Accepted {
@@ -168,7 +169,8 @@ async fn a_tenant_has_at_most_its_cap_of_live_pods_counted_race_free_across_repl
     else {
         panic!("the freed slot was not taken: {reply:?}");
     };
-    env.wait_pod_status(&acme, admitted, "running").await?;
+    env.wait_pod_status(&acme, admitted, PodStatus::Running)
+        .await?;
     assert_eq!(live_rows(&first.db, &acme).await?, CAP as i64);
     slots = slot_events(&env, &acme).await?;
     assert_eq!(

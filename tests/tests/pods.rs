@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use berth_pod_lifecycle::sim::SimRuntime;
 use berth_runtime::clock::{Clock, ManualClock};
 use berth_schemas::pod::{
-    DebugPods, DeletePod, EndPod, PodCommand, PodLogs, PodTarget, PodsReport, ResetPod, ScalePod,
-    DEBUG_SUBJECT, GRACE_DAYS,
+    DebugPods, DeletePod, EndPod, PodCommand, PodLogs, PodStatus, PodTarget, PodsReport, ResetPod,
+    ScalePod, AGGREGATE, GRACE_DAYS,
 };
 use berth_schemas::schedule::{service_timer_id, service_timer_key};
+use berth_schemas::subjects::{aggregate_event_filter, event_subject, PODS_DEBUG_SUBJECT};
 use berth_schemas::{CommandReply, RejectionCode};
 use berth_tests::pods::pod_config;
 use berth_tests::{accepted_id, eventually, fast_settings, tenant, TestEnv};
@@ -44,7 +46,7 @@ fn delete(pod_id: Uuid, keep_volume: bool) -> PodCommand {
     })
 }
 
-fn rejection_code(reply: &CommandReply) -> Option<RejectionCode> {
+fn rejection_code<O>(reply: &CommandReply<O>) -> Option<RejectionCode> {
     reply.rejection().map(|r| r.code)
 }
 
@@ -57,12 +59,12 @@ async fn restart_keeps_the_data_reset_wipes_it_only_when_confirmed() -> anyhow::
         .await?;
     let acme = tenant("acme");
     let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    let running = env.wait_pod_status(&acme, id, "running").await?;
-    assert_eq!(running["state"]["volume_mb"], 250);
+    let running = env.wait_pod_status(&acme, id, PodStatus::Running).await?;
+    assert_eq!(running.state.volume_mb, 250);
     sim.write_file(id, DATA, "[1, 2, 3]")?;
 
     let starts = sim.starts(id);
-    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), "running")
+    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), PodStatus::Running)
         .await?;
     assert_eq!(sim.starts(id), starts + 1, "the workload restarted");
     assert_eq!(sim.read_file(id, DATA).as_deref(), Some("[1, 2, 3]"));
@@ -72,7 +74,8 @@ async fn restart_keeps_the_data_reset_wipes_it_only_when_confirmed() -> anyhow::
         env: [("GENERIC_TIMEZONE".to_owned(), "Europe/Berlin".to_owned())].into(),
         expected_version: None,
     });
-    env.pod_command_until(&acme, &update, "running").await?;
+    env.pod_command_until(&acme, &update, PodStatus::Running)
+        .await?;
     let deployed = sim.env(id).expect("a workload");
     assert_eq!(
         deployed["GENERIC_TIMEZONE"], "Europe/Berlin",
@@ -97,7 +100,7 @@ async fn restart_keeps_the_data_reset_wipes_it_only_when_confirmed() -> anyhow::
         "nothing was wiped"
     );
 
-    env.pod_command_until(&acme, &reset(id, true), "running")
+    env.pod_command_until(&acme, &reset(id, true), PodStatus::Running)
         .await?;
     assert!(sim.has_volume(id), "a fresh volume");
     assert_eq!(sim.read_file(id, DATA), None, "the data is gone");
@@ -135,8 +138,9 @@ async fn scale_to_zero_and_delete_keep_or_remove_the_volume_as_asked() -> anyhow
     let acme = tenant("acme");
     let kept = env.create_pod(&acme, "blog", "ghost", "basic").await?;
     let dropped = env.create_pod(&acme, "shop", "wordpress", "free").await?;
-    env.wait_pod_status(&acme, kept, "running").await?;
-    env.wait_pod_status(&acme, dropped, "running").await?;
+    env.wait_pod_status(&acme, kept, PodStatus::Running).await?;
+    env.wait_pod_status(&acme, dropped, PodStatus::Running)
+        .await?;
     sim.write_file(kept, "/var/lib/ghost/content/post", "hello")?;
 
     let scale = |pod_id, replicas| {
@@ -146,10 +150,10 @@ async fn scale_to_zero_and_delete_keep_or_remove_the_volume_as_asked() -> anyhow
             expected_version: None,
         })
     };
-    env.pod_command_until(&acme, &scale(kept, 0), "stopped")
+    env.pod_command_until(&acme, &scale(kept, 0), PodStatus::Stopped)
         .await?;
     assert_eq!(sim.replicas(kept), Some(0));
-    env.pod_command_until(&acme, &scale(kept, 1), "running")
+    env.pod_command_until(&acme, &scale(kept, 1), PodStatus::Running)
         .await?;
     assert_eq!(
         sim.read_file(kept, "/var/lib/ghost/content/post")
@@ -159,8 +163,9 @@ async fn scale_to_zero_and_delete_keep_or_remove_the_volume_as_asked() -> anyhow
 
     env.send_pod(&acme, &delete(kept, true)).await?;
     env.send_pod(&acme, &delete(dropped, false)).await?;
-    env.wait_pod_status(&acme, kept, "deleted").await?;
-    env.wait_pod_status(&acme, dropped, "deleted").await?;
+    env.wait_pod_status(&acme, kept, PodStatus::Deleted).await?;
+    env.wait_pod_status(&acme, dropped, PodStatus::Deleted)
+        .await?;
     assert_eq!(sim.replicas(kept), None, "no workload left");
     assert!(sim.has_volume(kept), "keep_volume=true keeps it");
     assert!(!sim.has_volume(dropped), "keep_volume=false removes it");
@@ -186,8 +191,10 @@ async fn tenants_act_only_on_their_own_pods_and_operators_on_any() -> anyhow::Re
         .await?;
     let acme = tenant("acme");
     let id = env.create_pod(&acme, "flows", "n8n", "plus").await?;
-    env.wait_pod_status(&acme, id, "running").await?;
-    let version = env.last_sequence_of(&format!("evt.*.pod.{id}")).await?;
+    env.wait_pod_status(&acme, id, PodStatus::Running).await?;
+    let version = env
+        .last_sequence_of(&aggregate_event_filter(AGGREGATE, id))
+        .await?;
 
     let intruder = env
         .send_pod(&tenant("globex"), &PodCommand::Restart(target(id)))
@@ -196,7 +203,8 @@ async fn tenants_act_only_on_their_own_pods_and_operators_on_any() -> anyhow::Re
     let wipe = env.send_pod(&tenant("globex"), &reset(id, true)).await?;
     assert_eq!(rejection_code(&wipe), Some(RejectionCode::Forbidden));
     assert_eq!(
-        env.last_sequence_of(&format!("evt.*.pod.{id}")).await?,
+        env.last_sequence_of(&aggregate_event_filter(AGGREGATE, id))
+            .await?,
         version,
         "a refused command writes nothing"
     );
@@ -212,10 +220,10 @@ async fn tenants_act_only_on_their_own_pods_and_operators_on_any() -> anyhow::Re
     let CommandReply::Accepted { version, .. } = operator else {
         panic!("the operator's restart was refused: {operator:?}");
     };
-    env.wait_pod_status_after(&acme, id, "running", version + 1)
+    env.wait_pod_status_after(&acme, id, PodStatus::Running, version + 1)
         .await?;
     let events = berth_runtime::EventStore::new(env.js.clone(), "EVENTS")
-        .read(&format!("evt.acme.pod.{id}"), 0)
+        .read(&event_subject(&acme, AGGREGATE, id), 0)
         .await?;
     let restart = events
         .iter()
@@ -285,11 +293,11 @@ async fn an_unhealthy_pod_is_restarted_with_backoff_then_marked_failed() -> anyh
         .await?;
     let acme = tenant("acme");
     let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(&acme, id, "running").await?;
+    env.wait_pod_status(&acme, id, PodStatus::Running).await?;
     let starts = sim.starts(id);
     sim.set_unhealthy(id, Some("HTTP 502 on /healthz"));
-    let failed = env.wait_pod_status(&acme, id, "failed").await?;
-    let reason = failed["reason"].as_str().unwrap_or_default();
+    let failed = env.wait_pod_status(&acme, id, PodStatus::Failed).await?;
+    let reason = failed.reason().unwrap_or_default();
     assert!(
         reason.contains("3 automatic restarts") && reason.contains("HTTP 502"),
         "{reason}"
@@ -301,7 +309,7 @@ async fn an_unhealthy_pod_is_restarted_with_backoff_then_marked_failed() -> anyh
     );
 
     sim.set_unhealthy(id, None);
-    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), "running")
+    env.pod_command_until(&acme, &PodCommand::Restart(target(id)), PodStatus::Running)
         .await?;
     pods.stop().await
 }
@@ -330,7 +338,7 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
     let expiring = env.create_pod(&acme, "flows", "n8n", "basic").await?;
     let renewed = env.create_pod(&acme, "blog", "ghost", "basic").await?;
     for id in [expiring, renewed] {
-        env.wait_pod_status(&acme, id, "running").await?;
+        env.wait_pod_status(&acme, id, PodStatus::Running).await?;
         sim.write_file(id, "/data", "precious")?;
         let end = PodCommand::Expire(EndPod {
             pod_id: id,
@@ -338,15 +346,20 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
         });
         assert!(accepted_id(&env.send_pod(&acme, &end).await?).is_some());
     }
-    let expired = env.wait_pod_status(&acme, expiring, "expired").await?;
-    env.wait_pod_status(&acme, renewed, "expired").await?;
+    let expired = env
+        .wait_pod_status(&acme, expiring, PodStatus::Expired)
+        .await?;
+    env.wait_pod_status(&acme, renewed, PodStatus::Expired)
+        .await?;
     assert_eq!(sim.replicas(expiring), Some(0), "scaled to zero");
     assert!(sim.has_volume(expiring), "the volume stays");
 
     // The grace timer is armed for exactly sixty days after the expiry: pod-lifecycle's
     // timer, under `system`, out of the tenant's reach.
-    let purge_after: chrono::DateTime<Utc> =
-        serde_json::from_value(expired["state"]["purge_after"].clone())?;
+    let purge_after: chrono::DateTime<Utc> = expired
+        .state
+        .purge_after
+        .context("an expired pod has a purge date")?;
     let system = berth_schemas::TenantId::system();
     let timer = service_timer_id(&acme, &berth_schemas::pod::grace_timer_key(expiring));
     let next_due = eventually("the grace timer", Duration::from_secs(30), || async {
@@ -365,8 +378,12 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
 
     // Renewed on day 30: back with its data, its timer cancelled.
     clock.advance(chrono::Duration::days(30));
-    env.pod_command_until(&acme, &PodCommand::Renew(target(renewed)), "running")
-        .await?;
+    env.pod_command_until(
+        &acme,
+        &PodCommand::Renew(target(renewed)),
+        PodStatus::Running,
+    )
+    .await?;
     assert_eq!(sim.read_file(renewed, "/data").as_deref(), Some("precious"));
     let renewed_timer = service_timer_id(&acme, &berth_schemas::pod::grace_timer_key(renewed));
     eventually(
@@ -384,7 +401,8 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
 
     // Day 60: the timer fires and the expired pod goes, volume and all.
     clock.advance(chrono::Duration::days(30));
-    env.wait_pod_status(&acme, expiring, "deleted").await?;
+    env.wait_pod_status(&acme, expiring, PodStatus::Deleted)
+        .await?;
     assert!(
         !sim.has_volume(expiring),
         "the volume is deleted with the pod"
@@ -393,7 +411,7 @@ async fn expiry_keeps_the_volume_sixty_days_then_pod_and_volume_are_deleted() ->
         berth_pod_lifecycle::projection::get(&pods.db, renewed)
             .await?
             .map(|r| r.status),
-        Some("running".to_owned())
+        Some(PodStatus::Running)
     );
     pods.stop().await?;
     scheduler.stop().await
@@ -408,7 +426,7 @@ async fn pods_debug_finds_what_no_pod_owns_and_cleans_it() -> anyhow::Result<()>
         .await?;
     let acme = tenant("acme");
     let live = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(&acme, live, "running").await?;
+    env.wait_pod_status(&acme, live, PodStatus::Running).await?;
     let stray = format!("berth-vol-{}", Uuid::now_v7());
     sim.add_stray_volume(&stray, "acme");
     sim.add_stray_volume("berth-vol-handmade", "acme");
@@ -418,7 +436,7 @@ async fn pods_debug_finds_what_no_pod_owns_and_cleans_it() -> anyhow::Result<()>
         let client = client.clone();
         async move {
             let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
-            let reply = berth_runtime::client::request(&client, DEBUG_SUBJECT, body).await?;
+            let reply = berth_runtime::client::request(&client, PODS_DEBUG_SUBJECT, body).await?;
             anyhow::Ok(serde_json::from_slice::<PodsReport>(&reply.payload)?)
         }
     };
@@ -471,14 +489,14 @@ async fn the_daily_grace_sweep_purges_a_pod_whose_timer_was_lost() -> anyhow::Re
         .await?;
     let acme = tenant("acme");
     let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(&acme, id, "running").await?;
+    env.wait_pod_status(&acme, id, PodStatus::Running).await?;
     env.pod_command_until(
         &acme,
         &PodCommand::Cancel(EndPod {
             pod_id: id,
             at: None,
         }),
-        "expired",
+        PodStatus::Expired,
     )
     .await?;
     let key = berth_schemas::pod::grace_timer_key(id);
@@ -525,10 +543,10 @@ async fn the_daily_grace_sweep_purges_a_pod_whose_timer_was_lost() -> anyhow::Re
     assert!(accepted_id(&reply).is_some(), "{reply:?}");
 
     clock.advance(chrono::Duration::days(GRACE_DAYS + 1));
-    env.wait_pod_status(&acme, id, "deleted").await?;
+    env.wait_pod_status(&acme, id, PodStatus::Deleted).await?;
     assert!(!sim.has_volume(id));
     let events = berth_runtime::EventStore::new(env.js.clone(), "EVENTS")
-        .read(&format!("evt.acme.pod.{id}"), 0)
+        .read(&event_subject(&acme, AGGREGATE, id), 0)
         .await?;
     let purge = events
         .iter()

@@ -18,6 +18,9 @@ use berth_runtime::projection::{
 use berth_runtime::store::StoredEvent;
 use berth_runtime::{Runtime, Settings};
 use berth_schemas::envelope::EventMeta;
+use berth_schemas::status::{ProjectionHealth, Status};
+use berth_schemas::subjects::event_subject;
+use berth_schemas::vm::VmStatus;
 use berth_schemas::{Actor, TenantId};
 use berth_tests::{eventually, fast_settings, instant_sim, tenant, TestEnv};
 use sqlx::{PgConnection, PgPool};
@@ -60,7 +63,7 @@ async fn publish_event(
     let (headers, payload) = meta.encode(data)?;
     Ok(env
         .js
-        .publish_with_headers(format!("evt.{tenant}.{aggregate}.{id}"), headers, payload)
+        .publish_with_headers(event_subject(tenant, aggregate, id), headers, payload)
         .await?
         .await?
         .sequence)
@@ -85,13 +88,14 @@ async fn wait_health(
     env: &TestEnv,
     projection: &str,
     state: HealthState,
-) -> anyhow::Result<serde_json::Value> {
-    Ok(
-        wait_for_status(&env.client, &fault_subject(projection), WAIT, |s| {
-            s["state"] == state.as_str()
-        })
-        .await?,
+) -> anyhow::Result<Status<ProjectionHealth>> {
+    Ok(wait_for_status(
+        &env.client,
+        &fault_subject(projection)?,
+        WAIT,
+        |s: &Status<ProjectionHealth>| s.state.status == state,
     )
+    .await?)
 }
 
 /// `id → version` of every row of `vms.vms`.
@@ -134,7 +138,7 @@ async fn a_poison_event_is_parked_and_every_other_vm_and_tenant_goes_on() -> any
     let rt = env.runtime("test", fast_settings()).await?;
     let (acme, globex) = (tenant("acme"), tenant("globex"));
     let before = env.create(&acme, "before").await?;
-    env.wait_vm_status(&acme, before, "running").await?;
+    env.wait_vm_status(&acme, before, VmStatus::Running).await?;
 
     let poison = publish_event(
         &env,
@@ -147,8 +151,9 @@ async fn a_poison_event_is_parked_and_every_other_vm_and_tenant_goes_on() -> any
     .await?;
     let after = env.create(&acme, "after").await?;
     let other = env.create(&globex, "other").await?;
-    env.wait_vm_status(&acme, after, "running").await?;
-    env.wait_vm_status(&globex, other, "running").await?;
+    env.wait_vm_status(&acme, after, VmStatus::Running).await?;
+    env.wait_vm_status(&globex, other, VmStatus::Running)
+        .await?;
     wait_vm_row(&rt.db, after, "running").await?;
     wait_vm_row(&rt.db, other, "running").await?;
 
@@ -172,14 +177,11 @@ async fn a_poison_event_is_parked_and_every_other_vm_and_tenant_goes_on() -> any
 
     // The fault is visible on the status subject and in `berth status`.
     let health = wait_health(&env, "vms", HealthState::Degraded).await?;
-    assert_eq!(health["parked"], 1);
-    assert_eq!(health["sequence"], poison);
-    assert!(!health["reason"].as_str().unwrap_or_default().is_empty());
+    assert_eq!(health.state.parked, 1);
+    assert_eq!(health.state.sequence, Some(poison));
+    assert!(!health.reason().unwrap_or_default().is_empty());
     let audit_health = wait_health(&env, "audit_log", HealthState::Degraded).await?;
-    assert!(audit_health["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("22P05"));
+    assert!(audit_health.reason().unwrap_or_default().contains("22P05"));
     let status = parked::status(&rt, &VmsProjection).await?;
     assert_eq!(
         (status.health.state, status.health.parked, status.behind),
@@ -203,7 +205,8 @@ async fn a_poison_event_is_parked_and_every_other_vm_and_tenant_goes_on() -> any
     service.stop().await?;
     let service = env.provisioner(fast_settings(), instant_sim()).await?;
     let later = env.create(&globex, "later").await?;
-    env.wait_vm_status(&globex, later, "running").await?;
+    env.wait_vm_status(&globex, later, VmStatus::Running)
+        .await?;
     wait_vm_row(&rt.db, later, "running").await?;
     wait_caught_up(&rt, &AuditLog).await?;
     let again = vm_versions(&rt.db).await?;
@@ -217,7 +220,7 @@ async fn a_poison_event_is_parked_and_every_other_vm_and_tenant_goes_on() -> any
         (&globex, later),
     ] {
         let last = env
-            .last_sequence_of(&format!("evt.{owner}.vm.{id}"))
+            .last_sequence_of(&event_subject(owner, "vm", id))
             .await?;
         assert_eq!(again[&id] as u64, last, "vm {id}'s version");
     }
@@ -255,7 +258,7 @@ async fn skip_resolves_a_parked_event_and_the_fault_clears() -> anyhow::Result<(
     )
     .await?;
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     wait_parked(&rt.db, "vms", poison).await?;
     wait_parked(&rt.db, "audit_log", poison).await?;
     wait_health(&env, "vms", HealthState::Degraded).await?;
@@ -273,7 +276,7 @@ async fn skip_resolves_a_parked_event_and_the_fault_clears() -> anyhow::Result<(
     assert_eq!(skipped.resolved.as_deref(), Some("skipped"));
     assert!(skipped.resolved_at.is_some());
     let health = wait_health(&env, "vms", HealthState::Ok).await?;
-    assert_eq!(health["parked"], 0);
+    assert_eq!(health.state.parked, 0);
     assert_eq!(
         parked::status(&rt, &VmsProjection).await?.health.state,
         HealthState::Ok
@@ -289,8 +292,12 @@ async fn skip_resolves_a_parked_event_and_the_fault_clears() -> anyhow::Result<(
         parked::status(&rt, &AuditLog).await?.health.state,
         HealthState::Degraded
     );
-    let vms_status = last_status(&env.js, &fault_subject("vms")).await?;
-    assert_eq!(vms_status.expect("a health status")["state"], "ok");
+    let vms_status: Option<Status<ProjectionHealth>> =
+        last_status(&env.js, &fault_subject("vms")?).await?;
+    assert_eq!(
+        vms_status.expect("a health status").state.status,
+        HealthState::Ok
+    );
 
     service.stop().await
 }
@@ -451,8 +458,8 @@ async fn failing_events_in_a_batch_are_found_parked_and_retried_and_the_rest_app
     assert_eq!(parked_events[1].error, "refused until fixed");
     assert_eq!(checkpoint(&rt.db, "notes").await?, *good.last().unwrap());
     let health = wait_health(&env, "notes", HealthState::Degraded).await?;
-    assert_eq!(health["parked"], 2);
-    assert_eq!(health["sequence"], refused);
+    assert_eq!(health.state.parked, 2);
+    assert_eq!(health.state.sequence, Some(refused));
 
     // Run again: nothing before, between or after the parked events is applied twice.
     running.stop().await?;
@@ -501,13 +508,16 @@ async fn failing_events_in_a_batch_are_found_parked_and_retried_and_the_rest_app
         not_parked.to_string().contains("not parked"),
         "{not_parked}"
     );
-    let health = wait_for_status(&env.client, &fault_subject("notes"), WAIT, |s| {
-        s["parked"] == 1
-    })
+    let health = wait_for_status(
+        &env.client,
+        &fault_subject("notes")?,
+        WAIT,
+        |s: &Status<ProjectionHealth>| s.state.parked == 1,
+    )
     .await?;
     assert_eq!(
-        (health["state"].as_str(), &health["sequence"]),
-        (Some("degraded"), &serde_json::json!(nul))
+        (health.state.status, health.state.sequence),
+        (HealthState::Degraded, Some(nul))
     );
 
     // The NUL can only be skipped; then the projection is healthy again.
@@ -524,7 +534,7 @@ async fn an_idle_projection_is_not_behind_after_traffic_on_other_aggregates() ->
     let rt = env.runtime("test", fast_settings()).await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     wait_vm_row(&rt.db, vm, "running").await?;
 
     // Traffic that `vms` does not follow: pods and schedules of two tenants.

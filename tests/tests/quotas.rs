@@ -5,12 +5,13 @@ use std::time::Duration;
 use berth_provisioner::sim::SimConfig;
 use berth_provisioner::usage::Usage;
 use berth_provisioner::ProvisionerConfig;
-use berth_runtime::client::{send_command, status_of, wait_for_status};
+use berth_runtime::client::{send_command, wait_for_status};
 use berth_runtime::store::Repository;
 use berth_runtime::{EventStore, Settings};
-use berth_schemas::subjects::{event_subject, status_subject};
+use berth_schemas::status::{Status, VmState};
+use berth_schemas::subjects::{event_subject, status_subject, StatusKind};
 use berth_schemas::usage::{usage_id, LimitOverrides, SetQuota, TenantCommand, Tier};
-use berth_schemas::vm::{VmCommand, VmTarget};
+use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_schemas::{CommandReply, RejectionCode, TenantId};
 use berth_tests::{
     accepted_id, create_vm, eventually, fast_settings, instant_sim, meta, sim_datacenter, tenant,
@@ -77,7 +78,7 @@ async fn the_free_tiers_second_vm_is_refused_and_destroying_frees_the_quota() ->
     )
     .is_some());
 
-    env.wait_vm_status(&acme, first, "running").await?;
+    env.wait_vm_status(&acme, first, VmStatus::Running).await?;
     env.send(
         &acme,
         &meta(),
@@ -87,7 +88,8 @@ async fn the_free_tiers_second_vm_is_refused_and_destroying_frees_the_quota() ->
         }),
     )
     .await?;
-    env.wait_vm_status(&acme, first, "destroyed").await?;
+    env.wait_vm_status(&acme, first, VmStatus::Destroyed)
+        .await?;
     assert!(
         accepted_id(&env.send(&acme, &meta(), &create_vm("two")).await?).is_some(),
         "destroying freed the quota"
@@ -210,7 +212,7 @@ async fn a_vm_that_fails_for_good_gives_its_quota_back() -> anyhow::Result<()> {
         .await?;
     let acme = tenant("acme");
     let id = accepted_id(&env.send(&acme, &meta(), &create_vm("doomed")).await?).expect("accepted");
-    env.wait_vm_status(&acme, id, "failed").await?;
+    env.wait_vm_status(&acme, id, VmStatus::Failed).await?;
     let usage = Repository::<Usage>::new(EventStore::new(env.js.clone(), "EVENTS"), "test");
     eventually(
         "the failed vm's reservation to be released",
@@ -239,7 +241,7 @@ async fn resize_needs_a_stopped_vm_and_rechecks_the_quota() -> anyhow::Result<()
         .await?;
     let acme = tenant("acme");
     let id = accepted_id(&env.send(&acme, &meta(), &create_vm("web")).await?).expect("accepted");
-    env.wait_vm_status(&acme, id, "running").await?;
+    env.wait_vm_status(&acme, id, VmStatus::Running).await?;
     let resize = |plan| {
         VmCommand::Resize(ResizeVm {
             vm_id: id,
@@ -265,7 +267,7 @@ async fn resize_needs_a_stopped_vm_and_rechecks_the_quota() -> anyhow::Result<()
         }),
     )
     .await?;
-    env.wait_vm_status(&acme, id, "stopped").await?;
+    env.wait_vm_status(&acme, id, VmStatus::Stopped).await?;
     // The free tier allows 2 vCPUs, 4 GB, 20 GB: large (4 / 8 GB / 80 GB) does not fit.
     let too_big = env.send(&acme, &meta(), &resize(Plan::Large)).await?;
     assert_eq!(
@@ -289,18 +291,12 @@ async fn resize_needs_a_stopped_vm_and_rechecks_the_quota() -> anyhow::Result<()
     let CommandReply::Accepted { version, .. } = resized else {
         panic!("{resized:?}")
     };
-    let subject = status_subject(&acme, "vm", &id.to_string())?;
-    let status = wait_for_status(&env.client, &subject, WAIT, |s| {
-        s["version"].as_u64().unwrap_or(0) > version && status_of(s) == Some("stopped")
+    let subject = status_subject(&acme, StatusKind::Vm, &id.to_string())?;
+    let status = wait_for_status(&env.client, &subject, WAIT, |s: &Status<VmState>| {
+        s.version > version && s.state.status == VmStatus::Stopped
     })
     .await?;
-    assert_eq!(
-        (
-            status["state"]["vcpus"].as_u64(),
-            status["state"]["memory_mb"].as_u64()
-        ),
-        (Some(2), Some(4096))
-    );
+    assert_eq!((status.state.vcpus, status.state.memory_mb), (2, 4096));
     let usage = Repository::<Usage>::new(EventStore::new(env.js.clone(), "EVENTS"), "test")
         .load(&acme, usage_id(&acme))
         .await?;

@@ -11,9 +11,9 @@ use berth_provisioner::provider::VmProvider;
 use berth_provisioner::sim::SimProvider;
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::store::{EventStore, StoredEvent};
-use berth_schemas::orphan::{orphan_id, ReconcileReport, RECONCILE_SUBJECT};
-use berth_schemas::subjects::event_subject;
-use berth_schemas::vm::{CreateVm, Plan, VmCommand};
+use berth_schemas::orphan::{orphan_id, ReconcileReport};
+use berth_schemas::subjects::{event_subject, RECONCILE_SUBJECT};
+use berth_schemas::vm::{CreateVm, Plan, VmCommand, VmStatus};
 use berth_schemas::TenantId;
 use berth_tests::{
     accepted_id, docker_server, eventually, fast_settings, instant_sim, meta, sim_datacenter,
@@ -52,7 +52,7 @@ async fn a_lost_machine_is_made_again_and_a_stray_one_is_an_orphan_until_cleaned
         .await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     let machine = format!("berth-vm-{vm}");
 
     let quiet = reconcile(&env, false).await?;
@@ -75,7 +75,7 @@ async fn a_lost_machine_is_made_again_and_a_stray_one_is_an_orphan_until_cleaned
             .filter(|m| m.power == berth_provisioner::provider::PowerState::Running))
     })
     .await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     let history = events_of(&env, &event_subject(&acme, "vm", vm)).await?;
     let tail: Vec<&str> = types(&history).into_iter().rev().take(3).collect();
     assert_eq!(
@@ -158,7 +158,7 @@ async fn on_docker_a_removed_container_comes_back_and_a_hand_made_one_is_reporte
         "berth/busybox:test",
     ));
     let vm = accepted_id(&env.send(&acme, &meta(), &create).await?).expect("accepted");
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     let name = format!("berth-vm-{vm}");
     let first_id = docker.inspect_container(&name, None).await?.id;
 
@@ -175,7 +175,7 @@ async fn on_docker_a_removed_container_comes_back_and_a_hand_made_one_is_reporte
     })
     .await;
     lost_and_back?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
 
     let stray = format!("stray-{}", Uuid::now_v7().simple());
     let labels = HashMap::from([
@@ -228,7 +228,7 @@ async fn the_built_in_reconcile_schedule_drives_reconciliation() -> anyhow::Resu
         .await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     assert!(sim.lose(&format!("berth-vm-{vm}")));
 
     // Fire the every-minute schedule now rather than wait for the minute.
@@ -256,7 +256,7 @@ async fn the_built_in_reconcile_schedule_drives_reconciliation() -> anyhow::Resu
         },
     )
     .await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     service.stop().await?;
     scheduler.stop().await
 }

@@ -35,10 +35,10 @@ use berth_provisioner::provider::{MachineSpec, ProviderError, VmProvider};
 use berth_provisioner::vm::Vm;
 use berth_provisioner::ProvisionerConfig;
 use berth_runtime::store::{Cause, EventStore, Repository, StoredEvent};
-use berth_schemas::orphan::{ReconcileReport, RECONCILE_SUBJECT};
-use berth_schemas::pod::{CreatePod, DebugPods, PodEvent, PodsReport, DEBUG_SUBJECT};
-use berth_schemas::subjects::event_subject;
-use berth_schemas::vm::{CreateVm, Plan, VmCommand, VmEvent, VmRequested};
+use berth_schemas::orphan::ReconcileReport;
+use berth_schemas::pod::{CreatePod, DebugPods, PodEvent, PodStatus, PodsReport};
+use berth_schemas::subjects::{event_subject, PODS_DEBUG_SUBJECT, RECONCILE_SUBJECT};
+use berth_schemas::vm::{CreateVm, Plan, VmCommand, VmEvent, VmRequested, VmStatus};
 use berth_schemas::{Actor, TenantId};
 use berth_tests::pods::{busybox_overrides, pod_config};
 use berth_tests::{accepted_id, docker_server, eventually, fast_settings, meta, TestEnv};
@@ -383,7 +383,7 @@ async fn the_provisioner_never_adopts_and_orphan_cleaning_never_removes_another_
     let (a, b) = two_tenants();
     let create = VmCommand::Create(CreateVm::with_plan("web", Plan::Small, IMAGE));
     let vm = accepted_id(&env.send(&a, &meta(), &create).await?).context("accepted")?;
-    env.wait_vm_status(&a, vm, "running").await?;
+    env.wait_vm_status(&a, vm, VmStatus::Running).await?;
     let name = format!("berth-vm-{vm}");
     let stray = MachineSpec {
         vm_id: Uuid::now_v7(),
@@ -456,7 +456,7 @@ async fn the_provisioner_never_adopts_and_orphan_cleaning_never_removes_another_
                 before,
                 "orphan cleaning left a's machine alone"
             );
-            env.wait_vm_status(&a, vm, "running").await?;
+            env.wait_vm_status(&a, vm, VmStatus::Running).await?;
             Ok(())
         },
         async {
@@ -473,7 +473,7 @@ async fn the_provisioner_never_adopts_and_orphan_cleaning_never_removes_another_
 
 async fn pods_debug(env: &TestEnv, clean_orphans: bool) -> anyhow::Result<PodsReport> {
     let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
-    let reply = berth_runtime::client::request(&env.client, DEBUG_SUBJECT, body).await?;
+    let reply = berth_runtime::client::request(&env.client, PODS_DEBUG_SUBJECT, body).await?;
     serde_json::from_slice(&reply.payload).context("a pods report")
 }
 
@@ -500,7 +500,7 @@ async fn pod_lifecycle_never_adopts_and_orphan_cleaning_never_removes_another_te
         .await?;
     let (a, b) = two_tenants();
     let id = env.create_pod(&a, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(&a, id, "running").await?;
+    env.wait_pod_status(&a, id, PodStatus::Running).await?;
     let (container, volume) = (workload_name(id), volume_name(id));
     let mount = "/home/node/.n8n";
     let stray = volume_name(Uuid::now_v7());

@@ -26,14 +26,15 @@ use berth_provisioner::server::Server;
 use berth_provisioner::sim::{SimConfig, SimProvider};
 use berth_provisioner::usage::Usage;
 use berth_provisioner::ProvisionerConfig;
-use berth_runtime::client::{status_of, wait_for_status};
+use berth_runtime::client::wait_for_status;
 use berth_runtime::store::{Aggregate, EventStore, Repository};
 use berth_runtime::Settings;
-use berth_schemas::pod::{PodCommand, PodTarget};
+use berth_schemas::pod::{PodCommand, PodStatus, PodTarget};
 use berth_schemas::server::server_id;
-use berth_schemas::subjects::{event_subject, status_subject};
+use berth_schemas::status::{Status, VmState};
+use berth_schemas::subjects::{event_subject, status_subject, StatusKind};
 use berth_schemas::usage::{usage_id, Tier};
-use berth_schemas::vm::{VmCommand, VmTarget};
+use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_schemas::{CommandReply, TenantId};
 use berth_tests::pods::pod_config;
 use berth_tests::{eventually, fast_settings, meta, sim_datacenter, tenant, TestEnv};
@@ -265,14 +266,16 @@ async fn vm_status_after(
     env: &TestEnv,
     tenant: &TenantId,
     id: Uuid,
-    wanted: &str,
+    wanted: VmStatus,
     version: u64,
-) -> anyhow::Result<serde_json::Value> {
-    let subject = status_subject(tenant, "vm", &id.to_string())?;
-    Ok(wait_for_status(&env.client, &subject, WAIT, |s| {
-        status_of(s) == Some(wanted) && s["version"].as_u64().unwrap_or(0) >= version
-    })
-    .await?)
+) -> anyhow::Result<Status<VmState>> {
+    let subject = status_subject(tenant, StatusKind::Vm, &id.to_string())?;
+    Ok(
+        wait_for_status(&env.client, &subject, WAIT, |s: &Status<VmState>| {
+            s.state.status == wanted && s.version >= version
+        })
+        .await?,
+    )
 }
 
 async fn machine_power(sim: &SimProvider, vm: Uuid) -> anyhow::Result<Option<PowerState>> {
@@ -290,7 +293,7 @@ async fn a_vm_whose_stop_fails_for_good_is_degraded_keeps_everything_and_recover
         .await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     assert_eq!(
         (reserved(&env, &acme).await?, allocated(&env).await?),
         (1, 1)
@@ -298,8 +301,8 @@ async fn a_vm_whose_stop_fails_for_good_is_degraded_keeps_everything_and_recover
 
     faults.set("stop", Fault::Broken);
     let version = accepted(&env, &acme, &VmCommand::Stop(vm_target(vm))).await?;
-    let status = vm_status_after(&env, &acme, vm, "degraded", version).await?;
-    let reason = status["reason"].as_str().unwrap_or_default();
+    let status = vm_status_after(&env, &acme, vm, VmStatus::Degraded, version).await?;
+    let reason = status.reason().unwrap_or_default();
     assert!(
         reason.starts_with("stop failed after 1 attempt: injected fault: stop is broken"),
         "{reason}"
@@ -327,7 +330,7 @@ async fn a_vm_whose_stop_fails_for_good_is_degraded_keeps_everything_and_recover
         .contains("injected fault"));
     assert_eq!(
         header("Berth-Dlq-Subject"),
-        Some(format!("evt.acme.vm.{vm}"))
+        Some(event_subject(&acme, "vm", vm))
     );
     assert_eq!(header("Berth-Dlq-Deliveries").as_deref(), Some("1"));
     assert!(
@@ -346,7 +349,7 @@ async fn a_vm_whose_stop_fails_for_good_is_degraded_keeps_everything_and_recover
     // The provider recovers; retry asks for the stop again.
     faults.heal("stop");
     let version = accepted(&env, &acme, &VmCommand::Retry(vm_target(vm))).await?;
-    vm_status_after(&env, &acme, vm, "stopped", version).await?;
+    vm_status_after(&env, &acme, vm, VmStatus::Stopped, version).await?;
     assert_eq!(machine_power(&sim, vm).await?, Some(PowerState::Stopped));
     assert_eq!(
         (reserved(&env, &acme).await?, allocated(&env).await?),
@@ -357,7 +360,7 @@ async fn a_vm_whose_stop_fails_for_good_is_degraded_keeps_everything_and_recover
     // releases nothing until the provider has confirmed it.
     faults.set("start", Fault::Broken);
     let version = accepted(&env, &acme, &VmCommand::Start(vm_target(vm))).await?;
-    vm_status_after(&env, &acme, vm, "degraded", version).await?;
+    vm_status_after(&env, &acme, vm, VmStatus::Degraded, version).await?;
     faults.set("destroy", Fault::Outage);
     let destroys = faults.calls("destroy");
     let version = accepted(&env, &acme, &VmCommand::Destroy(vm_target(vm))).await?;
@@ -372,7 +375,7 @@ async fn a_vm_whose_stop_fails_for_good_is_degraded_keeps_everything_and_recover
     );
     assert!(machine_power(&sim, vm).await?.is_some());
     faults.heal("destroy");
-    vm_status_after(&env, &acme, vm, "destroyed", version).await?;
+    vm_status_after(&env, &acme, vm, VmStatus::Destroyed, version).await?;
     assert_eq!(machine_power(&sim, vm).await?, None);
     eventually("the release", WAIT, || async {
         Ok((reserved(&env, &acme).await? == 0 && allocated(&env).await? == 0).then_some(()))
@@ -395,12 +398,12 @@ async fn a_stop_failing_transiently_past_max_deliver_degrades_the_vm_and_is_retr
         .await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
 
     faults.set("stop", Fault::Outage);
     let version = accepted(&env, &acme, &VmCommand::Stop(vm_target(vm))).await?;
-    let status = vm_status_after(&env, &acme, vm, "degraded", version).await?;
-    let reason = status["reason"].as_str().unwrap_or_default();
+    let status = vm_status_after(&env, &acme, vm, VmStatus::Degraded, version).await?;
+    let reason = status.reason().unwrap_or_default();
     assert!(
         reason.starts_with("stop failing after 3 attempts, still retrying: injected outage"),
         "{reason}"
@@ -426,7 +429,7 @@ async fn a_stop_failing_transiently_past_max_deliver_degrades_the_vm_and_is_retr
 
     // The outage ends: the VM gets where it was asked to be, no command needed.
     faults.heal("stop");
-    vm_status_after(&env, &acme, vm, "stopped", version).await?;
+    vm_status_after(&env, &acme, vm, VmStatus::Stopped, version).await?;
     assert_eq!(machine_power(&sim, vm).await?, Some(PowerState::Stopped));
     assert_eq!(
         (reserved(&env, &acme).await?, allocated(&env).await?),
@@ -467,8 +470,8 @@ async fn a_failed_provision_is_undone_once_and_released_only_after_the_destroy_i
     assert_ne!(status, Some(berth_schemas::vm::VmStatus::Failed));
 
     faults.heal("destroy");
-    let status = env.wait_vm_status(&acme, vm, "failed").await?;
-    let reason = status["reason"].as_str().unwrap_or_default();
+    let status = env.wait_vm_status(&acme, vm, VmStatus::Failed).await?;
+    let reason = status.reason().unwrap_or_default();
     assert!(
         reason.starts_with("provision failed: injected fault: create broke after it acted"),
         "{reason}"
@@ -545,14 +548,14 @@ async fn a_call_that_hangs_is_abandoned_at_its_deadline_and_retried_without_a_re
         .await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     let delivered = deliveries_when_quiet(&env).await?;
     let events = vm_events(&env, &acme, &[vm]).await?;
 
     faults.set("stop", Fault::HangOnce);
     let started = Instant::now();
     let version = accepted(&env, &acme, &VmCommand::Stop(vm_target(vm))).await?;
-    vm_status_after(&env, &acme, vm, "stopped", version).await?;
+    vm_status_after(&env, &acme, vm, VmStatus::Stopped, version).await?;
     let took = started.elapsed();
     assert_eq!(
         faults.abandoned.load(Ordering::SeqCst),
@@ -598,7 +601,7 @@ async fn waiting_in_line_for_a_provider_slot_spends_no_delivery() -> anyhow::Res
         vms.push(env.create(&acme, &format!("vm-{n}")).await?);
     }
     for vm in &vms {
-        env.wait_vm_status(&acme, *vm, "running").await?;
+        env.wait_vm_status(&acme, *vm, VmStatus::Running).await?;
     }
     let delivered = deliveries_when_quiet(&env).await?;
     let events = vm_events(&env, &acme, &vms).await?;
@@ -610,7 +613,7 @@ async fn waiting_in_line_for_a_provider_slot_spends_no_delivery() -> anyhow::Res
         .collect();
     futures::future::try_join_all(stops.iter().map(|stop| accepted(&env, &acme, stop))).await?;
     for vm in &vms {
-        env.wait_vm_status(&acme, *vm, "stopped").await?;
+        env.wait_vm_status(&acme, *vm, VmStatus::Stopped).await?;
     }
     let took = started.elapsed();
     let new_events = vm_events(&env, &acme, &vms).await? - events;
@@ -705,7 +708,7 @@ async fn a_pod_whose_restart_fails_keeps_its_data_and_is_degraded() -> anyhow::R
         .await?;
     let acme = tenant("acme");
     let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(&acme, id, "running").await?;
+    env.wait_pod_status(&acme, id, PodStatus::Running).await?;
     sim.write_file(id, DATA, "[1, 2, 3]")?;
 
     faults.set("restart", Fault::Broken);
@@ -713,8 +716,10 @@ async fn a_pod_whose_restart_fails_keeps_its_data_and_is_degraded() -> anyhow::R
         pod_id: id,
         expected_version: None,
     });
-    let status = env.pod_command_until(&acme, &restart, "degraded").await?;
-    let reason = status["reason"].as_str().unwrap_or_default();
+    let status = env
+        .pod_command_until(&acme, &restart, PodStatus::Degraded)
+        .await?;
+    let reason = status.reason().unwrap_or_default();
     assert!(
         reason.starts_with("restart failed after 1 attempt: injected fault: restart is broken"),
         "{reason}"
@@ -726,7 +731,8 @@ async fn a_pod_whose_restart_fails_keeps_its_data_and_is_degraded() -> anyhow::R
 
     // Its owner restarts it again once the runtime works.
     faults.heal("restart");
-    env.pod_command_until(&acme, &restart, "running").await?;
+    env.pod_command_until(&acme, &restart, PodStatus::Running)
+        .await?;
     assert_eq!(sim.read_file(id, DATA).as_deref(), Some("[1, 2, 3]"));
     pods.stop().await
 }
@@ -747,8 +753,8 @@ async fn a_pod_whose_first_deploy_fails_is_undone() -> anyhow::Result<()> {
     // The volume is made, then the workload is refused: half a pod.
     faults.set("deploy", Fault::Broken);
     let id = env.create_pod(&acme, "flows", "n8n", "basic").await?;
-    let status = env.wait_pod_status(&acme, id, "failed").await?;
-    let reason = status["reason"].as_str().unwrap_or_default();
+    let status = env.wait_pod_status(&acme, id, PodStatus::Failed).await?;
+    let reason = status.reason().unwrap_or_default();
     assert!(
         reason.starts_with("deploy failed: injected fault: deploy is broken"),
         "{reason}"

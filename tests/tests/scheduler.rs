@@ -20,7 +20,7 @@ use berth_schemas::schedule::{
     SLOTS_AGGREGATE,
 };
 use berth_schemas::subjects::event_subject;
-use berth_schemas::vm::{VmCommand, VmTarget};
+use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_schemas::{CommandReply, CommandSet, RejectionCode, TenantId};
 use berth_tests::{accepted_id, eventually, fast_settings, instant_sim, meta, tenant, TestEnv};
 use chrono::{DateTime, Utc};
@@ -457,7 +457,7 @@ async fn a_tenant_timer_stops_its_own_vm_once_as_the_schedule() -> anyhow::Resul
     let scheduler = env.scheduler(fast_settings()).await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "nightly").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     let stop = VmCommand::Stop(VmTarget {
         vm_id: vm,
         expected_version: None,
@@ -465,7 +465,7 @@ async fn a_tenant_timer_stops_its_own_vm_once_as_the_schedule() -> anyhow::Resul
     let body: serde_json::Value = serde_json::from_slice(&stop.body())?;
     let set = timer_in("stop-for-the-night", 1, command(&acme, "vm", "stop", body));
     assert!(accepted_id(&timer(&env, &acme, set).await?).is_some());
-    env.wait_vm_status(&acme, vm, "stopped").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Stopped).await?;
 
     let id = schedule_id(&acme, &timer_name("stop-for-the-night"));
     let fires = wait_for_fires(&env, &acme, &timer_name("stop-for-the-night"), 1).await?;

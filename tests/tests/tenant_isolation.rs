@@ -15,8 +15,10 @@ use berth_runtime::clock::ManualClock;
 use berth_schemas::access::{self, Sender, COMMANDS};
 use berth_schemas::billing::{CreateSubscription, SubscriptionCommand};
 use berth_schemas::command::CommandMeta;
+use berth_schemas::pod::PodStatus;
 use berth_schemas::schedule::{Action, SetSchedule, SetTimer, TimerCommand, When};
-use berth_schemas::vm::{CreateVm, VmCommand};
+use berth_schemas::subjects::{command_subject, tenant_events_filter};
+use berth_schemas::vm::{CreateVm, VmCommand, VmStatus};
 use berth_schemas::{Actor, CommandReply, CommandSet, RejectionCode, TenantId};
 use berth_tests::billing::billing_config;
 use berth_tests::docker::{engine, sh};
@@ -159,7 +161,7 @@ async fn send_as(
     if let Some((name, value)) = extra_header {
         headers.insert(name, value);
     }
-    let subject = format!("cmd.{sender}.{kind}.{action}");
+    let subject = command_subject(sender, kind, action);
     match env
         .client
         .request_with_headers(subject, headers, serde_json::to_vec(body)?.into())
@@ -175,7 +177,9 @@ async fn send_as(
 async fn events_of(env: &TestEnv, tenant: &TenantId) -> anyhow::Result<BTreeMap<String, u64>> {
     use futures::StreamExt;
     let stream = env.js.get_stream("EVENTS").await?;
-    let mut subjects = stream.info_with_subjects(format!("evt.{tenant}.>")).await?;
+    let mut subjects = stream
+        .info_with_subjects(tenant_events_filter(tenant))
+        .await?;
     let mut found = BTreeMap::new();
     while let Some(entry) = subjects.next().await {
         let (subject, count) = entry?;
@@ -317,9 +321,9 @@ async fn every_command_of_b_leaves_a_alone(
     env.open_account(a, "EUR").await?;
     let create = VmCommand::Create(CreateVm::with_size("web", 1, 512, 10, vm_image));
     let vm = accepted_id(&env.send(a, &meta(), &create).await?).expect("a's VM");
-    env.wait_vm_status(a, vm, "running").await?;
+    env.wait_vm_status(a, vm, VmStatus::Running).await?;
     let pod = env.create_pod(a, "flows", "n8n", "basic").await?;
-    env.wait_pod_status(a, pod, "running").await?;
+    env.wait_pod_status(a, pod, PodStatus::Running).await?;
     workloads.write(pod, "[1, 2, 3]").await?;
     let subscribe = SubscriptionCommand::Create(CreateSubscription {
         subscription_id: None,
@@ -478,8 +482,8 @@ async fn every_command_of_b_leaves_a_alone(
         );
     }
     assert_eq!(workloads.read(pod).await?.as_deref(), Some("[1, 2, 3]"));
-    let status = env.wait_vm_status(a, vm, "running").await?;
-    assert_eq!(status["tenant"], a.as_str());
+    let status = env.wait_vm_status(a, vm, VmStatus::Running).await?;
+    assert_eq!(&status.tenant, a);
     Ok(())
 }
 

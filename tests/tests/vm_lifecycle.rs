@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use berth_provisioner::projection;
-use berth_runtime::client::{status_of, wait_for_status};
+use berth_runtime::client::wait_for_status;
 use berth_schemas::envelope::{missing_attributes, NatsBinary};
 use berth_schemas::json_schema::event_schema_file;
-use berth_schemas::subjects::status_subject;
-use berth_schemas::vm::{VmCommand, VmTarget};
+use berth_schemas::status::{Status, VmState};
+use berth_schemas::subjects::{event_subject, status_subject, StatusKind};
+use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_schemas::CommandReply;
 use berth_tests::{
     accepted_id, create_vm, eventually, fast_settings, instant_sim, meta, tenant, TestEnv,
@@ -36,20 +37,24 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
         "create with start decides requested + start_requested"
     );
 
-    let status = env.wait_vm_status(&tenant("acme"), id, "running").await?;
-    assert_eq!(status["tenant"], "acme");
-    assert!(status["state"]["host"]
-        .as_str()
+    let status = env
+        .wait_vm_status(&tenant("acme"), id, VmStatus::Running)
+        .await?;
+    assert_eq!(status.tenant.as_str(), "acme");
+    assert!(status
+        .state
+        .host
+        .as_deref()
         .is_some_and(|h| h.starts_with("sim-host-")));
     let row = eventually("the vms row to say running", WAIT, || async {
         Ok(projection::get(&service.db, id)
             .await?
-            .filter(|row| row.status == "running"))
+            .filter(|row| row.status == VmStatus::Running))
     })
     .await?;
     assert_eq!(row.tenant, "acme");
     assert_eq!(row.name, "web");
-    assert_eq!(row.version as u64, status["version"].as_u64().unwrap());
+    assert_eq!(row.version as u64, status.version);
 
     // stop → stopped, start → running, destroy → destroyed, each announced.
     for (command, settled) in [
@@ -58,44 +63,44 @@ async fn create_reaches_running_in_postgres_and_on_the_status_subject() -> anyho
                 vm_id: id,
                 expected_version: None,
             }),
-            "stopped",
+            VmStatus::Stopped,
         ),
         (
             VmCommand::Start(VmTarget {
                 vm_id: id,
                 expected_version: None,
             }),
-            "running",
+            VmStatus::Running,
         ),
         (
             VmCommand::Restart(VmTarget {
                 vm_id: id,
                 expected_version: None,
             }),
-            "running",
+            VmStatus::Running,
         ),
         (
             VmCommand::Recreate(VmTarget {
                 vm_id: id,
                 expected_version: None,
             }),
-            "running",
+            VmStatus::Running,
         ),
         (
             VmCommand::Destroy(VmTarget {
                 vm_id: id,
                 expected_version: None,
             }),
-            "destroyed",
+            VmStatus::Destroyed,
         ),
     ] {
         let reply = env.send(&acme, &meta(), &command).await?;
         let CommandReply::Accepted { version, .. } = reply else {
             panic!("{command:?} rejected: {reply:?}")
         };
-        let subject = status_subject(&acme, "vm", &id.to_string())?;
-        wait_for_status(&env.client, &subject, WAIT, |s| {
-            s["version"].as_u64().unwrap_or(0) > version && status_of(s) == Some(settled)
+        let subject = status_subject(&acme, StatusKind::Vm, &id.to_string())?;
+        wait_for_status(&env.client, &subject, WAIT, |s: &Status<VmState>| {
+            s.version > version && s.state.status == settled
         })
         .await?;
     }
@@ -125,7 +130,8 @@ async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() ->
     let acme = tenant("acme");
     let id =
         accepted_id(&env.send(&acme, &meta(), &create_vm("web")).await?).expect("create accepted");
-    env.wait_vm_status(&tenant("acme"), id, "running").await?;
+    env.wait_vm_status(&tenant("acme"), id, VmStatus::Running)
+        .await?;
     let command = meta();
     env.send(
         &acme,
@@ -136,7 +142,8 @@ async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() ->
         }),
     )
     .await?;
-    env.wait_vm_status(&tenant("acme"), id, "stopped").await?;
+    env.wait_vm_status(&tenant("acme"), id, VmStatus::Stopped)
+        .await?;
 
     let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/json");
     let stream = env.js.get_stream("EVENTS").await?;
@@ -200,7 +207,7 @@ async fn every_event_is_a_complete_cloudevent_whose_body_matches_its_schema() ->
     assert!(seen_types.contains(&"berth.vm.stopped.v1".to_owned()));
     // The stop's events carry the command as their cause.
     let stop_events: Vec<_> = berth_runtime::EventStore::new(env.js.clone(), "EVENTS")
-        .read(&format!("evt.acme.vm.{id}"), 0)
+        .read(&event_subject(&acme, "vm", id), 0)
         .await?
         .into_iter()
         .filter(|e| e.meta.causation_id == command.id)

@@ -1,6 +1,8 @@
-//! What queries answer with: one row of each read model as people see it (the owning
-//! service's projection table, field for field and in its order), the service catalog,
-//! and a rendered notification.
+//! What queries answer with beyond the status states: rows of read models that publish
+//! no status (volumes, usage) or carry more than their status (subscriptions, invoices),
+//! the service catalog, and a rendered notification. VMs, servers, pods, schedules,
+//! notifications and accounts are answered as their [`crate::status`] states, so a list
+//! and a live status of the same thing are one type.
 //!
 //! Each owning service checks in a test that its own rows read back as these unchanged.
 
@@ -12,71 +14,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::TenantId;
-
-/// A VM (`vm.list`, `vm.get`), as also published on `status.<tenant>.vm.<id>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VmRow {
-    pub id: Uuid,
-    pub tenant: TenantId,
-    pub name: String,
-    pub status: String,
-    pub desired_running: bool,
-    pub vcpus: i32,
-    pub memory_mb: i32,
-    pub disk_gb: i32,
-    pub image: String,
-    pub plan: Option<String>,
-    pub region: Option<String>,
-    pub host: Option<String>,
-    pub provider_ref: Option<String>,
-    pub reason: Option<String>,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A server with its capacity used and free (`server.list`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServerRow {
-    pub id: Uuid,
-    pub name: String,
-    pub region: String,
-    pub provider: String,
-    pub status: String,
-    pub vms: i64,
-    pub capacity_vcpus: i64,
-    pub capacity_memory_mb: i64,
-    pub capacity_disk_gb: i64,
-    pub used_vcpus: i64,
-    pub used_memory_mb: i64,
-    pub used_disk_gb: i64,
-    pub version: i64,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A pod (`pod.list`, `pod.get`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PodRow {
-    pub id: Uuid,
-    pub tenant: TenantId,
-    pub name: String,
-    pub service: String,
-    pub variant: String,
-    pub subscription_id: Option<Uuid>,
-    pub status: String,
-    pub replicas: i32,
-    pub runtime: Option<String>,
-    pub image: String,
-    pub volume_mb: i32,
-    pub reason: Option<String>,
-    pub purge_after: Option<DateTime<Utc>>,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
 
 /// A pod volume (`volume.list`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -91,22 +28,6 @@ pub struct VolumeRow {
     pub mount_path: String,
     pub storage_class: Option<String>,
     pub updated_at: DateTime<Utc>,
-}
-
-/// A billing account (`account.list`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AccountRow {
-    pub tenant: TenantId,
-    pub name: String,
-    pub billing_email: String,
-    pub tier: String,
-    pub currency: String,
-    /// `active`, `suspended` or `closed`.
-    pub status: String,
-    pub balance_due_minor: i64,
-    pub open_invoices: i32,
-    pub version: i64,
 }
 
 /// A subscription (`subscription.list`).
@@ -151,47 +72,6 @@ pub struct InvoiceRow {
     pub issued_at: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
     pub lines: serde_json::Value,
-}
-
-/// A cron schedule or a one-shot timer (`schedule.list`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleRow {
-    pub id: Uuid,
-    pub tenant: TenantId,
-    pub name: String,
-    /// `cron` or `at`.
-    pub kind: String,
-    /// The cron expression and zone, or the instant.
-    pub timing: String,
-    pub status: String,
-    pub fires: i64,
-    pub last_due: Option<DateTime<Utc>>,
-    /// As of the last event: the next due time after `last_due` (or after creation).
-    pub next_due: Option<DateTime<Utc>>,
-    pub version: i64,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A mail or webhook post (`notification.list`, `notification.get`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationRow {
-    pub id: Uuid,
-    pub tenant: TenantId,
-    pub rule: String,
-    pub channel: String,
-    pub recipient: String,
-    pub source_event_id: Uuid,
-    pub source_event_type: String,
-    /// `pending`, `retrying`, `sent` or `failed`.
-    pub status: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub requested_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i64,
 }
 
 /// What a notification template rendered (`notification.preview`).

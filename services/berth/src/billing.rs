@@ -9,10 +9,12 @@ use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::billing::{
     AccountCommand, BillingCommand, CancelSubscription, CheckOverdue, CreateSubscription,
     OpenAccount, PaymentCommand, RecordPayment, RunInvoices, RunMeter, SubscriptionCommand,
-    SubscriptionTarget,
+    SubscriptionTarget, BILLING_COMMANDS,
 };
-use berth_schemas::query::rows::{AccountRow, InvoiceRow, SubscriptionRow, UsageRow};
+use berth_schemas::query::rows::{InvoiceRow, SubscriptionRow, UsageRow};
 use berth_schemas::query::{TenantFilter, ACCOUNT, INVOICE, SUBSCRIPTION, USAGE};
+use berth_schemas::status::AccountState;
+use berth_schemas::subjects::command_subject;
 use berth_schemas::usage::Tier;
 use berth_schemas::{CommandReply, CommandSet, Rejection, TenantId};
 use clap::{Args, Subcommand};
@@ -120,7 +122,7 @@ pub enum BillingCommandLine {
 pub async fn run(command: BillingCommandLine) -> anyhow::Result<()> {
     match command {
         BillingCommandLine::Accounts(l) => {
-            let rows: Vec<AccountRow> = reads::list(&l.connect, ACCOUNT, l.filter())
+            let rows: Vec<AccountState> = reads::list(&l.connect, ACCOUNT, l.filter())
                 .await
                 .context("reading accounts")?;
             print(
@@ -313,7 +315,7 @@ pub(crate) async fn send(
 
 async fn operator_run(connect: &ConnectArgs, command: BillingCommand) -> anyhow::Result<()> {
     let nats = connect_nats("cli", connect).await?;
-    let subject = format!("cmd.system.billing.{}", command.action());
+    let subject = command_subject(&TenantId::system(), BILLING_COMMANDS, command.action());
     let reply = tokio::time::timeout(
         Duration::from_secs(600),
         berth_runtime::client::request(&nats, subject.clone(), command.body()),

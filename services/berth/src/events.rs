@@ -4,7 +4,7 @@ use anyhow::Context;
 use async_nats::jetstream::{self, consumer, consumer::DeliverPolicy};
 use berth_runtime::store::StoredEvent;
 use berth_runtime::{connect_nats, ConnectArgs};
-use berth_schemas::subjects::EVENTS_STREAM;
+use berth_schemas::subjects::{events_filter, id_event_filter, EVENTS_STREAM};
 use berth_schemas::TenantId;
 use clap::Subcommand;
 use futures::StreamExt;
@@ -130,11 +130,7 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             since,
             output,
         } => {
-            let filter = format!(
-                "evt.{}.{}.*",
-                tenant.as_ref().map_or("*", TenantId::as_str),
-                kind.as_deref().unwrap_or("*")
-            );
+            let filter = events_filter(tenant.as_ref(), kind.as_deref());
             berth_schemas::ids::validate_subject_token("kind", kind.as_deref().unwrap_or("x"))?;
             let policy = match (since_seq, since) {
                 (Some(start_sequence), _) => DeliverPolicy::ByStartSequence { start_sequence },
@@ -169,12 +165,8 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<()> {
             connect,
             output,
         } => {
-            let (pending, mut messages) = ordered(
-                &connect,
-                format!("evt.*.*.{aggregate_id}"),
-                DeliverPolicy::All,
-            )
-            .await?;
+            let (pending, mut messages) =
+                ordered(&connect, id_event_filter(aggregate_id), DeliverPolicy::All).await?;
             if pending == 0 {
                 anyhow::bail!("no events for {aggregate_id}");
             }

@@ -7,10 +7,11 @@ use anyhow::{bail, Context};
 use berth_runtime::client::query;
 use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::notification::{NotificationCommand, NotificationTarget};
-use berth_schemas::query::rows::{NotificationRow, Rendered};
+use berth_schemas::query::rows::Rendered;
 use berth_schemas::query::{
     GetRequest, NotificationFilter, PreviewRequest, PreviewSource, GET, NOTIFICATION, PREVIEW,
 };
+use berth_schemas::status::NotificationState;
 use berth_schemas::{CommandSet, TenantId};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
@@ -87,7 +88,7 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
                 status: list.failed.then(|| "failed".to_owned()).or(list.status),
             };
             let limit = usize::try_from(list.limit).unwrap_or(0);
-            let rows: Vec<NotificationRow> =
+            let rows: Vec<NotificationState> =
                 reads::list_at_most(&list.connect, NOTIFICATION, filter, Some(limit))
                     .await
                     .context("reading notifications")?;
@@ -133,7 +134,7 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
             let row = notification(&common.connect, id).await?.with_context(|| {
                 format!("no notification {id} (`berth notifications list --failed`)")
             })?;
-            common.tenant = row.tenant;
+            common.tenant = TenantId::parse(&row.tenant)?;
             let retry = NotificationCommand::Retry(NotificationTarget {
                 notification_id: id,
             });
@@ -144,7 +145,10 @@ pub async fn run(command: NotificationsCommand) -> anyhow::Result<()> {
 }
 
 /// The notification as the notifier shows it.
-async fn notification(connect: &ConnectArgs, id: Uuid) -> anyhow::Result<Option<NotificationRow>> {
+async fn notification(
+    connect: &ConnectArgs,
+    id: Uuid,
+) -> anyhow::Result<Option<NotificationState>> {
     reads::ask(connect, NOTIFICATION, GET, &GetRequest { id }).await
 }
 

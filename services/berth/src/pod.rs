@@ -6,15 +6,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use berth_runtime::client::{send_command, status_of, wait_for_status};
+use berth_runtime::client::{send_command, send_command_with_output, wait_for_status};
 use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::pod::{
-    CreatePod, DebugPods, DeletePod, EndPod, PodCommand as Command, PodLogs, PodTarget, PodsReport,
-    ResetPod, ScalePod, UpdatePodConfig, DEBUG_SUBJECT,
+    CreatePod, DebugPods, DeletePod, EndPod, PodCommand as Command, PodLogs, PodStatus, PodTarget,
+    PodsReport, ResetPod, ScalePod, UpdatePodConfig,
 };
-use berth_schemas::query::rows::{Catalog, PodRow, VolumeRow};
+use berth_schemas::query::rows::{Catalog, VolumeRow};
 use berth_schemas::query::{EmptyRequest, GetRequest, TenantFilter, CATALOG, GET, POD, VOLUME};
-use berth_schemas::subjects::status_subject;
+use berth_schemas::status::PodState;
+use berth_schemas::status::Status;
+use berth_schemas::subjects::{status_subject, StatusKind, PODS_DEBUG_SUBJECT};
+use berth_schemas::vm::ExecOutput;
 use berth_schemas::{CommandReply, CommandSet, Rejection, TenantId};
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -181,7 +184,7 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
             let filter = TenantFilter {
                 tenant: (!all_tenants).then_some(tenant),
             };
-            let rows: Vec<PodRow> = reads::list(&connect, POD, filter)
+            let rows: Vec<PodState> = reads::list(&connect, POD, filter)
                 .await
                 .context("reading pods")?;
             let header = [
@@ -243,9 +246,13 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
                 env: env.into_iter().collect(),
             }),
             common,
-            "running",
+            PodStatus::Running,
         ),
-        PodCommand::Restart(t) => (Command::Restart(target(t.pod_id)), t.common, "running"),
+        PodCommand::Restart(t) => (
+            Command::Restart(target(t.pod_id)),
+            t.common,
+            PodStatus::Running,
+        ),
         PodCommand::Reset {
             pod_id,
             confirm,
@@ -257,7 +264,7 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
                 expected_version: None,
             }),
             common,
-            "running",
+            PodStatus::Running,
         ),
         PodCommand::Scale {
             pod_id,
@@ -270,7 +277,11 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
                 expected_version: None,
             }),
             common,
-            if replicas == 0 { "stopped" } else { "running" },
+            if replicas == 0 {
+                PodStatus::Stopped
+            } else {
+                PodStatus::Running
+            },
         ),
         PodCommand::Delete {
             pod_id,
@@ -283,7 +294,7 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
                 expected_version: None,
             }),
             common,
-            "deleted",
+            PodStatus::Deleted,
         ),
         PodCommand::UpdateConfig {
             pod_id,
@@ -296,7 +307,7 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
                 expected_version: None,
             }),
             common,
-            "running",
+            PodStatus::Running,
         ),
         PodCommand::Expire(t) => (
             Command::Expire(EndPod {
@@ -304,7 +315,7 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
                 at: None,
             }),
             t.common,
-            "expired",
+            PodStatus::Expired,
         ),
         PodCommand::Cancel(t) => (
             Command::Cancel(EndPod {
@@ -312,14 +323,18 @@ pub async fn run(command: PodCommand) -> anyhow::Result<()> {
                 at: None,
             }),
             t.common,
-            "expired",
+            PodStatus::Expired,
         ),
-        PodCommand::Renew(t) => (Command::Renew(target(t.pod_id)), t.common, "running"),
+        PodCommand::Renew(t) => (
+            Command::Renew(target(t.pod_id)),
+            t.common,
+            PodStatus::Running,
+        ),
     };
     send(command, &common, settled).await
 }
 
-async fn send(command: Command, common: &Common, settled: &str) -> anyhow::Result<()> {
+async fn send(command: Command, common: &Common, settled: PodStatus) -> anyhow::Result<()> {
     let nats = connect_nats("cli", &common.connect).await?;
     let meta = common.meta();
     let reply = send_command(
@@ -351,30 +366,31 @@ async fn send(command: Command, common: &Common, settled: &str) -> anyhow::Resul
     // An operator's command on `system` lands on the pod's own tenant's status subject.
     let tenant = if common.tenant.as_str() == berth_schemas::ids::SYSTEM_TENANT {
         let row = pod_row(&common.connect, *aggregate_id).await?;
-        row.context("the pod is not projected yet")?.tenant
+        let tenant = row.context("the pod is not projected yet")?.tenant;
+        TenantId::parse(&tenant)?
     } else {
         common.tenant.clone()
     };
-    let subject = status_subject(&tenant, "pod", &aggregate_id.to_string())?;
+    let subject = status_subject(&tenant, StatusKind::Pod, &aggregate_id.to_string())?;
     let expected = *version + u64::from(!events.is_empty());
-    let status = wait_for_status(&nats, &subject, Duration::from_secs(common.timeout), |s| {
-        let current = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        current >= expected
-            && matches!(status_of(s), Some(st) if st == settled || st == "failed" || st == "degraded")
+    let timeout = Duration::from_secs(common.timeout);
+    let status = wait_for_status(&nats, &subject, timeout, |s: &Status<PodState>| {
+        s.version >= expected
+            && (s.state.status == settled
+                || matches!(s.state.status, PodStatus::Failed | PodStatus::Degraded))
     })
     .await?;
-    let reason = status["reason"].as_str().unwrap_or("no reason given");
-    match status_of(&status) {
-        Some("failed") => bail!("pod {aggregate_id} failed: {reason}"),
-        Some("degraded") => bail!("pod {aggregate_id} is degraded: {reason}"),
-        Some(state) => println!("pod {aggregate_id} is {state}"),
-        None => bail!("unreadable status for pod {aggregate_id}"),
+    let reason = status.reason().unwrap_or("no reason given");
+    match status.state.status {
+        PodStatus::Failed => bail!("pod {aggregate_id} failed: {reason}"),
+        PodStatus::Degraded => bail!("pod {aggregate_id} is degraded: {reason}"),
+        state => println!("pod {aggregate_id} is {state}"),
     }
     Ok(())
 }
 
 /// The pod as pod-lifecycle shows it, if it is projected yet.
-async fn pod_row(connect: &ConnectArgs, pod_id: Uuid) -> anyhow::Result<Option<PodRow>> {
+async fn pod_row(connect: &ConnectArgs, pod_id: Uuid) -> anyhow::Result<Option<PodState>> {
     reads::ask(connect, POD, GET, &GetRequest { id: pod_id })
         .await
         .context("reading pods")
@@ -382,7 +398,7 @@ async fn pod_row(connect: &ConnectArgs, pod_id: Uuid) -> anyhow::Result<Option<P
 
 async fn print_logs(logs: Command, common: &Common) -> anyhow::Result<()> {
     let nats = connect_nats("cli", &common.connect).await?;
-    let reply = send_command(
+    let reply = send_command_with_output::<ExecOutput>(
         &nats,
         &common.tenant,
         "pod",
@@ -414,19 +430,19 @@ async fn ask(connect: &ConnectArgs, clean_orphans: bool) -> anyhow::Result<PodsR
     let body = serde_json::to_vec(&DebugPods { clean_orphans })?;
     let reply = tokio::time::timeout(
         Duration::from_secs(120),
-        berth_runtime::client::request(&nats, DEBUG_SUBJECT, body),
+        berth_runtime::client::request(&nats, PODS_DEBUG_SUBJECT, body),
     )
     .await
     .context("no pods report within 120 s")?
     .with_context(|| {
-        format!("nothing answers {DEBUG_SUBJECT}: is pod-lifecycle running (`just up`)?")
+        format!("nothing answers {PODS_DEBUG_SUBJECT}: is pod-lifecycle running (`just up`)?")
     })?;
     if let Ok(report) = serde_json::from_slice::<PodsReport>(&reply.payload) {
         return Ok(report);
     }
     match serde_json::from_slice::<Rejection>(&reply.payload) {
         Ok(rejection) => bail!("rejected ({}): {}", rejection.code, rejection.message),
-        Err(_) => bail!("unreadable reply to {DEBUG_SUBJECT}"),
+        Err(_) => bail!("unreadable reply to {PODS_DEBUG_SUBJECT}"),
     }
 }
 
@@ -587,14 +603,14 @@ fn parse_env(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("--env takes NAME=value, not {value:?}"))
 }
 
-fn pod_cells(row: &PodRow) -> Vec<String> {
+fn pod_cells(row: &PodState) -> Vec<String> {
     vec![
         row.id.to_string(),
         row.tenant.to_string(),
         row.name.clone(),
         row.service.clone(),
         row.variant.clone(),
-        row.status.clone(),
+        row.status.to_string(),
         format!("{} MiB", row.volume_mb),
         row.reason.clone().unwrap_or_default(),
     ]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_runtime::{connect_nats, ConnectArgs};
-use berth_schemas::orphan::{Reconcile, ReconcileReport, RECONCILE_SUBJECT};
+use berth_schemas::orphan::{Reconcile, ReconcileReport};
+use berth_schemas::subjects::RECONCILE_SUBJECT;
 use berth_schemas::Rejection;
 use clap::{Args, Subcommand};
 

@@ -5,9 +5,9 @@ use anyhow::{bail, Context};
 use berth_runtime::client::send_command;
 use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
-use berth_schemas::query::rows::ScheduleRow;
 use berth_schemas::query::{ScheduleFilter, ScheduleKind, SCHEDULE};
 use berth_schemas::schedule::{ScheduleCommand, ScheduleTarget};
+use berth_schemas::status::ScheduleState;
 use berth_schemas::{Actor, CommandReply, CommandSet, TenantId};
 use clap::{Args, Subcommand};
 
@@ -63,7 +63,7 @@ pub async fn run(command: SchedulesCommand) -> anyhow::Result<()> {
                 tenant: Some(named.tenant.clone()),
                 kind: None,
             };
-            let rows: Vec<ScheduleRow> = reads::list(&named.connect, SCHEDULE, filter)
+            let rows: Vec<ScheduleState> = reads::list(&named.connect, SCHEDULE, filter)
                 .await
                 .context("reading schedules")?;
             let Some(row) = rows.into_iter().find(|r| r.name == named.name) else {
@@ -126,7 +126,7 @@ async fn list(listing: Listing, kind: ScheduleKind) -> anyhow::Result<()> {
         tenant: listing.tenant,
         kind: Some(kind),
     };
-    let rows: Vec<ScheduleRow> = reads::list(&listing.connect, SCHEDULE, filter)
+    let rows: Vec<ScheduleState> = reads::list(&listing.connect, SCHEDULE, filter)
         .await
         .context("reading schedules")?;
     let when = |at: &Option<chrono::DateTime<chrono::Utc>>| {

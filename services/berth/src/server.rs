@@ -5,9 +5,9 @@ use anyhow::{bail, Context};
 use berth_runtime::client::send_command;
 use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
-use berth_schemas::query::rows::ServerRow;
 use berth_schemas::query::{EmptyRequest, SERVER};
 use berth_schemas::server::{RegisterServer, ServerCommand as Command, ServerTarget};
+use berth_schemas::status::ServerState;
 use berth_schemas::{Actor, CommandReply, CommandSet, TenantId};
 use clap::{Args, Subcommand};
 
@@ -82,7 +82,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     };
     let (command, sending) = match command {
         ServerCommand::List { connect, output } => {
-            let rows: Vec<ServerRow> = reads::list(&connect, SERVER, EmptyRequest {})
+            let rows: Vec<ServerState> = reads::list(&connect, SERVER, EmptyRequest {})
                 .await
                 .context("reading servers")?;
             print(
@@ -151,7 +151,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     }
 }
 
-fn cells(row: &ServerRow) -> Vec<String> {
+fn cells(row: &ServerState) -> Vec<String> {
     vec![
         row.name.clone(),
         row.region.clone(),

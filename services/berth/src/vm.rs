@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use berth_runtime::client::{send_command, status_of, wait_for_status};
+use berth_runtime::client::{send_command, send_command_with_output, wait_for_status};
 use berth_runtime::{connect_nats, ConnectArgs};
 use berth_schemas::command::CommandMeta;
-use berth_schemas::query::rows::VmRow;
 use berth_schemas::query::{GetRequest, TenantFilter, GET, VM};
-use berth_schemas::subjects::status_subject;
-use berth_schemas::vm::{CreateVm, ExecVm, Plan, ResizeVm, VmCommand as Command, VmTarget};
+use berth_schemas::status::Status;
+use berth_schemas::status::VmState;
+use berth_schemas::subjects::{status_subject, StatusKind};
+use berth_schemas::vm::{
+    CreateVm, ExecOutput, ExecVm, Plan, ResizeVm, VmCommand as Command, VmStatus, VmTarget,
+};
 use berth_schemas::{Actor, CommandReply, TenantId};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
@@ -156,7 +159,7 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             let filter = TenantFilter {
                 tenant: (!all_tenants).then_some(tenant),
             };
-            let rows: Vec<VmRow> = reads::list(&connect, VM, filter)
+            let rows: Vec<VmState> = reads::list(&connect, VM, filter)
                 .await
                 .context("reading vms")?;
             print(
@@ -170,7 +173,7 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             return Ok(());
         }
         VmCommand::Show { vm_id, connect } => {
-            let row: Option<VmRow> = reads::ask(&connect, VM, GET, &GetRequest { id: vm_id })
+            let row: Option<VmState> = reads::ask(&connect, VM, GET, &GetRequest { id: vm_id })
                 .await
                 .context("reading vms")?;
             let Some(row) = row else {
@@ -205,13 +208,29 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
             (
                 Command::Create(create),
                 common,
-                if no_start { "stopped" } else { "running" },
+                Some(if no_start {
+                    VmStatus::Stopped
+                } else {
+                    VmStatus::Running
+                }),
             )
         }
-        VmCommand::Start(t) => (Command::Start(target(&t)), t.common, "running"),
-        VmCommand::Stop(t) => (Command::Stop(target(&t)), t.common, "stopped"),
-        VmCommand::Restart(t) => (Command::Restart(target(&t)), t.common, "running"),
-        VmCommand::Recreate(t) => (Command::Recreate(target(&t)), t.common, "running"),
+        VmCommand::Start(t) => (
+            Command::Start(target(&t)),
+            t.common,
+            Some(VmStatus::Running),
+        ),
+        VmCommand::Stop(t) => (Command::Stop(target(&t)), t.common, Some(VmStatus::Stopped)),
+        VmCommand::Restart(t) => (
+            Command::Restart(target(&t)),
+            t.common,
+            Some(VmStatus::Running),
+        ),
+        VmCommand::Recreate(t) => (
+            Command::Recreate(target(&t)),
+            t.common,
+            Some(VmStatus::Running),
+        ),
         VmCommand::Resize {
             vm_id,
             plan,
@@ -230,11 +249,15 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
                 disk_gb,
             }),
             common,
-            "stopped",
+            Some(VmStatus::Stopped),
         ),
-        VmCommand::Destroy(t) => (Command::Destroy(target(&t)), t.common, "destroyed"),
+        VmCommand::Destroy(t) => (
+            Command::Destroy(target(&t)),
+            t.common,
+            Some(VmStatus::Destroyed),
+        ),
         // Whatever the retried step leads to.
-        VmCommand::Retry(t) => (Command::Retry(target(&t)), t.common, SETTLED),
+        VmCommand::Retry(t) => (Command::Retry(target(&t)), t.common, None),
         VmCommand::Exec {
             vm_id,
             timeout_secs,
@@ -273,42 +296,42 @@ pub async fn run(command: VmCommand) -> anyhow::Result<()> {
         events.len()
     );
     if common.wait {
-        let subject = status_subject(&common.tenant, "vm", &vm_id.to_string())?;
+        let subject = status_subject(&common.tenant, StatusKind::Vm, &vm_id.to_string())?;
         let expected = *version;
-        let status = wait_for_status(&nats, &subject, Duration::from_secs(common.timeout), |s| {
-            let current = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-            current >= expected
-                && matches!(status_of(s), Some(st) if reached(st, settled) || st == "failed" || st == "degraded")
+        let timeout = Duration::from_secs(common.timeout);
+        let status = wait_for_status(&nats, &subject, timeout, |s: &Status<VmState>| {
+            s.version >= expected
+                && (reached(s.state.status, settled)
+                    || matches!(s.state.status, VmStatus::Failed | VmStatus::Degraded))
         })
         .await?;
-        let reason = status
-            .get("reason")
-            .and_then(|r| r.as_str())
-            .unwrap_or("no reason given");
-        match status_of(&status) {
-            Some("failed") => bail!("vm {vm_id} failed: {reason}"),
-            Some("degraded") => bail!("vm {vm_id} is degraded: {reason}"),
-            Some(state) => println!("vm {vm_id} is {state}"),
-            None => bail!("unreadable status for vm {vm_id}"),
+        let reason = status.reason().unwrap_or("no reason given");
+        match status.state.status {
+            VmStatus::Failed => bail!("vm {vm_id} failed: {reason}"),
+            VmStatus::Degraded => bail!("vm {vm_id} is degraded: {reason}"),
+            state => println!("vm {vm_id} is {state}"),
         }
     }
     Ok(())
 }
 
-/// What `--wait` waits for after a command whose outcome depends on the VM (`retry`).
-const SETTLED: &str = "settled";
-
-/// Whether status `status` is what `--wait` waits for.
-fn reached(status: &str, settled: &str) -> bool {
-    status == settled
-        || (settled == SETTLED && matches!(status, "running" | "stopped" | "destroyed"))
+/// Whether status `status` is what `--wait` waits for: `settled`, or for a command
+/// whose outcome depends on the VM (`retry`, `None`), any status it settles in.
+fn reached(status: VmStatus, settled: Option<VmStatus>) -> bool {
+    match settled {
+        Some(settled) => status == settled,
+        None => matches!(
+            status,
+            VmStatus::Running | VmStatus::Stopped | VmStatus::Destroyed
+        ),
+    }
 }
 
 /// Sends `vm.exec`, prints what the command printed and exits with its exit code.
 async fn exec_in_vm(exec: Command, common: &Common) -> anyhow::Result<()> {
     let nats = connect_nats("cli", &common.connect).await?;
     let meta = CommandMeta::new(common.actor.clone());
-    let reply = send_command(
+    let reply = send_command_with_output::<ExecOutput>(
         &nats,
         &common.tenant,
         "vm",
@@ -343,12 +366,12 @@ fn target(t: &Target) -> VmTarget {
     }
 }
 
-fn cells(row: &VmRow) -> Vec<String> {
+fn cells(row: &VmState) -> Vec<String> {
     vec![
         row.id.to_string(),
         row.tenant.to_string(),
         row.name.clone(),
-        row.status.clone(),
+        row.status.to_string(),
         row.vcpus.to_string(),
         format!("{} MB", row.memory_mb),
         format!("{} GB", row.disk_gb),

@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use berth_provisioner::projection;
-use berth_schemas::vm::{VmCommand, VmTarget};
+use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_tests::{eventually, fast_settings, instant_sim, meta, sim_datacenter, tenant, TestEnv};
 
 fn berth(env: &TestEnv, args: &[&str]) -> anyhow::Result<Output> {
@@ -115,13 +115,13 @@ async fn state_at_a_sequence_is_the_row_the_projection_showed_then() -> anyhow::
         .await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     // The projection's row while the VM runs, and the sequence it was projected at.
     let then = eventually("the running row", Duration::from_secs(30), || async {
         let rows = projection::list(&provisioner.db, Some(&acme)).await?;
         Ok(rows
             .into_iter()
-            .find(|r| r.id == vm && r.status == "running"))
+            .find(|r| r.id == vm && r.status == VmStatus::Running))
     })
     .await?;
     let stop = VmCommand::Stop(VmTarget {
@@ -129,7 +129,7 @@ async fn state_at_a_sequence_is_the_row_the_projection_showed_then() -> anyhow::
         expected_version: None,
     });
     env.send(&acme, &meta(), &stop).await?;
-    env.wait_vm_status(&acme, vm, "stopped").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Stopped).await?;
 
     let at = then.version.to_string();
     let json: serde_json::Value = serde_json::from_str(&stdout_of(&berth(
@@ -147,7 +147,7 @@ async fn state_at_a_sequence_is_the_row_the_projection_showed_then() -> anyhow::
     assert_eq!(json["version"], then.version);
     assert_eq!(json["tenant"], "acme");
     let state = &json["state"];
-    assert_eq!(state["status"], then.status);
+    assert_eq!(state["status"], then.status.as_str());
     assert_eq!(state["host"], serde_json::json!(then.host));
     assert_eq!(state["spec"]["vcpus"], then.vcpus);
     assert_eq!(state["spec"]["memory_mb"], then.memory_mb);
@@ -208,13 +208,16 @@ async fn replay_dry_run_finds_nothing_on_a_healthy_system_and_finds_a_tampered_r
         .await?;
     let acme = tenant("acme");
     let vm = env.create(&acme, "web").await?;
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     eventually(
         "the projection caught up",
         Duration::from_secs(30),
         || async {
             let rows = projection::list(&provisioner.db, Some(&acme)).await?;
-            Ok(rows.iter().any(|r| r.status == "running").then_some(()))
+            Ok(rows
+                .iter()
+                .any(|r| r.status == VmStatus::Running)
+                .then_some(()))
         },
     )
     .await?;
@@ -255,7 +258,7 @@ async fn trace_and_dlq_listings_in_table_and_json() -> anyhow::Result<()> {
         .send(&acme, &command, &berth_tests::create_vm("web"))
         .await?;
     let vm = berth_tests::accepted_id(&reply).expect("created");
-    env.wait_vm_status(&acme, vm, "running").await?;
+    env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     let correlation = command.correlation_id.to_string();
     let trace = eventually(
         "the trace in audit_log",

@@ -11,6 +11,7 @@ use berth_runtime::store::{Cause, Repository};
 use berth_runtime::Runtime;
 use berth_schemas::billing::{account_id, AccountCommand, BillingCommand, PaymentCommand};
 use berth_schemas::ids::SYSTEM_TENANT;
+use berth_schemas::subjects::system_command_filter;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 
 use crate::account::Account;
@@ -24,6 +25,7 @@ pub struct AccountCommands {
 #[async_trait]
 impl CommandService for AccountCommands {
     type Command = AccountCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::billing::ACCOUNT
@@ -62,6 +64,7 @@ pub struct PaymentCommands {
 #[async_trait]
 impl CommandService for PaymentCommands {
     type Command = PaymentCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::billing::PAYMENT_COMMANDS
@@ -98,10 +101,7 @@ fn refuse_system(tenant: &TenantId) -> Result<(), Rejection> {
 
 /// Answers `cmd.system.billing.<action>` (one replica per request) until shutdown.
 pub async fn serve_runs(rt: &Runtime, billing: &Billing) -> anyhow::Result<()> {
-    let subject = format!(
-        "cmd.{SYSTEM_TENANT}.{}.*",
-        berth_schemas::billing::BILLING_COMMANDS
-    );
+    let subject = system_command_filter(berth_schemas::billing::BILLING_COMMANDS);
     let decode = |subject: &str, body: &[u8]| {
         let action = subject.rsplit('.').next().unwrap_or_default();
         BillingCommand::decode(action, body)
@@ -126,6 +126,7 @@ pub struct SubscriptionCommands {
 #[async_trait]
 impl CommandService for SubscriptionCommands {
     type Command = berth_schemas::billing::SubscriptionCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::billing::SUBSCRIPTION

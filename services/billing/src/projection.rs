@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use berth_runtime::projection::{ApplyError, Projection, StatusUpdate};
 use berth_runtime::store::{Aggregate, StoredEvent};
 use berth_schemas::billing::{AccountEvent, InvoiceEvent, MeterEvent, SubscriptionEvent};
-use berth_schemas::subjects::{event_filter, status_subject};
+use berth_schemas::event::DomainEvent;
+use berth_schemas::status::{InvoiceState, Status, StatusState, SubscriptionState};
+use berth_schemas::subjects::event_filter;
 use berth_schemas::TenantId;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,20 +22,9 @@ use uuid::Uuid;
 use crate::account::Account;
 use crate::subscription::Subscription;
 
-/// One account as people see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AccountRow {
-    pub tenant: String,
-    pub name: String,
-    pub billing_email: String,
-    pub tier: String,
-    pub currency: String,
-    /// `active`, `suspended` or `closed`.
-    pub status: String,
-    pub balance_due_minor: i64,
-    pub open_invoices: i32,
-    pub version: i64,
-}
+/// A row of `billing.accounts` (without the folded aggregate) is the account's published
+/// state.
+pub use berth_schemas::status::AccountState;
 
 /// One hourly usage record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,7 +97,7 @@ pub async fn subscriptions(
 }
 
 /// Every account (of one tenant, or all).
-pub async fn accounts(db: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<AccountRow>> {
+pub async fn accounts(db: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<AccountState>> {
     let rows = sqlx::query(
         "SELECT tenant, name, billing_email, tier, currency, status, balance_due_minor, open_invoices, version
          FROM billing.accounts WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant",
@@ -116,7 +107,7 @@ pub async fn accounts(db: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Ve
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(AccountRow {
+            Ok(AccountState {
                 tenant: r.try_get("tenant")?,
                 name: r.try_get("name")?,
                 billing_email: r.try_get("billing_email")?,
@@ -252,8 +243,8 @@ impl Projection for BillingProjection {
                 reason: e.to_string(),
             };
             let tenant = event.meta.tenant.to_string();
-            match event.meta.event_type.split('.').nth(1) {
-                Some(berth_schemas::billing::METER) => {
+            match event.meta.event_type.as_str() {
+                t if MeterEvent::has_type(t) => {
                     let MeterEvent::Recorded(record) = event.decode().map_err(bad)?;
                     sqlx::query(&format!(
                         "INSERT INTO {schema}.usage (vm_id, hour, tenant, seconds, plan, vcpus, memory_mb)
@@ -269,11 +260,11 @@ impl Projection for BillingProjection {
                     .execute(&mut *conn)
                     .await?;
                 }
-                Some(berth_schemas::billing::SUBSCRIPTION) => {
+                t if SubscriptionEvent::has_type(t) => {
                     let decoded: SubscriptionEvent = event.decode().map_err(bad)?;
                     updates.extend(apply_subscription(conn, schema, event, &decoded).await?);
                 }
-                Some(berth_schemas::billing::INVOICE) => {
+                t if InvoiceEvent::has_type(t) => {
                     let InvoiceEvent::Issued(issued) = event.decode().map_err(bad)?;
                     sqlx::query(&format!(
                         "INSERT INTO {schema}.invoices (id, tenant, number, month, currency, total_minor, status, issued_at, due_at, lines)
@@ -344,7 +335,7 @@ impl Projection for BillingProjection {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            let row = AccountRow {
+            let row = AccountState {
                 tenant: tenant.clone(),
                 name: opened.name.clone(),
                 billing_email: opened.billing_email.clone(),
@@ -401,38 +392,29 @@ async fn invoice_status(
         return Ok(None);
     };
     let tenant: String = row.try_get("tenant")?;
-    let state = serde_json::json!({
-        "id": id,
-        "tenant": tenant,
-        "number": row.try_get::<String, _>("number")?,
-        "month": row.try_get::<String, _>("month")?,
-        "currency": row.try_get::<String, _>("currency")?,
-        "total_minor": row.try_get::<i64, _>("total_minor")?,
-        "status": row.try_get::<String, _>("status")?,
-        "issued_at": row.try_get::<DateTime<Utc>, _>("issued_at")?,
-        "due_at": row.try_get::<DateTime<Utc>, _>("due_at")?,
-    });
-    Ok(status_update("invoice", id, &tenant, version, state))
+    let state = InvoiceState {
+        id,
+        tenant: tenant.clone(),
+        number: row.try_get("number")?,
+        month: row.try_get("month")?,
+        currency: row.try_get("currency")?,
+        total_minor: row.try_get("total_minor")?,
+        status: row.try_get("status")?,
+        issued_at: row.try_get("issued_at")?,
+        due_at: row.try_get("due_at")?,
+    };
+    Ok(status_update(id, &tenant, version, state))
 }
 
-fn status_update(
-    kind: &str,
+/// The update of `state`, the thing `id` of `tenant` as of event `version`.
+fn status_update<T: StatusState<Id = Uuid>>(
     id: Uuid,
     tenant: &str,
     version: u64,
-    state: serde_json::Value,
+    state: T,
 ) -> Option<StatusUpdate> {
-    let parsed = TenantId::parse(tenant).ok()?;
-    Some(StatusUpdate {
-        subject: status_subject(&parsed, kind, &id.to_string()).ok()?,
-        body: serde_json::json!({
-            "kind": kind,
-            "id": id,
-            "tenant": tenant,
-            "version": version,
-            "state": state,
-        }),
-    })
+    let tenant = TenantId::parse(tenant).ok()?;
+    StatusUpdate::of(&Status::new(id, tenant, version, state)).ok()
 }
 
 async fn apply_subscription(
@@ -482,18 +464,17 @@ async fn apply_subscription(
     .bind(Json(&subscription))
     .execute(conn)
     .await?;
-    let state = serde_json::json!({
-        "id": event.meta.subject,
-        "tenant": event.meta.tenant.as_str(),
-        "product": created.product,
-        "variant": created.variant,
-        "price_minor": created.price.amount_minor,
-        "currency": created.price.currency,
-        "status": subscription.status(),
-        "period_end": subscription.period_end,
-    });
+    let state = SubscriptionState {
+        id: event.meta.subject,
+        tenant: event.meta.tenant.to_string(),
+        product: created.product.clone(),
+        variant: created.variant.clone(),
+        price_minor: created.price.amount_minor,
+        currency: created.price.currency.clone(),
+        status: subscription.status().to_owned(),
+        period_end: subscription.period_end,
+    };
     Ok(status_update(
-        "subscription",
         event.meta.subject,
         event.meta.tenant.as_str(),
         event.sequence,
@@ -501,12 +482,6 @@ async fn apply_subscription(
     ))
 }
 
-fn account_status(id: Uuid, row: &AccountRow) -> Option<StatusUpdate> {
-    status_update(
-        "account",
-        id,
-        &row.tenant,
-        row.version as u64,
-        serde_json::to_value(row).ok()?,
-    )
+fn account_status(id: Uuid, row: &AccountState) -> Option<StatusUpdate> {
+    status_update(id, &row.tenant, row.version as u64, row.clone())
 }

@@ -1,33 +1,21 @@
 //! `cmd.<tenant>.dashboard.snapshot`: the last status of every `status.<tenant>.>`
 //! subject (`cmd.system.dashboard.snapshot`: of every tenant), from the last-value
-//! `STATUS` stream. The answer is `{"statuses": [{"subject", "body"}], "truncated"}`;
-//! it stays under NATS' payload limit and says when it had to stop.
+//! `STATUS` stream. The answer is a [`DashboardSnapshot`]; it stays under NATS' payload
+//! limit and says when it had to stop.
 
 use async_nats::jetstream::{self, consumer};
 use berth_runtime::Runtime;
-use berth_schemas::subjects::STATUS_STREAM;
+use berth_schemas::status::{AnyStatus, DashboardSnapshot, SnapshotEntry};
+use berth_schemas::subjects::{action_filter, tenant_status_filter, ALL_STATUS, STATUS_STREAM};
 use berth_schemas::{Rejection, TenantId};
 use futures::StreamExt;
-use serde::Serialize;
-use serde_json::Value;
 
 /// Answers stay below this many bytes (the embedded server allows 1 MB).
 pub const MAX_ANSWER_BYTES: usize = 900 * 1024;
 
-#[derive(Debug, Serialize)]
-pub struct Entry {
-    pub subject: String,
-    pub body: Value,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Snapshot {
-    pub statuses: Vec<Entry>,
-    pub truncated: bool,
-}
-
-/// The last status of every subject matching `filter`.
-pub async fn read(js: &jetstream::Context, filter: &str) -> anyhow::Result<Snapshot> {
+/// The last status of every subject matching `filter` (a message that is no status is
+/// passed over).
+pub async fn read(js: &jetstream::Context, filter: &str) -> anyhow::Result<DashboardSnapshot> {
     let stream = js.get_stream(STATUS_STREAM).await?;
     let mut ordered = stream
         .create_consumer(consumer::pull::OrderedConfig {
@@ -36,7 +24,7 @@ pub async fn read(js: &jetstream::Context, filter: &str) -> anyhow::Result<Snaps
             ..Default::default()
         })
         .await?;
-    let mut snapshot = Snapshot {
+    let mut snapshot = DashboardSnapshot {
         statuses: Vec::new(),
         truncated: false,
     };
@@ -53,8 +41,8 @@ pub async fn read(js: &jetstream::Context, filter: &str) -> anyhow::Result<Snaps
             snapshot.truncated = true;
             break;
         }
-        if let Ok(body) = serde_json::from_slice(&message.payload) {
-            snapshot.statuses.push(Entry {
+        if let Ok(body) = serde_json::from_slice::<AnyStatus>(&message.payload) {
+            snapshot.statuses.push(SnapshotEntry {
                 subject: message.subject.to_string(),
                 body,
             });
@@ -70,9 +58,9 @@ pub async fn read(js: &jetstream::Context, filter: &str) -> anyhow::Result<Snaps
 pub fn filter_for(subject: &str) -> Option<String> {
     let tenant = TenantId::parse(subject.split('.').nth(1)?).ok()?;
     Some(if tenant == TenantId::system() {
-        "status.>".to_owned()
+        ALL_STATUS.to_owned()
     } else {
-        format!("status.{tenant}.>")
+        tenant_status_filter(&tenant)
     })
 }
 
@@ -82,7 +70,8 @@ pub async fn serve(rt: &Runtime) -> berth_runtime::Result<()> {
         filter_for(subject)
             .ok_or_else(|| Rejection::invalid("the tenant in the subject is not valid"))
     };
-    berth_runtime::requests::serve(rt, "cmd.*.dashboard.snapshot", decode, |filter| {
+    let subject = action_filter("dashboard", "snapshot");
+    berth_runtime::requests::serve(rt, &subject, decode, |filter| {
         let js = rt.js.clone();
         async move { read(&js, &filter).await }
     })

@@ -97,7 +97,7 @@ impl Bench {
     }
 
     fn subject(&self, kind: &str, id: Uuid) -> String {
-        format!("evt.{}.{kind}.{id}", self.tenant)
+        berth_schemas::subjects::event_subject(&self.tenant, kind, id)
     }
 
     /// Headers and payload as the store sends them (CloudEvents binary mode).

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use berth_schemas::subjects::{tenant_status_filter, ALL_COMMANDS, ALL_STATUS};
 use berth_schemas::TenantId;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
@@ -229,10 +230,10 @@ impl DashboardUser {
                     .map_err(|e| Error::Config(format!("dashboard user {}: {e}", self.user)))?;
                 (
                     berth_schemas::access::tenant_publish_subjects(&tenant),
-                    format!("status.{tenant}.>"),
+                    tenant_status_filter(&tenant),
                 )
             }
-            None => (vec!["cmd.>".to_owned()], "status.>".to_owned()),
+            None => (vec![ALL_COMMANDS.to_owned()], ALL_STATUS.to_owned()),
         };
         let publish = publish
             .iter()

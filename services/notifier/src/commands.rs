@@ -18,6 +18,7 @@ pub struct NotificationCommands {
 #[async_trait]
 impl CommandService for NotificationCommands {
     type Command = NotificationCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::notification::AGGREGATE

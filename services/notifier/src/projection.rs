@@ -5,54 +5,34 @@ use async_trait::async_trait;
 use berth_runtime::projection::{ApplyError, Projection, StatusUpdate};
 use berth_runtime::store::StoredEvent;
 use berth_schemas::notification::NotificationEvent;
-use berth_schemas::subjects::{event_filter, status_subject};
+use berth_schemas::status::Status;
+use berth_schemas::subjects::event_filter;
 use berth_schemas::TenantId;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-/// One notification as people see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NotificationRow {
-    pub id: Uuid,
-    pub tenant: String,
-    pub rule: String,
-    pub channel: String,
-    pub recipient: String,
-    pub source_event_id: Uuid,
-    pub source_event_type: String,
-    /// `pending`, `retrying`, `sent` or `failed`.
-    pub status: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub requested_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i64,
-}
+/// A row of `notifications.notifications` is the notification's published state.
+pub use berth_schemas::status::NotificationState;
 
 const COLUMNS: &str = "id, tenant, rule, channel, recipient, source_event_id, source_event_type, status, attempts, last_error, requested_at, sent_at, updated_at, version";
 
-impl NotificationRow {
-    fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            tenant: row.try_get("tenant")?,
-            rule: row.try_get("rule")?,
-            channel: row.try_get("channel")?,
-            recipient: row.try_get("recipient")?,
-            source_event_id: row.try_get("source_event_id")?,
-            source_event_type: row.try_get("source_event_type")?,
-            status: row.try_get("status")?,
-            attempts: row.try_get("attempts")?,
-            last_error: row.try_get("last_error")?,
-            requested_at: row.try_get("requested_at")?,
-            sent_at: row.try_get("sent_at")?,
-            updated_at: row.try_get("updated_at")?,
-            version: row.try_get("version")?,
-        })
-    }
+fn read_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<NotificationState> {
+    Ok(NotificationState {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        rule: row.try_get("rule")?,
+        channel: row.try_get("channel")?,
+        recipient: row.try_get("recipient")?,
+        source_event_id: row.try_get("source_event_id")?,
+        source_event_type: row.try_get("source_event_type")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        requested_at: row.try_get("requested_at")?,
+        sent_at: row.try_get("sent_at")?,
+        updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
+    })
 }
 
 /// What to list.
@@ -64,7 +44,7 @@ pub struct Filter {
 }
 
 /// Notifications, newest first.
-pub async fn list(db: &sqlx::PgPool, filter: &Filter) -> sqlx::Result<Vec<NotificationRow>> {
+pub async fn list(db: &sqlx::PgPool, filter: &Filter) -> sqlx::Result<Vec<NotificationState>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM notifications.notifications
          WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2)
@@ -75,17 +55,17 @@ pub async fn list(db: &sqlx::PgPool, filter: &Filter) -> sqlx::Result<Vec<Notifi
     .bind(filter.limit)
     .fetch_all(db)
     .await?;
-    rows.iter().map(NotificationRow::from_row).collect()
+    rows.iter().map(read_row).collect()
 }
 
-pub async fn get(db: &sqlx::PgPool, id: Uuid) -> sqlx::Result<Option<NotificationRow>> {
+pub async fn get(db: &sqlx::PgPool, id: Uuid) -> sqlx::Result<Option<NotificationState>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM notifications.notifications WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(db)
     .await?;
-    row.as_ref().map(NotificationRow::from_row).transpose()
+    row.as_ref().map(read_row).transpose()
 }
 
 /// The `notifications` projection.
@@ -143,7 +123,7 @@ impl Projection for NotificationsProjection {
             .fetch_all(conn)
             .await?;
         rows.iter()
-            .map(|row| NotificationRow::from_row(row).map(|row| status_update(&row)))
+            .map(|row| read_row(row).map(|row| status_update(&row)))
             .collect::<sqlx::Result<Vec<_>>>()
             .map(|updates| updates.into_iter().flatten().collect())
     }
@@ -231,23 +211,15 @@ impl Projection for NotificationsProjection {
                 }
             };
             if let Some(row) = query.fetch_optional(&mut *conn).await? {
-                changed.insert(id, NotificationRow::from_row(&row)?);
+                changed.insert(id, read_row(&row)?);
             }
         }
         Ok(changed.values().filter_map(status_update).collect())
     }
 }
 
-fn status_update(row: &NotificationRow) -> Option<StatusUpdate> {
+fn status_update(row: &NotificationState) -> Option<StatusUpdate> {
     let tenant = TenantId::parse(&row.tenant).ok()?;
-    Some(StatusUpdate {
-        subject: status_subject(&tenant, "notification", &row.id.to_string()).ok()?,
-        body: serde_json::json!({
-            "kind": "notification",
-            "id": row.id,
-            "tenant": row.tenant,
-            "version": row.version,
-            "state": row,
-        }),
-    })
+    let status = Status::new(row.id, tenant, row.version as u64, row.clone());
+    StatusUpdate::of(&status).ok()
 }

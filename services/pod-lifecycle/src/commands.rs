@@ -38,6 +38,7 @@ pub struct PodCommands {
 #[async_trait]
 impl CommandService for PodCommands {
     type Command = PodCommand;
+    type Output = ExecOutput;
 
     fn kind(&self) -> &'static str {
         berth_schemas::pod::AGGREGATE
@@ -48,7 +49,7 @@ impl CommandService for PodCommands {
         tenant: &TenantId,
         cause: &Cause,
         command: &PodCommand,
-    ) -> Result<CommandReply, Rejection> {
+    ) -> Result<CommandReply<ExecOutput>, Rejection> {
         let id = command.aggregate_id(cause.id);
         let requested = match command {
             PodCommand::Create(_) if tenant.as_str() == berth_schemas::ids::SYSTEM_TENANT => {
@@ -79,18 +80,20 @@ impl CommandService for PodCommands {
                 },
             )
         };
-        if let PodCommand::Create(_) = command {
-            return self.caps.create(&owner, id, cause, decide).await;
-        }
-        execute_with(
-            &self.pods,
-            &owner,
-            id,
-            cause,
-            command.expected_version(),
-            decide,
-        )
-        .await
+        let reply = if let PodCommand::Create(_) = command {
+            self.caps.create(&owner, id, cause, decide).await
+        } else {
+            execute_with(
+                &self.pods,
+                &owner,
+                id,
+                cause,
+                command.expected_version(),
+                decide,
+            )
+            .await
+        };
+        reply.map(CommandReply::with_no_output)
     }
 }
 
@@ -128,14 +131,14 @@ impl PodCommands {
         cause: &Cause,
         command: &PodCommand,
         logs: &PodLogs,
-    ) -> Result<CommandReply, Rejection> {
+    ) -> Result<CommandReply<ExecOutput>, Rejection> {
         let loaded = self
             .pods
             .load(tenant, logs.pod_id)
             .await
             .map_err(unavailable)?;
         if let Some(reply) = recorded_reply(&loaded, logs.pod_id, cause) {
-            return Ok(reply);
+            return Ok(reply.with_no_output());
         }
         loaded.state.decide_with(
             command,

@@ -1,7 +1,7 @@
 //! `berth pods debug`: every pod beside what its runtime has, and the orphans — workloads
 //! and volumes named like berth's that no live pod owns (no record, or a pod deleted
 //! without keeping its volume). `clean_orphans` removes them. Served on
-//! [`DEBUG_SUBJECT`], one replica per request.
+//! [`PODS_DEBUG_SUBJECT`], one replica per request.
 //!
 //! Ownership goes by tenant and id (see [`crate::runtime`]): an object belongs to the pod
 //! with its id *in the tenant the runtime records for it*. An object of tenant `b` named
@@ -16,9 +16,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_runtime::store::Repository;
 use berth_runtime::Runtime;
-use berth_schemas::pod::{
-    DebugPods, PodSideBySide, PodStatus, PodsReport, RuntimeOrphan, DEBUG_SUBJECT,
-};
+use berth_schemas::pod::{DebugPods, PodSideBySide, PodStatus, PodsReport, RuntimeOrphan};
+use berth_schemas::subjects::PODS_DEBUG_SUBJECT;
 use berth_schemas::TenantId;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -46,7 +45,7 @@ impl Inspector {
             .collect();
         let mut pods = Vec::new();
         for row in projection::list(&self.db, None).await? {
-            if row.status == PodStatus::Deleted.as_str() {
+            if row.status == PodStatus::Deleted {
                 continue;
             }
             let tenant = TenantId::parse(&row.tenant)?;
@@ -60,7 +59,7 @@ impl Inspector {
                 pod_id: row.id,
                 tenant: row.tenant,
                 name: row.name,
-                status: row.status,
+                status: row.status.to_string(),
                 runtime_status,
                 volume_present,
             });
@@ -189,10 +188,10 @@ fn describe(health: Result<Health, crate::runtime::RuntimeError>) -> String {
     }
 }
 
-/// Answers [`DEBUG_SUBJECT`] until shutdown.
+/// Answers [`PODS_DEBUG_SUBJECT`] until shutdown.
 pub async fn serve(rt: &Runtime, inspector: &Inspector) -> anyhow::Result<()> {
     let decode = |_: &str, body: &[u8]| DebugPods::decode(body);
-    berth_runtime::requests::serve(rt, DEBUG_SUBJECT, decode, |asked| async move {
+    berth_runtime::requests::serve(rt, PODS_DEBUG_SUBJECT, decode, |asked| async move {
         inspector
             .report(asked.clean_orphans)
             .await

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use berth_runtime::projection::{ApplyError, Projection, StatusUpdate};
 use berth_runtime::store::{Aggregate, StoredEvent};
 use berth_schemas::pod::{PodEvent, PodStatus};
-use berth_schemas::subjects::{event_filter, status_subject};
+use berth_schemas::status::Status;
+use berth_schemas::subjects::event_filter;
 use berth_schemas::TenantId;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,26 +20,8 @@ use uuid::Uuid;
 
 use crate::pod::Pod;
 
-/// One pod as people see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PodRow {
-    pub id: Uuid,
-    pub tenant: String,
-    pub name: String,
-    pub service: String,
-    pub variant: String,
-    pub subscription_id: Option<Uuid>,
-    pub status: String,
-    pub replicas: i32,
-    pub runtime: Option<String>,
-    pub image: String,
-    pub volume_mb: i32,
-    pub reason: Option<String>,
-    pub purge_after: Option<DateTime<Utc>>,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+/// A row of `pods.pods` is the pod's published state.
+pub use berth_schemas::status::PodState;
 
 /// One pod volume.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,20 +46,16 @@ struct Folded {
 }
 
 impl Folded {
-    fn row(&self, id: Uuid) -> PodRow {
+    fn row(&self, id: Uuid) -> PodState {
         let spec = self.pod.spec.as_ref();
-        PodRow {
+        PodState {
             id,
             tenant: self.tenant.clone(),
             name: spec.map(|s| s.name.clone()).unwrap_or_default(),
             service: spec.map(|s| s.service.clone()).unwrap_or_default(),
             variant: spec.map(|s| s.variant.clone()).unwrap_or_default(),
             subscription_id: spec.and_then(|s| s.subscription_id),
-            status: self
-                .pod
-                .status
-                .map_or("requested", PodStatus::as_str)
-                .to_owned(),
+            status: self.pod.status.unwrap_or(PodStatus::Requested),
             replicas: self.pod.desired_replicas as i32,
             runtime: self.pod.runtime.clone(),
             image: spec.map(|s| s.image.clone()).unwrap_or_default(),
@@ -115,15 +94,18 @@ impl Folded {
 
 const POD_COLUMNS: &str = "id, tenant, name, service, variant, subscription_id, status, replicas, runtime, image, volume_mb, reason, purge_after, version, created_at, updated_at";
 
-fn pod_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<PodRow> {
-    Ok(PodRow {
+fn pod_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<PodState> {
+    Ok(PodState {
         id: row.try_get("id")?,
         tenant: row.try_get("tenant")?,
         name: row.try_get("name")?,
         service: row.try_get("service")?,
         variant: row.try_get("variant")?,
         subscription_id: row.try_get("subscription_id")?,
-        status: row.try_get("status")?,
+        status: row
+            .try_get::<String, _>("status")?
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
         replicas: row.try_get("replicas")?,
         runtime: row.try_get("runtime")?,
         image: row.try_get("image")?,
@@ -137,7 +119,7 @@ fn pod_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<PodRow> {
 }
 
 /// Every pod (of one tenant, or all), by tenant and name.
-pub async fn list(db: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<PodRow>> {
+pub async fn list(db: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<PodState>> {
     let rows = sqlx::query(&format!(
         "SELECT {POD_COLUMNS} FROM pods.pods WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, name, id"
     ))
@@ -148,7 +130,7 @@ pub async fn list(db: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<Po
 }
 
 /// One pod.
-pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<PodRow>> {
+pub async fn get(db: &PgPool, id: Uuid) -> sqlx::Result<Option<PodState>> {
     let row = sqlx::query(&format!(
         "SELECT {POD_COLUMNS} FROM pods.pods WHERE id = $1"
     ))
@@ -384,7 +366,7 @@ impl Projection for PodsProjection {
 async fn upsert_pod(
     conn: &mut PgConnection,
     schema: &str,
-    row: &PodRow,
+    row: &PodState,
     pod: &Pod,
 ) -> sqlx::Result<()> {
     sqlx::query(&format!(
@@ -401,7 +383,7 @@ async fn upsert_pod(
     .bind(&row.service)
     .bind(&row.variant)
     .bind(row.subscription_id)
-    .bind(&row.status)
+    .bind(row.status.as_str())
     .bind(row.replicas)
     .bind(&row.runtime)
     .bind(&row.image)
@@ -436,18 +418,8 @@ async fn upsert_volume(conn: &mut PgConnection, schema: &str, row: &VolumeRow) -
     Ok(())
 }
 
-fn status_update(row: &PodRow) -> Option<StatusUpdate> {
+fn status_update(row: &PodState) -> Option<StatusUpdate> {
     let tenant = TenantId::parse(&row.tenant).ok()?;
-    let subject = status_subject(&tenant, "pod", &row.id.to_string()).ok()?;
-    Some(StatusUpdate {
-        subject,
-        body: serde_json::json!({
-            "kind": "pod",
-            "id": row.id,
-            "tenant": row.tenant,
-            "version": row.version,
-            "state": row,
-            "reason": row.reason,
-        }),
-    })
+    let status = Status::new(row.id, tenant, row.version as u64, row.clone());
+    StatusUpdate::of(&status).ok()
 }

@@ -12,7 +12,7 @@ use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository};
 use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::server::{Allocation, ServerCommand};
 use berth_schemas::usage::{usage_id, Limits, Reserved, TenantCommand, UsageEvent};
-use berth_schemas::vm::{ExecVm, VmCommand, VmEvent, VmExecuted};
+use berth_schemas::vm::{ExecOutput, ExecVm, VmCommand, VmEvent, VmExecuted};
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 
 use crate::placement::system;
@@ -38,6 +38,7 @@ pub struct VmCommands {
 #[async_trait]
 impl CommandService for VmCommands {
     type Command = VmCommand;
+    type Output = ExecOutput;
 
     fn kind(&self) -> &'static str {
         berth_schemas::vm::AGGREGATE
@@ -48,8 +49,8 @@ impl CommandService for VmCommands {
         tenant: &TenantId,
         cause: &Cause,
         command: &VmCommand,
-    ) -> Result<CommandReply, Rejection> {
-        match command {
+    ) -> Result<CommandReply<ExecOutput>, Rejection> {
+        let reply = match command {
             VmCommand::Create(create) => {
                 let spec = create.requested()?;
                 let size = (spec.vcpus, spec.memory_mb, spec.disk_gb);
@@ -62,9 +63,10 @@ impl CommandService for VmCommands {
                 self.with_reservation(tenant, cause, command, size, Usage::resize)
                     .await
             }
-            VmCommand::Exec(exec) => self.exec(tenant, cause, command, exec).await,
+            VmCommand::Exec(exec) => return self.exec(tenant, cause, command, exec).await,
             other => execute_on(&self.vms, tenant, cause, other).await,
-        }
+        };
+        reply.map(CommandReply::with_no_output)
     }
 }
 
@@ -81,12 +83,12 @@ impl VmCommands {
         cause: &Cause,
         command: &VmCommand,
         exec: &ExecVm,
-    ) -> Result<CommandReply, Rejection> {
+    ) -> Result<CommandReply<ExecOutput>, Rejection> {
         let id = exec.vm_id;
         let _queued = self.vms.lock(id).await;
         let vm = self.vms.load(tenant, id).await.map_err(unavailable)?;
         if let Some(reply) = recorded_reply(&vm, id, cause) {
-            return Ok(reply);
+            return Ok(reply.with_no_output());
         }
         vm.state
             .decide(command, &cause.context(chrono::Utc::now()))?;
@@ -112,11 +114,12 @@ impl VmCommands {
             exit_code: output.exit_code,
         });
         // Recorded even if the VM moved meanwhile: the command did run.
-        let mut reply = execute_across(&self.vms, tenant, id, cause, None, |vm| {
+        let reply = execute_across(&self.vms, tenant, id, cause, None, |vm| {
             let executed = executed.clone();
             async move { Ok(AtomicAppend::new(cause).add(&self.vms, tenant, id, &vm, &[executed])) }
         })
         .await?;
+        let mut reply = reply.with_no_output();
         if let CommandReply::Accepted { output: answer, .. } = &mut reply {
             *answer = Some(output);
         }
@@ -211,6 +214,7 @@ pub struct TenantCommands {
 #[async_trait]
 impl CommandService for TenantCommands {
     type Command = TenantCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::usage::TENANT_COMMANDS
@@ -244,6 +248,7 @@ pub struct ServerCommands {
 #[async_trait]
 impl CommandService for ServerCommands {
     type Command = ServerCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::server::AGGREGATE

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use berth_runtime::client::{send_command, status_of, wait_for_status};
+use berth_runtime::client::{send_command, wait_for_status};
 use berth_runtime::decision::{execute, Decision};
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{Aggregate, AtomicAppend, Cause, NoCommand, Repository, StoredEvent};
@@ -24,7 +24,8 @@ use berth_schemas::demo::{
     demo_id, DemoEvent, DemoResetFailed, DemoResetStarted, DemoResetSucceeded, RESET_SCHEDULE,
 };
 use berth_schemas::schedule::{schedule_id, ScheduleEvent};
-use berth_schemas::subjects::{event_subject, status_subject};
+use berth_schemas::status::{Status, VmState};
+use berth_schemas::subjects::{event_subject, status_subject, StatusKind};
 use berth_schemas::vm::{CreateVm, Plan, VmCommand, VmStatus, VmTarget};
 use berth_schemas::{Actor, CommandReply, Rejection, TenantId};
 use uuid::Uuid;
@@ -269,7 +270,7 @@ impl DemoReset {
 
     /// Waits for the VM's status to say `running` (or `failed`, which ends the wait).
     async fn wait_running(&self, vm_id: Uuid) -> Result<(), String> {
-        let subject = status_subject(&self.config.tenant, "vm", &vm_id.to_string())
+        let subject = status_subject(&self.config.tenant, StatusKind::Vm, &vm_id.to_string())
             .map_err(|e| e.to_string())?;
         let since = self
             .vms
@@ -277,19 +278,19 @@ impl DemoReset {
             .await
             .map_err(|e| e.to_string())?
             .version;
-        let status = wait_for_status(&self.nats, &subject, self.config.timeout, |s| {
-            let version = s.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-            version >= since && matches!(status_of(s), Some("running" | "failed" | "degraded"))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        match status_of(&status) {
-            Some("running") => Ok(()),
-            _ => Err(status
-                .get("reason")
-                .and_then(|r| r.as_str())
-                .unwrap_or("the demo vm failed")
-                .to_owned()),
+        let settled = |s: &Status<VmState>| {
+            s.version >= since
+                && matches!(
+                    s.state.status,
+                    VmStatus::Running | VmStatus::Failed | VmStatus::Degraded
+                )
+        };
+        let status = wait_for_status(&self.nats, &subject, self.config.timeout, settled)
+            .await
+            .map_err(|e| e.to_string())?;
+        match status.state.status {
+            VmStatus::Running => Ok(()),
+            _ => Err(status.reason().unwrap_or("the demo vm failed").to_owned()),
         }
     }
 }

@@ -9,127 +9,111 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use berth_runtime::projection::{ApplyError, Projection, StatusUpdate};
 use berth_runtime::store::{Aggregate, StoredEvent};
-use berth_schemas::subjects::{event_filter, status_subject};
+use berth_schemas::status::Status;
+use berth_schemas::subjects::event_filter;
 use berth_schemas::vm::{VmEvent, VmRequested, VmStatus};
 use berth_schemas::TenantId;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::vm::Vm;
 
-/// One row of `vms.vms`, as also published on its status subject.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VmRow {
-    pub id: Uuid,
-    pub tenant: String,
-    pub name: String,
-    pub status: String,
-    pub desired_running: bool,
-    pub vcpus: i32,
-    pub memory_mb: i32,
-    pub disk_gb: i32,
-    pub image: String,
-    pub plan: Option<String>,
-    pub region: Option<String>,
-    pub host: Option<String>,
-    pub provider_ref: Option<String>,
-    pub reason: Option<String>,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+/// A row of `vms.vms` is the VM's published state.
+pub use berth_schemas::status::VmState;
+
+/// The VM a row was folded into, to fold the next event with the aggregate's `apply`.
+fn vm_of(row: &VmState) -> Vm {
+    Vm {
+        status: Some(row.status),
+        spec: Some(VmRequested {
+            name: row.name.clone(),
+            vcpus: row.vcpus as u32,
+            memory_mb: row.memory_mb as u32,
+            disk_gb: row.disk_gb as u32,
+            image: row.image.clone(),
+            plan: row
+                .plan
+                .as_deref()
+                .and_then(|p| serde_json::from_value(serde_json::Value::String(p.to_owned())).ok()),
+            region: row.region.clone(),
+        }),
+        desired_running: row.desired_running,
+        server_id: None,
+        host: row.host.clone(),
+        provider_ref: row.provider_ref.clone(),
+        reason: row.reason.clone(),
+        // A row keeps what people see (status, reason); the events carry the rest.
+        degraded: None,
+    }
 }
 
-impl VmRow {
-    fn to_state(&self) -> Vm {
-        Vm {
-            status: self.status.parse::<VmStatus>().ok(),
-            spec: Some(VmRequested {
-                name: self.name.clone(),
-                vcpus: self.vcpus as u32,
-                memory_mb: self.memory_mb as u32,
-                disk_gb: self.disk_gb as u32,
-                image: self.image.clone(),
-                plan: self.plan.as_deref().and_then(|p| {
-                    serde_json::from_value(serde_json::Value::String(p.to_owned())).ok()
-                }),
-                region: self.region.clone(),
-            }),
-            desired_running: self.desired_running,
-            server_id: None,
-            host: self.host.clone(),
-            provider_ref: self.provider_ref.clone(),
-            reason: self.reason.clone(),
-            // A row keeps what people see (status, reason); the events carry the rest.
-            degraded: None,
-        }
+/// Copies what people see of `vm` into its row.
+fn set_row(row: &mut VmState, vm: &Vm) {
+    if let Some(spec) = &vm.spec {
+        row.name = spec.name.clone();
+        row.vcpus = spec.vcpus as i32;
+        row.memory_mb = spec.memory_mb as i32;
+        row.disk_gb = spec.disk_gb as i32;
+        row.image = spec.image.clone();
+        row.plan = spec
+            .plan
+            .and_then(|p| serde_json::to_value(p).ok())
+            .and_then(|v| v.as_str().map(str::to_owned));
+        row.region = spec.region.clone();
     }
+    row.status = vm.status.unwrap_or(VmStatus::Requested);
+    row.desired_running = vm.desired_running;
+    row.host = vm.host.clone();
+    row.provider_ref = vm.provider_ref.clone();
+    row.reason = vm.reason.clone();
+}
 
-    fn set_state(&mut self, vm: &Vm) {
-        if let Some(spec) = &vm.spec {
-            self.name = spec.name.clone();
-            self.vcpus = spec.vcpus as i32;
-            self.memory_mb = spec.memory_mb as i32;
-            self.disk_gb = spec.disk_gb as i32;
-            self.image = spec.image.clone();
-            self.plan = spec
-                .plan
-                .and_then(|p| serde_json::to_value(p).ok())
-                .and_then(|v| v.as_str().map(str::to_owned));
-            self.region = spec.region.clone();
-        }
-        self.status = vm.status.map_or("requested", VmStatus::as_str).to_owned();
-        self.desired_running = vm.desired_running;
-        self.host = vm.host.clone();
-        self.provider_ref = vm.provider_ref.clone();
-        self.reason = vm.reason.clone();
-    }
-
-    fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            tenant: row.try_get("tenant")?,
-            name: row.try_get("name")?,
-            status: row.try_get("status")?,
-            desired_running: row.try_get("desired_running")?,
-            vcpus: row.try_get("vcpus")?,
-            memory_mb: row.try_get("memory_mb")?,
-            disk_gb: row.try_get("disk_gb")?,
-            image: row.try_get("image")?,
-            plan: row.try_get("plan")?,
-            region: row.try_get("region")?,
-            host: row.try_get("host")?,
-            provider_ref: row.try_get("provider_ref")?,
-            reason: row.try_get("reason")?,
-            version: row.try_get("version")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        })
-    }
+fn read_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<VmState> {
+    Ok(VmState {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        name: row.try_get("name")?,
+        status: row
+            .try_get::<String, _>("status")?
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        desired_running: row.try_get("desired_running")?,
+        vcpus: row.try_get("vcpus")?,
+        memory_mb: row.try_get("memory_mb")?,
+        disk_gb: row.try_get("disk_gb")?,
+        image: row.try_get("image")?,
+        plan: row.try_get("plan")?,
+        region: row.try_get("region")?,
+        host: row.try_get("host")?,
+        provider_ref: row.try_get("provider_ref")?,
+        reason: row.try_get("reason")?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 /// The columns of `vms`, in table order.
 pub const COLUMNS: &str = "id, tenant, name, status, desired_running, vcpus, memory_mb, disk_gb, image, plan, region, host, provider_ref, reason, version, created_at, updated_at";
 
 /// Reads every VM of a tenant from the live projection, by name.
-pub async fn list(db: &sqlx::PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<VmRow>> {
+pub async fn list(db: &sqlx::PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<VmState>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM vms.vms WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, name, id"
     ))
     .bind(tenant.map(TenantId::as_str))
     .fetch_all(db)
     .await?;
-    rows.iter().map(VmRow::from_row).collect()
+    rows.iter().map(read_row).collect()
 }
 
 /// Reads one VM from the live projection.
-pub async fn get(db: &sqlx::PgPool, id: Uuid) -> sqlx::Result<Option<VmRow>> {
+pub async fn get(db: &sqlx::PgPool, id: Uuid) -> sqlx::Result<Option<VmState>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vms.vms WHERE id = $1"))
         .bind(id)
         .fetch_optional(db)
         .await?;
-    row.as_ref().map(VmRow::from_row).transpose()
+    row.as_ref().map(read_row).transpose()
 }
 
 /// The `vms` projection.
@@ -191,7 +175,7 @@ impl Projection for VmsProjection {
             .await?;
         let rows = rows
             .iter()
-            .map(VmRow::from_row)
+            .map(read_row)
             .collect::<sqlx::Result<Vec<_>>>()?;
         Ok(rows.iter().filter_map(status_update).collect())
     }
@@ -203,7 +187,7 @@ impl Projection for VmsProjection {
         events: &[StoredEvent],
     ) -> Result<Vec<StatusUpdate>, ApplyError> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.meta.subject).collect();
-        let mut rows: HashMap<Uuid, VmRow> = HashMap::new();
+        let mut rows: HashMap<Uuid, VmState> = HashMap::new();
         for row in sqlx::query(&format!(
             "SELECT {COLUMNS} FROM {schema}.vms WHERE id = ANY($1)"
         ))
@@ -211,7 +195,7 @@ impl Projection for VmsProjection {
         .fetch_all(&mut *conn)
         .await?
         {
-            let row = VmRow::from_row(&row)?;
+            let row = read_row(&row)?;
             rows.insert(row.id, row);
         }
         let mut changed: Vec<Uuid> = Vec::new();
@@ -232,11 +216,11 @@ impl Projection for VmsProjection {
                     })
                 }
                 (Some(row), _) => row,
-                (None, VmEvent::Requested(_)) => rows.entry(id).or_insert_with(|| VmRow {
+                (None, VmEvent::Requested(_)) => rows.entry(id).or_insert_with(|| VmState {
                     id,
                     tenant: event.meta.tenant.to_string(),
                     name: String::new(),
-                    status: String::new(),
+                    status: VmStatus::Requested,
                     desired_running: false,
                     vcpus: 0,
                     memory_mb: 0,
@@ -261,44 +245,35 @@ impl Projection for VmsProjection {
                     })
                 }
             };
-            let mut state = row.to_state();
-            state.apply(&decoded);
-            row.set_state(&state);
+            let mut vm = vm_of(row);
+            vm.apply(&decoded);
+            set_row(row, &vm);
             row.version = event.sequence as i64;
             row.updated_at = event.meta.time;
             if !changed.contains(&id) {
                 changed.push(id);
             }
         }
-        let changed: Vec<&VmRow> = changed.iter().map(|id| &rows[id]).collect();
+        let changed: Vec<&VmState> = changed.iter().map(|id| &rows[id]).collect();
         upsert(conn, schema, &changed).await?;
         Ok(changed.into_iter().filter_map(status_update).collect())
     }
 }
 
-fn status_update(row: &VmRow) -> Option<StatusUpdate> {
+fn status_update(row: &VmState) -> Option<StatusUpdate> {
     let tenant = TenantId::parse(&row.tenant).ok()?;
-    let subject = status_subject(&tenant, "vm", &row.id.to_string()).ok()?;
-    Some(StatusUpdate {
-        subject,
-        body: serde_json::json!({
-            "kind": "vm",
-            "id": row.id,
-            "tenant": row.tenant,
-            "version": row.version,
-            "state": row,
-            "reason": row.reason,
-        }),
-    })
+    let status = Status::new(row.id, tenant, row.version as u64, row.clone());
+    StatusUpdate::of(&status).ok()
 }
 
-async fn upsert(conn: &mut PgConnection, schema: &str, rows: &[&VmRow]) -> sqlx::Result<()> {
+async fn upsert(conn: &mut PgConnection, schema: &str, rows: &[&VmState]) -> sqlx::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let column = |f: fn(&VmRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let optional = |f: fn(&VmRow) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
-    let number = |f: fn(&VmRow) -> i32| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let column = |f: fn(&VmState) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let optional =
+        |f: fn(&VmState) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let number = |f: fn(&VmState) -> i32| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     sqlx::query(&format!(
         "INSERT INTO {schema}.vms ({COLUMNS})
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::int[], $7::int[],
@@ -315,7 +290,7 @@ async fn upsert(conn: &mut PgConnection, schema: &str, rows: &[&VmRow]) -> sqlx:
     .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
     .bind(column(|r| r.tenant.clone()))
     .bind(column(|r| r.name.clone()))
-    .bind(column(|r| r.status.clone()))
+    .bind(column(|r| r.status.as_str().to_owned()))
     .bind(rows.iter().map(|r| r.desired_running).collect::<Vec<_>>())
     .bind(number(|r| r.vcpus))
     .bind(number(|r| r.memory_mb))

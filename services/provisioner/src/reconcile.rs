@@ -33,10 +33,10 @@ use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository, Stor
 use berth_runtime::Runtime;
 use berth_schemas::orphan::{
     orphan_id, LostVm, OrphanDetected, OrphanEvent, OrphanRemoved, Reconcile, ReconcileReport,
-    RECONCILE_SCHEDULE, RECONCILE_SUBJECT,
+    RECONCILE_SCHEDULE,
 };
 use berth_schemas::schedule::{schedule_id, ScheduleEvent};
-use berth_schemas::subjects::event_subject;
+use berth_schemas::subjects::{event_subject, RECONCILE_SUBJECT};
 use berth_schemas::vm::{VmEvent, VmLost, VmStatus};
 use berth_schemas::{Actor, Rejection, TenantId};
 use sqlx::PgPool;

@@ -10,87 +10,71 @@ use async_trait::async_trait;
 use berth_runtime::projection::{ApplyError, Projection, StatusUpdate};
 use berth_runtime::store::{Aggregate, StoredEvent};
 use berth_schemas::server::ServerEvent;
-use berth_schemas::subjects::{event_filter, status_subject};
+use berth_schemas::status::Status;
+use berth_schemas::subjects::event_filter;
 use berth_schemas::TenantId;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::server::Server;
 
-/// One server as people see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServerRow {
-    pub id: Uuid,
-    pub name: String,
-    pub region: String,
-    pub provider: String,
-    pub status: String,
-    pub vms: i64,
-    pub capacity_vcpus: i64,
-    pub capacity_memory_mb: i64,
-    pub capacity_disk_gb: i64,
-    pub used_vcpus: i64,
-    pub used_memory_mb: i64,
-    pub used_disk_gb: i64,
-    pub version: i64,
-    pub updated_at: DateTime<Utc>,
+/// A row of `servers.servers` (without the folded aggregate) is the server's published
+/// state.
+pub use berth_schemas::status::ServerState;
+
+/// The row of server `id` as folded.
+fn row_of(id: Uuid, server: &Server, version: i64, updated_at: DateTime<Utc>) -> ServerState {
+    let spec = server.spec.as_ref();
+    let (capacity, used) = (server.capacity(), server.used());
+    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    ServerState {
+        id,
+        name: server.name().to_owned(),
+        region: spec.map_or(String::new(), |s| s.region.clone()),
+        provider: spec.map_or(String::new(), |s| s.provider.clone()),
+        status: server.status.as_str().to_owned(),
+        vms: server.allocations.len() as i64,
+        capacity_vcpus: int(capacity.vcpus),
+        capacity_memory_mb: int(capacity.memory_mb),
+        capacity_disk_gb: int(capacity.disk_gb),
+        used_vcpus: int(used.vcpus),
+        used_memory_mb: int(used.memory_mb),
+        used_disk_gb: int(used.disk_gb),
+        version,
+        updated_at,
+    }
 }
 
-impl ServerRow {
-    fn new(id: Uuid, server: &Server, version: i64, updated_at: DateTime<Utc>) -> Self {
-        let spec = server.spec.as_ref();
-        let (capacity, used) = (server.capacity(), server.used());
-        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        Self {
-            id,
-            name: server.name().to_owned(),
-            region: spec.map_or(String::new(), |s| s.region.clone()),
-            provider: spec.map_or(String::new(), |s| s.provider.clone()),
-            status: server.status.as_str().to_owned(),
-            vms: server.allocations.len() as i64,
-            capacity_vcpus: int(capacity.vcpus),
-            capacity_memory_mb: int(capacity.memory_mb),
-            capacity_disk_gb: int(capacity.disk_gb),
-            used_vcpus: int(used.vcpus),
-            used_memory_mb: int(used.memory_mb),
-            used_disk_gb: int(used.disk_gb),
-            version,
-            updated_at,
-        }
-    }
-
-    fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            region: row.try_get("region")?,
-            provider: row.try_get("provider")?,
-            status: row.try_get("status")?,
-            vms: row.try_get("vms")?,
-            capacity_vcpus: row.try_get("capacity_vcpus")?,
-            capacity_memory_mb: row.try_get("capacity_memory_mb")?,
-            capacity_disk_gb: row.try_get("capacity_disk_gb")?,
-            used_vcpus: row.try_get("used_vcpus")?,
-            used_memory_mb: row.try_get("used_memory_mb")?,
-            used_disk_gb: row.try_get("used_disk_gb")?,
-            version: row.try_get("version")?,
-            updated_at: row.try_get("updated_at")?,
-        })
-    }
+fn read_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<ServerState> {
+    Ok(ServerState {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        region: row.try_get("region")?,
+        provider: row.try_get("provider")?,
+        status: row.try_get("status")?,
+        vms: row.try_get("vms")?,
+        capacity_vcpus: row.try_get("capacity_vcpus")?,
+        capacity_memory_mb: row.try_get("capacity_memory_mb")?,
+        capacity_disk_gb: row.try_get("capacity_disk_gb")?,
+        used_vcpus: row.try_get("used_vcpus")?,
+        used_memory_mb: row.try_get("used_memory_mb")?,
+        used_disk_gb: row.try_get("used_disk_gb")?,
+        version: row.try_get("version")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 const COLUMNS: &str = "id, name, region, provider, status, vms, capacity_vcpus, capacity_memory_mb, capacity_disk_gb, used_vcpus, used_memory_mb, used_disk_gb, version, updated_at";
 
 /// Every server, by name.
-pub async fn list(db: &sqlx::PgPool) -> sqlx::Result<Vec<ServerRow>> {
+pub async fn list(db: &sqlx::PgPool) -> sqlx::Result<Vec<ServerState>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM servers.servers ORDER BY name"
     ))
     .fetch_all(db)
     .await?;
-    rows.iter().map(ServerRow::from_row).collect()
+    rows.iter().map(read_row).collect()
 }
 
 /// The `servers` projection.
@@ -144,7 +128,7 @@ impl Projection for ServersProjection {
             .fetch_all(conn)
             .await?;
         rows.iter()
-            .map(|row| ServerRow::from_row(row).map(|row| status_update(&row)))
+            .map(|row| read_row(row).map(|row| status_update(&row)))
             .collect()
     }
 
@@ -189,7 +173,7 @@ impl Projection for ServersProjection {
         let mut updates = Vec::with_capacity(changed.len());
         for id in changed {
             let (server, version, updated_at) = &states[&id];
-            let row = ServerRow::new(id, server, *version, *updated_at);
+            let row = row_of(id, server, *version, *updated_at);
             upsert(conn, schema, &row, server).await?;
             updates.push(status_update(&row));
         }
@@ -197,25 +181,15 @@ impl Projection for ServersProjection {
     }
 }
 
-fn status_update(row: &ServerRow) -> StatusUpdate {
-    let subject = status_subject(&TenantId::system(), "server", &row.id.to_string())
-        .expect("a uuid is a valid subject token");
-    StatusUpdate {
-        subject,
-        body: serde_json::json!({
-            "kind": "server",
-            "id": row.id,
-            "tenant": TenantId::system().as_str(),
-            "version": row.version,
-            "state": row,
-        }),
-    }
+fn status_update(row: &ServerState) -> StatusUpdate {
+    let status = Status::new(row.id, TenantId::system(), row.version as u64, row.clone());
+    StatusUpdate::of(&status).expect("a uuid is a valid subject token")
 }
 
 async fn upsert(
     conn: &mut PgConnection,
     schema: &str,
-    row: &ServerRow,
+    row: &ServerState,
     server: &Server,
 ) -> sqlx::Result<()> {
     sqlx::query(&format!(

@@ -20,7 +20,7 @@ impl Projection for AuditLog {
     }
 
     fn filter_subjects(&self) -> Vec<String> {
-        vec!["evt.>".into()]
+        vec![berth_schemas::subjects::ALL_EVENTS.into()]
     }
 
     fn tables(&self) -> &'static [&'static str] {

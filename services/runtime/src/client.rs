@@ -16,14 +16,15 @@ use berth_schemas::query::{decode_reply, query_subject, ListRequest, Page, LIST}
 use berth_schemas::subjects::STATUS_STREAM;
 use berth_schemas::{CommandReply, Rejection, TenantId};
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// Sends a command about `tenant`'s things and returns berth's reply. An operator action
-/// (see [`berth_schemas::access`]) goes to `cmd.system.<aggregate>.<action>` naming the
-/// tenant in a header; the caller needs the rights to publish there.
+/// Sends a command about `tenant`'s things and returns berth's reply, without what the
+/// command printed (see [`send_command_with_output`]). An operator action (see
+/// [`berth_schemas::access`]) goes to `cmd.system.<aggregate>.<action>` naming the tenant
+/// in a header; the caller needs the rights to publish there.
 pub async fn send_command(
     nats: &async_nats::Client,
     tenant: &TenantId,
@@ -32,6 +33,21 @@ pub async fn send_command(
     meta: &CommandMeta,
     body: Vec<u8>,
 ) -> Result<CommandReply> {
+    let reply: CommandReply<IgnoredAny> =
+        send_command_with_output(nats, tenant, aggregate, action, meta, body).await?;
+    Ok(reply.map_output(|_| ()))
+}
+
+/// [`send_command`] for a command whose reply carries what it printed: `O` is
+/// [`ExecOutput`](berth_schemas::vm::ExecOutput) for `vm.exec` and `pod.logs`.
+pub async fn send_command_with_output<O: DeserializeOwned>(
+    nats: &async_nats::Client,
+    tenant: &TenantId,
+    aggregate: &str,
+    action: &str,
+    meta: &CommandMeta,
+    body: Vec<u8>,
+) -> Result<CommandReply<O>> {
     let (subject, target) = berth_schemas::access::route(tenant, aggregate, action);
     let mut headers = meta.to_headers();
     if let Some(target) = target {
@@ -153,11 +169,12 @@ pub async fn request(
     nats.request(subject, body.into()).await
 }
 
-/// The last status published on `subject`, if any.
-pub async fn last_status(
+/// The last status published on `subject`, if there is one that reads as `S` (a
+/// [`Status`](berth_schemas::status::Status) of the subject's kind).
+pub async fn last_status<S: DeserializeOwned>(
     js: &jetstream::Context,
     subject: &str,
-) -> Result<Option<serde_json::Value>> {
+) -> Result<Option<S>> {
     let stream = js
         .get_stream(STATUS_STREAM)
         .await
@@ -170,13 +187,14 @@ pub async fn last_status(
 }
 
 /// Waits until the status on `subject` satisfies `done`, reading the last value first
-/// and then following live updates. Returns the status that satisfied it.
-pub async fn wait_for_status(
+/// and then following live updates; a message that does not read as `S` is passed
+/// over. Returns the status that satisfied it.
+pub async fn wait_for_status<S: DeserializeOwned>(
     nats: &async_nats::Client,
     subject: &str,
     timeout: Duration,
-    mut done: impl FnMut(&serde_json::Value) -> bool,
-) -> Result<serde_json::Value> {
+    mut done: impl FnMut(&S) -> bool,
+) -> Result<S> {
     let js = jetstream::new(nats.clone());
     let mut live = nats
         .subscribe(subject.to_owned())
@@ -189,7 +207,7 @@ pub async fn wait_for_status(
             }
         }
         while let Some(message) = live.next().await {
-            if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&message.payload) {
+            if let Ok(status) = serde_json::from_slice::<S>(&message.payload) {
                 if done(&status) {
                     return Ok(status);
                 }
@@ -202,11 +220,6 @@ pub async fn wait_for_status(
             "{subject} did not reach the awaited state within {timeout:?}"
         ))
     })?
-}
-
-/// The `state.status` field of a status message.
-pub fn status_of(status: &serde_json::Value) -> Option<&str> {
-    status.get("state")?.get("status")?.as_str()
 }
 
 /// Sends a timer command to the scheduler from a reactor handling `event` (the command id

@@ -20,6 +20,8 @@ use berth_schemas::envelope::header_value;
 use berth_schemas::ids::SYSTEM_TENANT;
 use berth_schemas::{CommandReply, CommandSet, Rejection, RejectionCode, TenantId};
 use futures::StreamExt;
+
+use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{info_span, warn, Instrument};
@@ -35,6 +37,8 @@ use crate::Runtime;
 #[async_trait]
 pub trait CommandService: Send + Sync + 'static {
     type Command: CommandSet;
+    /// What a command's reply carries besides its events: `()` for most kinds.
+    type Output: Serialize + Send + Sync + 'static;
     /// The kind, as in `cmd.<tenant>.<kind>.<action>`.
     fn kind(&self) -> &'static str;
     /// Decides and appends one command; idempotent per `cause.id`.
@@ -43,7 +47,7 @@ pub trait CommandService: Send + Sync + 'static {
         tenant: &TenantId,
         cause: &Cause,
         command: &Self::Command,
-    ) -> Result<CommandReply, Rejection>;
+    ) -> Result<CommandReply<Self::Output>, Rejection>;
 }
 
 /// The plain flow for a command on one aggregate: load, look up the command id among
@@ -212,6 +216,7 @@ where
     A::Command: CommandSet,
 {
     type Command = A::Command;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         A::KIND
@@ -254,7 +259,7 @@ impl<S: CommandService> CommandHandler<S> {
         subject: &str,
         headers: Option<&HeaderMap>,
         body: &[u8],
-    ) -> CommandReply {
+    ) -> CommandReply<S::Output> {
         self.handle_in_slot(subject, headers, body, None).await
     }
 
@@ -266,7 +271,7 @@ impl<S: CommandService> CommandHandler<S> {
         headers: Option<&HeaderMap>,
         body: &[u8],
         slot: Option<OwnedSemaphorePermit>,
-    ) -> CommandReply {
+    ) -> CommandReply<S::Output> {
         match self.try_handle(subject, headers, body, slot).await {
             Ok(reply) => reply,
             Err(rejection) => CommandReply::Rejected(rejection),
@@ -279,7 +284,7 @@ impl<S: CommandService> CommandHandler<S> {
         headers: Option<&HeaderMap>,
         body: &[u8],
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<CommandReply, Rejection> {
+    ) -> Result<CommandReply<S::Output>, Rejection> {
         if body.len() > self.max_command_bytes {
             return Err(Rejection::new(
                 RejectionCode::TooLarge,

@@ -16,7 +16,7 @@
 use async_nats::jetstream::{self, consumer};
 use async_nats::HeaderMap;
 use berth_schemas::envelope::header_value;
-use berth_schemas::subjects::DLQ_STREAM;
+use berth_schemas::subjects::{retry_subject, ALL_DEAD_LETTERS, DLQ_STREAM};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -24,16 +24,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::reactor::dlq_headers;
-
-/// The work-queue stream retried dead letters go through: `retry.<consumer>`.
-pub const RETRY_STREAM: &str = "RETRY";
-
-/// The subject a consumer's retried dead letters arrive on.
-pub fn retry_subject(consumer: &str) -> Result<String> {
-    berth_schemas::ids::validate_subject_token("consumer name", consumer)
-        .map_err(|e| Error::Other(e.to_string()))?;
-    Ok(format!("retry.{consumer}"))
-}
 
 /// One dead letter as operators see it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -73,7 +63,7 @@ pub async fn list(js: &jetstream::Context, consumer: Option<&str>) -> Result<Vec
     let filter = match consumer {
         Some(consumer) => berth_schemas::subjects::dlq_subject(consumer)
             .map_err(|e| Error::Other(e.to_string()))?,
-        None => "dlq.>".to_owned(),
+        None => ALL_DEAD_LETTERS.to_owned(),
     };
     let stream = js
         .get_stream(DLQ_STREAM)
@@ -153,7 +143,8 @@ pub async fn retry(js: &jetstream::Context, sequence: u64) -> Result<DeadLetter>
     }
     let mut retried = crate::reactor::without_jetstream_headers(&headers);
     retried.insert("Nats-Msg-Id", format!("retry:{sequence}").as_str());
-    js.publish_with_headers(retry_subject(&letter.consumer)?, retried, payload)
+    let subject = retry_subject(&letter.consumer).map_err(|e| Error::Other(e.to_string()))?;
+    js.publish_with_headers(subject, retried, payload)
         .await
         .map_err(|e| Error::nats("publish a retry", e))?
         .await

@@ -24,7 +24,10 @@ use std::collections::HashSet;
 
 use async_nats::HeaderMap;
 use berth_schemas::envelope::headers;
+pub use berth_schemas::status::HealthState;
+use berth_schemas::status::{ProjectionHealth, Status};
 use berth_schemas::subjects::EVENTS_STREAM;
+use berth_schemas::TenantId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -295,28 +298,6 @@ pub async fn skip(rt: &Runtime, projection: &str, sequence: u64) -> Result<Parke
     Ok(skipped)
 }
 
-/// How a projection is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthState {
-    /// Applying every event.
-    Ok,
-    /// Going on, with events parked.
-    Degraded,
-    /// Stuck on a transient error it keeps retrying.
-    Retrying,
-}
-
-impl HealthState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Degraded => "degraded",
-            Self::Retrying => "retrying",
-        }
-    }
-}
-
 /// A projection's faults: parked events and a transient error being retried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
@@ -384,21 +365,21 @@ async fn try_publish_health(rt: &Runtime, projection: &str) -> Result<()> {
     let health = health(&mut tx, projection)
         .await
         .map_err(Error::db("read health"))?;
-    let body = serde_json::json!({
-        "kind": "projection",
-        "id": projection,
-        "tenant": "system",
+    let status = Status::new(
+        projection.to_owned(),
+        TenantId::system(),
         // Health has no stream sequence of its own; publishes are ordered by the lock,
         // and the clock orders them for clients that keep the newest version.
-        "version": Utc::now().timestamp_micros(),
-        "state": health.state,
-        "parked": health.parked,
-        "sequence": health.sequence,
-        "reason": health.reason,
-    });
-    let payload = serde_json::to_vec(&body).expect("health serializes");
+        Utc::now().timestamp_micros().unsigned_abs(),
+        ProjectionHealth {
+            status: health.state,
+            parked: health.parked,
+            sequence: health.sequence,
+            reason: health.reason,
+        },
+    );
     rt.js
-        .publish(fault_subject(projection), payload.into())
+        .publish(fault_subject(projection)?, status.to_json().into())
         .await
         .map_err(|e| Error::nats("publish health", e))?
         .await
@@ -418,8 +399,13 @@ pub(crate) async fn announce(rt: &Runtime, projection: &str) {
         if health.state != HealthState::Ok {
             return Ok(true);
         }
-        let published = last_status(&rt.js, &fault_subject(projection)).await?;
-        Ok::<_, Error>(published.is_some_and(|s| s["state"] != HealthState::Ok.as_str()))
+        // A published health that is not `ok`, or does not read as one, is corrected.
+        let published: Option<serde_json::Value> =
+            last_status(&rt.js, &fault_subject(projection)?).await?;
+        Ok::<_, Error>(published.is_some_and(|body| {
+            serde_json::from_value::<Status<ProjectionHealth>>(body)
+                .map_or(true, |status| status.state.status != HealthState::Ok)
+        }))
     };
     match faulty.await {
         Ok(true) => publish_health(rt, projection).await,

@@ -42,7 +42,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, consumer::DeliverPolicy};
 use async_trait::async_trait;
-use berth_schemas::subjects::EVENTS_STREAM;
+use berth_schemas::ids::InvalidToken;
+use berth_schemas::status::{Status, StatusState};
+use berth_schemas::subjects::{status_subject, StatusKind, EVENTS_STREAM};
+use berth_schemas::TenantId;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
@@ -58,6 +61,16 @@ use crate::Runtime;
 pub struct StatusUpdate {
     pub subject: String,
     pub body: serde_json::Value,
+}
+
+impl StatusUpdate {
+    /// The update that publishes `status` on its subject.
+    pub fn of<T: StatusState>(status: &Status<T>) -> Result<Self, InvalidToken> {
+        Ok(Self {
+            subject: status.subject()?,
+            body: serde_json::to_value(status).expect("statuses serialize"),
+        })
+    }
 }
 
 /// Why a batch could not be applied.
@@ -173,8 +186,9 @@ pub trait Projection: Send + Sync + 'static {
 }
 
 /// The status subject a projection's own health goes to.
-pub fn fault_subject(name: &str) -> String {
-    format!("status.system.projection.{name}")
+pub fn fault_subject(name: &str) -> Result<String> {
+    status_subject(&TenantId::system(), StatusKind::Projection, name)
+        .map_err(|e| Error::Other(e.to_string()))
 }
 
 pub(crate) async fn lock_projection(conn: &mut PgConnection, name: &str) -> sqlx::Result<()> {

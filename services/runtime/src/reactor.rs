@@ -34,7 +34,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, AckKind};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
-use berth_schemas::subjects::{dlq_subject, EVENTS_STREAM};
+use berth_schemas::subjects::{dlq_subject, retry_subject, EVENTS_STREAM, RETRY_STREAM};
 use futures::StreamExt;
 use rand::Rng;
 use tracing::{info_span, warn, Instrument};
@@ -225,19 +225,12 @@ pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
     };
     let retries = consumer::pull::Config {
         durable_name: Some(format!("{name}-retry")),
-        filter_subjects: vec![crate::dlq::retry_subject(&name)?],
+        filter_subjects: vec![retry_subject(&name).map_err(|e| Error::Other(e.to_string()))?],
         ..live.clone()
     };
     tokio::try_join!(
         consume(rt, &reactor, reactor.stream(), live, limits, Origin::Live),
-        consume(
-            rt,
-            &reactor,
-            crate::dlq::RETRY_STREAM,
-            retries,
-            limits,
-            Origin::Retried
-        ),
+        consume(rt, &reactor, RETRY_STREAM, retries, limits, Origin::Retried),
     )?;
     Ok(())
 }
@@ -643,7 +636,7 @@ async fn copy_elsewhere(
             "DLQ",
         ),
         Destination::HandOver => (
-            crate::dlq::retry_subject(consumer)?,
+            retry_subject(consumer).map_err(|e| Error::Other(e.to_string()))?,
             format!("{msg_id}:handover"),
             "retry hand-over",
         ),

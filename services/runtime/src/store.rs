@@ -30,6 +30,9 @@ use async_nats::jetstream::{self, context::PublishErrorKind, message::OutboundMe
 use async_nats::HeaderMap;
 pub use berth_schemas::aggregate::{Aggregate, Context, NoCommand};
 use berth_schemas::envelope::{headers, EventMeta};
+use berth_schemas::subjects::{
+    aggregate_event_filter, event_filter, tenant_event_filter, EventSubject,
+};
 use berth_schemas::{DomainEvent, TenantId};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -210,11 +213,11 @@ impl EventStore {
     /// The ids of every aggregate of `kind` under `tenant`, straight from the stream's
     /// subject index (no projection, so never behind the log).
     pub async fn aggregate_ids(&self, tenant: &TenantId, kind: &str) -> Result<Vec<Uuid>> {
-        let subjects = self.subjects(&format!("evt.{tenant}.{kind}.*")).await?;
+        let subjects = self.subjects(&tenant_event_filter(tenant, kind)).await?;
         let mut ids: Vec<Uuid> = subjects
             .iter()
-            .filter_map(|subject| subject.rsplit('.').next())
-            .filter_map(|id| Uuid::parse_str(id).ok())
+            .filter_map(|subject| EventSubject::parse(subject))
+            .map(|parsed| parsed.id)
             .collect();
         ids.sort();
         Ok(ids)
@@ -222,15 +225,11 @@ impl EventStore {
 
     /// Every aggregate of `kind` of every tenant, by tenant and id, from the subject index.
     pub async fn all_aggregates(&self, kind: &str) -> Result<Vec<(TenantId, Uuid)>> {
-        let subjects = self.subjects(&format!("evt.*.{kind}.*")).await?;
+        let subjects = self.subjects(&event_filter(kind)).await?;
         let mut found: Vec<(TenantId, Uuid)> = subjects
             .iter()
-            .filter_map(|subject| {
-                let mut tokens = subject.split('.').skip(1);
-                let tenant = TenantId::parse(tokens.next()?).ok()?;
-                let id = Uuid::parse_str(tokens.nth(1)?).ok()?;
-                Some((tenant, id))
-            })
+            .filter_map(|subject| EventSubject::parse(subject))
+            .map(|parsed| (parsed.tenant, parsed.id))
             .collect();
         found.sort();
         Ok(found)
@@ -244,13 +243,11 @@ impl EventStore {
     /// Every tenant with an aggregate of `kind` under `id` (from the subject index):
     /// one, normally; a create refuses an id that another tenant holds.
     pub async fn owners(&self, kind: &str, id: Uuid) -> Result<Vec<TenantId>> {
-        let subjects = self
-            .subjects(&format!("evt.*.{kind}.{}", id.hyphenated()))
-            .await?;
+        let subjects = self.subjects(&aggregate_event_filter(kind, id)).await?;
         Ok(subjects
             .iter()
-            .filter_map(|subject| subject.split('.').nth(1))
-            .filter_map(|tenant| TenantId::parse(tenant).ok())
+            .filter_map(|subject| EventSubject::parse(subject))
+            .map(|parsed| parsed.tenant)
             .collect())
     }
 

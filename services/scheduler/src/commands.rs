@@ -41,6 +41,7 @@ pub struct ScheduleCommands {
 #[async_trait]
 impl CommandService for ScheduleCommands {
     type Command = ScheduleCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::schedule::AGGREGATE
@@ -84,6 +85,7 @@ pub struct TimerCommands {
 #[async_trait]
 impl CommandService for TimerCommands {
     type Command = TimerCommand;
+    type Output = ();
 
     fn kind(&self) -> &'static str {
         berth_schemas::schedule::TIMER_COMMANDS

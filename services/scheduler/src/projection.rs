@@ -7,65 +7,49 @@ use async_trait::async_trait;
 use berth_runtime::projection::{ApplyError, Projection, StatusUpdate};
 use berth_runtime::store::{Aggregate, StoredEvent};
 use berth_schemas::schedule::{ScheduleEvent, ScheduleSet, When};
-use berth_schemas::subjects::{event_filter, status_subject};
+use berth_schemas::subjects::event_filter;
 use berth_schemas::TenantId;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::schedule::{Schedule, Status};
 use crate::timing::Timing;
 
-/// One schedule as people see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScheduleRow {
-    pub id: Uuid,
-    pub tenant: String,
-    pub name: String,
-    /// `cron` or `at`.
-    pub kind: String,
-    /// The cron expression and zone, or the instant.
-    pub timing: String,
-    pub status: String,
-    pub fires: i64,
-    pub last_due: Option<DateTime<Utc>>,
-    /// As of the last event: the next due time after `last_due` (or after creation).
-    pub next_due: Option<DateTime<Utc>>,
-    pub version: i64,
-    pub updated_at: DateTime<Utc>,
-}
+/// A row of `schedules.schedules` (without its spec) is the schedule's published state.
+pub use berth_schemas::status::ScheduleState;
 
 const COLUMNS: &str =
     "id, tenant, name, kind, timing, status, fires, last_due, next_due, version, updated_at";
 
-impl ScheduleRow {
-    fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Self> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            tenant: row.try_get("tenant")?,
-            name: row.try_get("name")?,
-            kind: row.try_get("kind")?,
-            timing: row.try_get("timing")?,
-            status: row.try_get("status")?,
-            fires: row.try_get("fires")?,
-            last_due: row.try_get("last_due")?,
-            next_due: row.try_get("next_due")?,
-            version: row.try_get("version")?,
-            updated_at: row.try_get("updated_at")?,
-        })
-    }
+fn read_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<ScheduleState> {
+    Ok(ScheduleState {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        name: row.try_get("name")?,
+        kind: row.try_get("kind")?,
+        timing: row.try_get("timing")?,
+        status: row.try_get("status")?,
+        fires: row.try_get("fires")?,
+        last_due: row.try_get("last_due")?,
+        next_due: row.try_get("next_due")?,
+        version: row.try_get("version")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }
 
 /// Every schedule (of one tenant, or all), by tenant and name.
-pub async fn list(db: &sqlx::PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<ScheduleRow>> {
+pub async fn list(
+    db: &sqlx::PgPool,
+    tenant: Option<&TenantId>,
+) -> sqlx::Result<Vec<ScheduleState>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM schedules.schedules WHERE ($1::text IS NULL OR tenant = $1) ORDER BY tenant, name"
     ))
     .bind(tenant.map(TenantId::as_str))
     .fetch_all(db)
     .await?;
-    rows.iter().map(ScheduleRow::from_row).collect()
+    rows.iter().map(read_row).collect()
 }
 
 /// The `schedules` projection.
@@ -186,7 +170,7 @@ impl Projection for SchedulesProjection {
     }
 }
 
-fn row_of(id: Uuid, entry: &Folded, spec: &ScheduleSet) -> ScheduleRow {
+fn row_of(id: Uuid, entry: &Folded, spec: &ScheduleSet) -> ScheduleState {
     let (kind, timing) = match &spec.when {
         When::Cron {
             expression,
@@ -199,7 +183,7 @@ fn row_of(id: Uuid, entry: &Folded, spec: &ScheduleSet) -> ScheduleRow {
             .then(|| timing.next_after(entry.schedule.last_due.unwrap_or(spec.since)))
             .flatten()
     });
-    ScheduleRow {
+    ScheduleState {
         id,
         tenant: entry.tenant.clone(),
         name: spec.name.clone(),
@@ -214,24 +198,17 @@ fn row_of(id: Uuid, entry: &Folded, spec: &ScheduleSet) -> ScheduleRow {
     }
 }
 
-fn status_update(row: &ScheduleRow) -> Option<StatusUpdate> {
+fn status_update(row: &ScheduleState) -> Option<StatusUpdate> {
     let tenant = TenantId::parse(&row.tenant).ok()?;
-    Some(StatusUpdate {
-        subject: status_subject(&tenant, "schedule", &row.id.to_string()).ok()?,
-        body: serde_json::json!({
-            "kind": "schedule",
-            "id": row.id,
-            "tenant": row.tenant,
-            "version": row.version,
-            "state": row,
-        }),
-    })
+    let status =
+        berth_schemas::status::Status::new(row.id, tenant, row.version as u64, row.clone());
+    StatusUpdate::of(&status).ok()
 }
 
 async fn upsert(
     conn: &mut PgConnection,
     schema: &str,
-    row: &ScheduleRow,
+    row: &ScheduleState,
     spec: &ScheduleSet,
 ) -> sqlx::Result<()> {
     sqlx::query(&format!(

@@ -8,7 +8,7 @@ use berth_schemas::query::{
 use berth_schemas::Rejection;
 use sqlx::PgPool;
 
-use crate::projection::{self, ScheduleRow};
+use crate::projection::{self, ScheduleState};
 
 /// Answers the scheduler's query until shutdown.
 pub async fn serve(rt: &Runtime) -> berth_runtime::Result<()> {
@@ -23,7 +23,7 @@ async fn schedules(
     db: &PgPool,
     query: Query,
     request: ListRequest<ScheduleFilter>,
-) -> Result<Page<ScheduleRow>, Rejection> {
+) -> Result<Page<ScheduleState>, Rejection> {
     let tenant = query.tenant(request.filter.tenant.as_ref())?;
     let rows = projection::list(db, tenant.as_ref())
         .await
@@ -39,33 +39,8 @@ async fn schedules(
 mod tests {
     use berth_runtime::projection::Projection;
     use berth_schemas::query::projection::PROJECTIONS;
-    use berth_schemas::query::rows;
-    use chrono::Utc;
-    use uuid::Uuid;
 
     use super::*;
-
-    /// What the CLI prints is the contract's row: it must read back unchanged.
-    #[test]
-    fn rows_read_back_as_the_contract_rows() {
-        let now = Utc::now();
-        let row = ScheduleRow {
-            id: Uuid::now_v7(),
-            tenant: "system".into(),
-            name: "reconcile".into(),
-            kind: "cron".into(),
-            timing: "* * * * * (UTC)".into(),
-            status: "active".into(),
-            fires: 12,
-            last_due: Some(now),
-            next_due: None,
-            version: 14,
-            updated_at: now,
-        };
-        let json = serde_json::to_string(&row).unwrap();
-        let read: rows::ScheduleRow = serde_json::from_str(&json).unwrap();
-        assert_eq!(serde_json::to_string(&read).unwrap(), json);
-    }
 
     #[test]
     fn its_projection_is_in_the_contract() {

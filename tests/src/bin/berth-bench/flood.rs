@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_schemas::vm::{VmCommand, VmTarget};
+use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_schemas::{CommandReply, RejectionCode, TenantId};
 use berth_tests::{fast_settings, instant_sim, meta, tenant, TestEnv};
 
@@ -27,7 +27,7 @@ pub async fn flood(rate: usize, samples: usize) -> anyhow::Result<()> {
     let _provisioner = env.provisioner(fast_settings(), instant_sim()).await?;
     let quiet = tenant("quiet");
     let vm = env.create(&quiet, "steady").await?;
-    env.wait_vm_status(&quiet, vm, "running").await?;
+    env.wait_vm_status(&quiet, vm, VmStatus::Running).await?;
     let probe = VmCommand::Start(VmTarget {
         vm_id: vm,
         expected_version: None,

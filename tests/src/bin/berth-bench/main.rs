@@ -35,13 +35,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use berth_provisioner::projection::VmsProjection;
-use berth_runtime::client::{status_of, wait_for_status};
+use berth_runtime::client::wait_for_status;
 use berth_runtime::projection::rebuild;
 use berth_runtime::store::{event_id, NewEvent};
 use berth_runtime::{EventStore, Settings};
 use berth_schemas::envelope::EventMeta;
-use berth_schemas::subjects::{event_subject, status_subject};
-use berth_schemas::vm::{Empty, VmEvent, VmPlaced, VmProvisioned, VmRequested};
+use berth_schemas::status::{Status, VmState};
+use berth_schemas::subjects::{event_subject, status_subject, StatusKind};
+use berth_schemas::vm::{Empty, VmEvent, VmPlaced, VmProvisioned, VmRequested, VmStatus};
 use berth_schemas::{Actor, CommandReply, DomainEvent};
 use berth_tests::{create_vm, fast_settings, instant_sim, meta, tenant, TestEnv};
 use futures::{stream as fstream, StreamExt};
@@ -344,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
         let command = create_vm(&format!("st-{i}"));
         let subject = status_subject(
             &status_tenant,
-            "vm",
+            StatusKind::Vm,
             &command.vm_id(command_meta.id).to_string(),
         )?;
         let started = Instant::now();
@@ -354,7 +355,7 @@ async fn main() -> anyhow::Result<()> {
                 &env.client,
                 &subject,
                 Duration::from_secs(30),
-                |s| status_of(s) == Some("running")
+                |s: &Status<VmState>| s.state.status == VmStatus::Running
             )
         );
         reply?;
@@ -619,13 +620,16 @@ async fn docker_trips(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
         let command_meta = meta();
         let create = VmCommand::Create(CreateVm::with_plan(format!("d-{i}"), Plan::Small, IMAGE));
         let vm = create.vm_id(command_meta.id);
-        let subject = status_subject(&acme, "vm", &vm.to_string())?;
+        let subject = status_subject(&acme, StatusKind::Vm, &vm.to_string())?;
         let started = Instant::now();
         let (reply, status) = tokio::join!(
             env.send(&acme, &command_meta, &create),
-            wait_for_status(&env.client, &subject, Duration::from_secs(60), |s| {
-                status_of(s) == Some("running")
-            })
+            wait_for_status(
+                &env.client,
+                &subject,
+                Duration::from_secs(60),
+                |s: &Status<VmState>| s.state.status == VmStatus::Running
+            )
         );
         reply?;
         status?;
@@ -635,7 +639,7 @@ async fn docker_trips(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
             expected_version: None,
         });
         env.send(&acme, &meta(), &destroy).await?;
-        env.wait_vm_status(&acme, vm, "destroyed").await?;
+        env.wait_vm_status(&acme, vm, VmStatus::Destroyed).await?;
     }
     service.stop().await?;
     Ok((percentiles(berth), percentiles(bare)))

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_nats::jetstream;
 use berth_pod_lifecycle::sim::SimRuntime;
-use berth_runtime::client::{status_of, wait_for_status};
-use berth_schemas::pod::{CreatePod, PodCommand, PodTarget, ResetPod};
-use berth_schemas::subjects::status_subject;
+use berth_runtime::client::wait_for_status;
+use berth_schemas::pod::{CreatePod, PodCommand, PodStatus, PodTarget, ResetPod};
+use berth_schemas::status::{PodState, Status};
+use berth_schemas::subjects::{status_subject, StatusKind};
 use berth_schemas::{CommandReply, TenantId};
 use berth_tests::pods::{busybox_overrides, pod_config, TEST_IMAGE};
 use berth_tests::{tenant, TestEnv};
@@ -261,13 +262,16 @@ pub async fn docker_pods(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
             subscription_id: None,
             env: Default::default(),
         });
-        let subject = status_subject(&acme, "pod", &pod_id.to_string())?;
+        let subject = status_subject(&acme, StatusKind::Pod, &pod_id.to_string())?;
         let started = Instant::now();
         let (reply, status) = tokio::join!(
             env.send_pod(&acme, &create),
-            wait_for_status(&env.client, &subject, Duration::from_secs(60), |s| {
-                status_of(s) == Some("running")
-            })
+            wait_for_status(
+                &env.client,
+                &subject,
+                Duration::from_secs(60),
+                |s: &Status<PodState>| s.state.status == PodStatus::Running
+            )
         );
         reply?;
         status?;
@@ -278,7 +282,8 @@ pub async fn docker_pods(n: usize) -> anyhow::Result<((f64, f64), (f64, f64))> {
             expected_version: None,
         });
         env.send_pod(&acme, &delete).await?;
-        env.wait_pod_status(&acme, pod_id, "deleted").await?;
+        env.wait_pod_status(&acme, pod_id, PodStatus::Deleted)
+            .await?;
     }
     service.stop().await?;
     Ok((percentiles(berth), percentiles(bare)))
