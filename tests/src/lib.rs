@@ -453,3 +453,12 @@ pub fn fast_settings() -> Settings {
         ..Settings::default()
     }
 }
+
+/// The `vms` projection's rows of `tenant`, read from its table (for tests that compare
+/// what the projection showed with what the CLI reports).
+pub async fn vm_rows(
+    db: &sqlx::PgPool,
+    tenant: &TenantId,
+) -> sqlx::Result<Vec<berth_schemas::status::VmState>> {
+    berth_provisioner::projection::list(db, Some(tenant)).await
+}

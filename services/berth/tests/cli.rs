@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use berth_provisioner::projection;
 use berth_schemas::vm::{VmCommand, VmStatus, VmTarget};
 use berth_tests::{eventually, fast_settings, instant_sim, meta, sim_datacenter, tenant, TestEnv};
 
@@ -118,7 +117,7 @@ async fn state_at_a_sequence_is_the_row_the_projection_showed_then() -> anyhow::
     env.wait_vm_status(&acme, vm, VmStatus::Running).await?;
     // The projection's row while the VM runs, and the sequence it was projected at.
     let then = eventually("the running row", Duration::from_secs(30), || async {
-        let rows = projection::list(&provisioner.db, Some(&acme)).await?;
+        let rows = berth_tests::vm_rows(&provisioner.db, &acme).await?;
         Ok(rows
             .into_iter()
             .find(|r| r.id == vm && r.status == VmStatus::Running))
@@ -213,7 +212,7 @@ async fn replay_dry_run_finds_nothing_on_a_healthy_system_and_finds_a_tampered_r
         "the projection caught up",
         Duration::from_secs(30),
         || async {
-            let rows = projection::list(&provisioner.db, Some(&acme)).await?;
+            let rows = berth_tests::vm_rows(&provisioner.db, &acme).await?;
             Ok(rows
                 .iter()
                 .any(|r| r.status == VmStatus::Running)

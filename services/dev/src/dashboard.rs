@@ -31,7 +31,10 @@ pub struct DashboardArgs {
 
 pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
+    crate::signals::until_drained(shutdown.clone(), serve(args, shutdown)).await
+}
+
+async fn serve(args: DashboardArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let rt = Runtime::connect(
         "dashboard",
         &args.connect,

@@ -6,6 +6,7 @@
 //!   operator, kept 0600 beside the embedded servers' data.
 //! - [`up`]: `berth up`, the whole control plane in one process with embedded servers,
 //!   the `sim` provider, demo data and the dashboard.
+//! - [`signals`]: the first Ctrl-C drains, a second stops with an error.
 //! - [`dashboard`]: `berth dashboard`, the dashboard on its own next to services that
 //!   run elsewhere.
 //!
@@ -14,5 +15,6 @@
 
 pub mod dashboard;
 pub mod devservers;
+pub mod signals;
 pub mod up;
 pub mod users;

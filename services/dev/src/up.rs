@@ -119,7 +119,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let _telemetry = telemetry::init("berth", &args.telemetry, "info,async_nats=warn,sqlx=warn")?;
     let shutdown = CancellationToken::new();
-    berth_runtime::shutdown::cancel_on_signals(shutdown.clone());
+    crate::signals::until_drained(shutdown.clone(), up(args, shutdown)).await
+}
+
+async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)?;

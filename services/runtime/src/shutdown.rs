@@ -1,12 +1,10 @@
 //! SIGINT and SIGTERM: the first starts a drain, a second forces the stop.
 //!
-//! [`Signals`] is what [`crate::service::main`] waits on: there a second signal ends the
-//! drain with an error. [`cancel_on_signals`] is for the dev tools that run everything
-//! in one process (`berth up`), where a second Ctrl-C ends the process at once.
+//! [`Signals`] is what [`crate::service::main`] (and `berth up`) waits on: the first
+//! starts the drain, a second ends it with an error. No library exits the process.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// The stop requests a process receives: SIGINT and SIGTERM.
 pub struct Signals {
@@ -42,18 +40,4 @@ impl Signals {
             None => std::future::pending().await,
         }
     }
-}
-
-/// Cancels `token` on the first SIGINT/SIGTERM; exits with 130 on the second. For the
-/// dev tools only: a service binary runs under [`crate::service::main`].
-pub fn cancel_on_signals(token: CancellationToken) {
-    let mut signals = Signals::listen();
-    tokio::spawn(async move {
-        signals.recv().await;
-        info!("shutting down: finishing in-flight work (signal again to force)");
-        token.cancel();
-        signals.recv().await;
-        warn!("second signal: exiting now");
-        std::process::exit(130);
-    });
 }
