@@ -11,6 +11,7 @@
 pub mod channels;
 mod commands;
 mod events;
+mod queries;
 mod statuses;
 mod yaml;
 
@@ -74,6 +75,7 @@ pub struct Message {
 /// Every message the channels name, each once, in the order first named.
 pub fn messages() -> Vec<Message> {
     let mut all = commands::messages();
+    all.extend(queries::messages());
     all.extend(statuses::messages());
     all.extend(events::messages());
     all

@@ -42,6 +42,42 @@ pub fn all() -> Vec<(String, Schema)> {
         ),
         ("command-reply.json".to_owned(), schema_for!(CommandReply)),
         (
+            "query.list.json".to_owned(),
+            schema_for!(crate::query::ListRequest<crate::query::TenantFilter>),
+        ),
+        (
+            "query.schedule.list.json".to_owned(),
+            schema_for!(crate::query::ListRequest<crate::query::ScheduleFilter>),
+        ),
+        (
+            "query.notification.list.json".to_owned(),
+            schema_for!(crate::query::ListRequest<crate::query::NotificationFilter>),
+        ),
+        (
+            "query.get.json".to_owned(),
+            schema_for!(crate::query::GetRequest),
+        ),
+        (
+            "query.notification.preview.json".to_owned(),
+            schema_for!(crate::query::PreviewRequest),
+        ),
+        (
+            "reply.query.page.json".to_owned(),
+            schema_for!(crate::query::Page<serde_json::Value>),
+        ),
+        (
+            "projection.rebuild.json".to_owned(),
+            schema_for!(crate::query::projection::RebuildRequest),
+        ),
+        (
+            "projection.status.json".to_owned(),
+            schema_for!(crate::query::EmptyRequest),
+        ),
+        (
+            "projection.retry.json".to_owned(),
+            schema_for!(crate::query::projection::RetryParked),
+        ),
+        (
             "command-reply-output.json".to_owned(),
             schema_for!(CommandReply<ExecOutput>),
         ),

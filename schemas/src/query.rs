@@ -36,6 +36,7 @@ use crate::access::Sender;
 use crate::command::{parse_body, Rejection};
 use crate::ids::{TenantId, SYSTEM_TENANT};
 
+pub use crate::subjects::{query_filter, query_subject};
 pub use paging::{page, Cursor, Page};
 
 /// The first token of every query subject.
@@ -118,16 +119,6 @@ pub const QUERIES: &[QueryAccess] = &[
     operator(NOTIFICATION, GET),
     operator(NOTIFICATION, PREVIEW),
 ];
-
-/// The subject of query `kind.op` asked in `scope`.
-pub fn query_subject(scope: &TenantId, kind: &str, op: &str) -> String {
-    format!("{QUERY}.{scope}.{kind}.{op}")
-}
-
-/// The filter a service answers query `kind.op` on, in every scope.
-pub fn query_filter(kind: &str, op: &str) -> String {
-    format!("{QUERY}.*.{kind}.{op}")
-}
 
 /// A query subject, parsed and checked against [`QUERIES`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -219,6 +219,27 @@ impl EventSubject {
     }
 }
 
+/// The subject of query `kind.op` asked in `scope` (a tenant, or `system` for operators):
+/// `query.<scope>.<kind>.<op>` ([`crate::query`]).
+pub fn query_subject(scope: &TenantId, kind: &str, op: &str) -> String {
+    format!("{}.{scope}.{kind}.{op}", crate::query::QUERY)
+}
+
+/// What a service answers query `kind.op` on, in every scope: `query.*.<kind>.<op>`.
+pub fn query_filter(kind: &str, op: &str) -> String {
+    format!("{}.*.{kind}.{op}", crate::query::QUERY)
+}
+
+/// The subject operators ask `op` (`rebuild`, `status`, `retry`) of projection `name` on:
+/// `projection.<name>.<op>` ([`crate::query::projection`]).
+pub fn projection_subject(name: &str, op: &str) -> Result<String, InvalidToken> {
+    validate_subject_token("projection name", name)?;
+    Ok(format!(
+        "{}.{name}.{op}",
+        crate::query::projection::PROJECTION
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

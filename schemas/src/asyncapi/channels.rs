@@ -2,7 +2,7 @@
 //! of channels names, the helpers the channel tables share, and the dead-letter and
 //! retry channels. Commands, events and status are in their own modules.
 
-use super::{commands, events, statuses, Action, Channel, Operation, Parameter};
+use super::{commands, events, queries, statuses, Action, Channel, Operation, Parameter};
 
 /// The document's `info.description`.
 pub const OVERVIEW: &str = "\
@@ -101,6 +101,7 @@ pub(super) fn receive(id: &'static str, summary: &'static str) -> Operation {
 /// Every channel, in the document's order.
 pub fn all() -> Vec<Channel> {
     let mut channels = commands::channels();
+    channels.extend(queries::channels());
     channels.extend(events::channels());
     channels.extend(statuses::channels());
     channels.extend(failures());

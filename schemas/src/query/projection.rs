@@ -6,8 +6,6 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{validate_subject_token, InvalidToken};
-
 /// The first token of every request about a projection.
 pub const PROJECTION: &str = "projection";
 
@@ -32,11 +30,7 @@ pub const STATUS: &str = "status";
 /// Apply a parked event again: a [`RetryParked`], answered with the runtime's `Retried`.
 pub const RETRY: &str = "retry";
 
-/// The subject operators ask `op` of projection `name` on.
-pub fn projection_subject(name: &str, op: &str) -> Result<String, InvalidToken> {
-    validate_subject_token("projection name", name)?;
-    Ok(format!("{PROJECTION}.{name}.{op}"))
-}
+pub use crate::subjects::projection_subject;
 
 /// A rebuild.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

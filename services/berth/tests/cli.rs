@@ -198,7 +198,9 @@ async fn state_at_a_sequence_is_the_row_the_projection_showed_then() -> anyhow::
     provisioner.stop().await
 }
 
-#[tokio::test]
+// Several threads: the provisioner in this process runs the rebuild the CLI asks for
+// while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread")]
 async fn replay_dry_run_finds_nothing_on_a_healthy_system_and_finds_a_tampered_row(
 ) -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
