@@ -57,10 +57,11 @@ deny:
       echo "cargo deny: advisories skipped: the RustSec database cannot be fetched here and $db holds no copy"
     fi
 
-# Everything CI runs but the tests: `just lint`, then the generated schemas must not drift
+# Everything CI runs but the tests: `just lint`, the crate rules of docs/architecture.md, then the generated schemas must not drift
 check: lint schemas
     #!/usr/bin/env bash
     set -euo pipefail
+    python3 infra/check-crate-deps.py
     git diff --exit-code -- schemas
     untracked=$(git ls-files --others --exclude-standard -- schemas)
     [ -z "$untracked" ] || { echo "untracked under schemas/ (commit or remove it): $untracked"; exit 1; }
