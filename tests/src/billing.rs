@@ -41,6 +41,7 @@ impl TestEnv {
         let task = tokio::spawn(berth_billing::run(rt, config));
         self.wait_for_service("berth-account").await?;
         self.wait_for_service("berth-payment").await?;
+        self.wait_for_projection("billing").await?;
         Ok(RunningService { shutdown, task, db })
     }
 

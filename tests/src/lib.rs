@@ -227,6 +227,28 @@ impl TestEnv {
         Ok(())
     }
 
+    /// Waits until the service running projection `name` answers about it: its tables
+    /// exist from then on.
+    pub async fn wait_for_projection(&self, name: &str) -> anyhow::Result<()> {
+        use berth_schemas::query::{projection::STATUS, EmptyRequest};
+        eventually(
+            &format!("projection {name} to answer"),
+            Duration::from_secs(30),
+            || async {
+                let answer = berth_runtime::client::ask_projection::<_, serde_json::Value>(
+                    &self.client,
+                    name,
+                    STATUS,
+                    &EmptyRequest {},
+                    Duration::from_secs(5),
+                )
+                .await;
+                Ok(matches!(answer, Ok(Ok(_))).then_some(()))
+            },
+        )
+        .await
+    }
+
     /// The sequence of the last event on subjects matching `filter` (0 when none).
     pub async fn last_sequence_of(&self, filter: &str) -> anyhow::Result<u64> {
         use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};

@@ -571,6 +571,8 @@ fn retry_delay(failures: u32) -> Duration {
 /// failures are retried from the checkpoint with capped back-off.
 pub async fn run(rt: &Runtime, projection: Arc<dyn Projection>) -> Result<()> {
     let projection = projection.as_ref();
+    // Its tables exist before it answers anyone, so an answer proves them there.
+    prepare(&rt.db, projection).await?;
     tokio::try_join!(
         run_live(rt, projection),
         crate::projection_requests::serve(rt, projection)
@@ -580,7 +582,6 @@ pub async fn run(rt: &Runtime, projection: Arc<dyn Projection>) -> Result<()> {
 
 async fn run_live(rt: &Runtime, projection: &dyn Projection) -> Result<()> {
     let name = projection.name();
-    prepare(&rt.db, projection).await?;
     parked::forget_retrying(&rt.db, name)
         .await
         .map_err(Error::db("clear the retrying fault"))?;
