@@ -37,7 +37,10 @@ impl Reactor for Picky {
 
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
         if !self.configured.load(Ordering::SeqCst) {
-            return Err(ReactError::Permanent("no webhook URL configured".into()));
+            return Err(ReactError::permanent_because(
+                "no_webhook",
+                "no webhook URL configured",
+            ));
         }
         let mut applied = self.applied.lock().expect("applied");
         let entry =

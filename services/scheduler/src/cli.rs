@@ -4,6 +4,7 @@
 use berth_runtime::service::{self, ServiceArgs};
 use berth_runtime::Settings;
 use clap::Parser;
+use futures::TryFutureExt;
 
 /// Serves schedule and timer commands and fires them exactly once.
 #[derive(Parser, Debug)]
@@ -17,6 +18,6 @@ pub struct Cli {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     service::main("scheduler", cli.service, Settings::default(), |rt| {
-        crate::run(rt, crate::SchedulerConfig::default())
+        crate::run(rt, crate::SchedulerConfig::default()).err_into()
     })
 }
