@@ -91,6 +91,7 @@ async fn a_poison_event_is_retried_after_the_fix_and_applied_once() -> anyhow::R
         letter.error.contains("no webhook URL configured"),
         "{letter:?}"
     );
+    assert_eq!(letter.error_code.as_deref(), Some("no_webhook"));
     assert_eq!(
         letter.event_type.as_deref(),
         Some("berth.demo.reset_succeeded.v1")

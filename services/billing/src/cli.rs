@@ -5,7 +5,6 @@ use anyhow::Context;
 use berth_runtime::service::{self, ServiceArgs};
 use berth_runtime::Settings;
 use clap::Parser;
-use futures::TryFutureExt;
 
 use crate::prices::PriceList;
 use crate::BillingConfig;
@@ -26,7 +25,10 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = BillingConfig::new(PriceList::builtin().context("loading the price list")?);
     config.grace_days = cli.grace_days;
-    service::main("billing", cli.service, Settings::default(), |rt| {
-        crate::run(rt, config).err_into()
-    })
+    service::main(
+        "billing",
+        cli.service,
+        Settings::default(),
+        |rt| async move { Ok(crate::run(rt, config).await?) },
+    )
 }

@@ -4,7 +4,6 @@
 use berth_runtime::service::{self, ServiceArgs};
 use berth_runtime::Settings;
 use clap::Parser;
-use futures::TryFutureExt;
 
 /// Serves schedule and timer commands and fires them exactly once.
 #[derive(Parser, Debug)]
@@ -17,7 +16,10 @@ pub struct Cli {
 /// Parses the command line and runs the scheduler until SIGINT/SIGTERM.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    service::main("scheduler", cli.service, Settings::default(), |rt| {
-        crate::run(rt, crate::SchedulerConfig::default()).err_into()
-    })
+    service::main(
+        "scheduler",
+        cli.service,
+        Settings::default(),
+        |rt| async move { Ok(crate::run(rt, crate::SchedulerConfig::default()).await?) },
+    )
 }
