@@ -70,6 +70,10 @@ pub struct Rejection {
     /// For `busy`: when the same command may be sent again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// For `unavailable`: the stable code of the failure behind it (`nats`, `db`,
+    /// `timeout`, …), for logs and metrics; absent where there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
 }
 
 impl Rejection {
@@ -78,7 +82,14 @@ impl Rejection {
             code,
             message: message.into(),
             retry_after_ms: None,
+            error_code: None,
         }
+    }
+
+    /// This refusal, naming the stable code of the failure behind it.
+    pub fn with_error_code(mut self, code: impl Into<String>) -> Self {
+        self.error_code = Some(code.into());
+        self
     }
 
     /// A `busy` refusal: the same command may be sent again after `retry_after`.
@@ -87,6 +98,7 @@ impl Rejection {
             code: RejectionCode::Busy,
             message: message.into(),
             retry_after_ms: Some(retry_after.as_millis().max(1) as u64),
+            error_code: None,
         }
     }
 

@@ -38,7 +38,7 @@ impl TestEnv {
         let rt =
             Runtime::connect("billing", connect, Settings::default(), shutdown.clone()).await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_billing::run(rt, config));
+        let task = tokio::spawn(async move { Ok(berth_billing::run(rt, config).await?) });
         self.wait_for_service("berth-account").await?;
         self.wait_for_service("berth-payment").await?;
         self.wait_for_projection("billing").await?;

@@ -183,7 +183,8 @@ impl TestEnv {
         let shutdown = CancellationToken::new();
         let rt = Runtime::connect("provisioner", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_provisioner::run(rt, provider, config));
+        let task =
+            tokio::spawn(async move { Ok(berth_provisioner::run(rt, provider, config).await?) });
         self.wait_for_service("berth-vm").await?;
         self.wait_for_service("berth-tenant").await?;
         self.wait_for_service("berth-server").await?;
@@ -205,7 +206,7 @@ impl TestEnv {
         let shutdown = CancellationToken::new();
         let rt = Runtime::connect("scheduler", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_scheduler::run(rt, config));
+        let task = tokio::spawn(async move { Ok(berth_scheduler::run(rt, config).await?) });
         self.wait_for_service("berth-schedule").await?;
         self.wait_for_service("berth-timer").await?;
         Ok(RunningService { shutdown, task, db })

@@ -77,7 +77,8 @@ impl TestEnv {
         let rt =
             Runtime::connect("pod-lifecycle", &self.connect, settings, shutdown.clone()).await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_pod_lifecycle::run(rt, runtime, config));
+        let task =
+            tokio::spawn(async move { Ok(berth_pod_lifecycle::run(rt, runtime, config).await?) });
         self.wait_for_service("berth-pod").await?;
         Ok(RunningService { shutdown, task, db })
     }

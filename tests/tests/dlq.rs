@@ -37,7 +37,10 @@ impl Reactor for Picky {
 
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
         if !self.configured.load(Ordering::SeqCst) {
-            return Err(ReactError::Permanent("no webhook URL configured".into()));
+            return Err(ReactError::permanent_because(
+                "no_webhook",
+                "no webhook URL configured",
+            ));
         }
         let mut applied = self.applied.lock().expect("applied");
         let entry =
@@ -88,6 +91,7 @@ async fn a_poison_event_is_retried_after_the_fix_and_applied_once() -> anyhow::R
         letter.error.contains("no webhook URL configured"),
         "{letter:?}"
     );
+    assert_eq!(letter.error_code.as_deref(), Some("no_webhook"));
     assert_eq!(
         letter.event_type.as_deref(),
         Some("berth.demo.reset_succeeded.v1")

@@ -3,7 +3,13 @@
 
 use berth_schemas::TenantId;
 
-/// Why a provider call failed.
+/// Why a provider call failed, with a stable code per variant:
+///
+/// | code                   | variant     |
+/// |------------------------|-------------|
+/// | `provider_transient`   | `Transient` |
+/// | `provider_permanent`   | `Permanent` |
+/// | `provider_not_found`   | `NotFound`  |
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     /// Worth retrying: timeouts, a busy host, a lost connection.
@@ -15,6 +21,23 @@ pub enum ProviderError {
     /// The machine is not there.
     #[error("machine {0} does not exist")]
     NotFound(String),
+}
+
+impl ProviderError {
+    /// The stable code of this error, as used in logs, rejections and dead letters.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Transient(_) => "provider_transient",
+            Self::Permanent(_) => "provider_permanent",
+            Self::NotFound(_) => "provider_not_found",
+        }
+    }
+}
+
+impl berth_runtime::Coded for ProviderError {
+    fn code(&self) -> &'static str {
+        ProviderError::code(self)
+    }
 }
 
 /// `Ok` if `owner` (what the provider recorded for `what`) is `tenant`, else the

@@ -126,7 +126,7 @@ impl<S: Suspendable> SuspensionFollower<S> {
             .suspensions
             .load(tenant, suspension_id(tenant, scope))
             .await
-            .map_err(transient)?;
+            .map_err(ReactError::transient)?;
         if record
             .applied
             .contains_key(&self.cause(event, &self.record_label()).id)
@@ -153,7 +153,7 @@ impl<S: Suspendable> SuspensionFollower<S> {
             .suspensions
             .load(tenant, suspension_id(tenant, scope))
             .await
-            .map_err(transient)?;
+            .map_err(ReactError::transient)?;
         if !record.state.active {
             return Ok(());
         }
@@ -190,7 +190,7 @@ impl<S: Suspendable> SuspensionFollower<S> {
         )
         .await
         .map(|_| ())
-        .map_err(transient)
+        .map_err(ReactError::transient)
     }
 }
 
@@ -202,15 +202,13 @@ pub fn settled(
     outcome: Result<berth_schemas::CommandReply, Rejection>,
 ) -> Result<(), ReactError> {
     match outcome {
-        Err(rejection) if rejection.code == RejectionCode::Unavailable => Err(transient(rejection)),
+        Err(rejection) if rejection.code == RejectionCode::Unavailable => {
+            Err(ReactError::transient(rejection))
+        }
         Err(rejection) => {
             tracing::info!(%tenant, %id, %rejection, "suspension left a resource as it is");
             Ok(())
         }
         Ok(_) => Ok(()),
     }
-}
-
-fn transient(error: impl std::fmt::Display) -> ReactError {
-    ReactError::Transient(error.to_string())
 }

@@ -25,7 +25,10 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = BillingConfig::new(PriceList::builtin().context("loading the price list")?);
     config.grace_days = cli.grace_days;
-    service::main("billing", cli.service, Settings::default(), |rt| {
-        crate::run(rt, config)
-    })
+    service::main(
+        "billing",
+        cli.service,
+        Settings::default(),
+        |rt| async move { Ok(crate::run(rt, config).await?) },
+    )
 }

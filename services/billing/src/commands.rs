@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
+use crate::error::Error;
 use async_trait::async_trait;
 use berth_runtime::commands::{execute_with, CommandService};
 use berth_runtime::store::{Cause, Repository};
@@ -100,7 +100,7 @@ fn refuse_system(tenant: &TenantId) -> Result<(), Rejection> {
 }
 
 /// Answers `cmd.system.billing.<action>` (one replica per request) until shutdown.
-pub async fn serve_runs(rt: &Runtime, billing: &Billing) -> anyhow::Result<()> {
+pub async fn serve_runs(rt: &Runtime, billing: &Billing) -> crate::Result<()> {
     let subject = system_command_filter(berth_schemas::billing::BILLING_COMMANDS);
     let decode = |subject: &str, body: &[u8]| {
         let action = subject.rsplit('.').next().unwrap_or_default();
@@ -108,7 +108,10 @@ pub async fn serve_runs(rt: &Runtime, billing: &Billing) -> anyhow::Result<()> {
     };
     berth_runtime::requests::serve(rt, &subject, decode, |command| async move {
         let run = billing.run(&command).await;
-        run.with_context(|| format!("billing {} failed", command.action()))
+        run.map_err(|e| Error::Run {
+            action: command.action().to_string(),
+            source: Box::new(e),
+        })
     })
     .await?;
     Ok(())

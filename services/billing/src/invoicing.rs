@@ -18,6 +18,7 @@ use berth_schemas::{Actor, TenantId};
 use chrono::{DateTime, Duration, Months, Utc};
 
 use crate::account::Account;
+use crate::error::Error;
 use crate::meter::{Meter, Metering, Size};
 use crate::prices::{prorate, PriceList};
 use crate::subscription::Subscription;
@@ -49,11 +50,13 @@ pub struct InvoiceRun {
 impl Invoicing {
     /// Issues the invoices of `month` (`YYYY-MM`) that are not issued yet, after metering
     /// every hour of it.
-    pub async fn run(&self, month: &str) -> anyhow::Result<InvoiceRun> {
-        let start = month_start(month).map_err(|r| anyhow::anyhow!(r.message))?;
+    pub async fn run(&self, month: &str) -> crate::Result<InvoiceRun> {
+        let start = month_start(month).map_err(|r| Error::Invalid(r.message))?;
         let end = start + Months::new(1);
         let now = self.clock.now();
-        anyhow::ensure!(end <= now, "{month} has not ended yet");
+        if end > now {
+            return Err(Error::Invalid(format!("{month} has not ended yet")));
+        }
         self.metering.meter_until(end).await?;
         let mut run = InvoiceRun {
             month: month.to_owned(),
@@ -80,7 +83,7 @@ impl Invoicing {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Issued> {
+    ) -> crate::Result<Issued> {
         let id = invoice_id(tenant, month);
         let account_id = account_id(tenant);
         let cause = Cause::derived(id, "issue", Actor::service("billing"));
@@ -96,7 +99,10 @@ impl Invoicing {
             let prices = self
                 .prices
                 .prices(&opened.currency)
-                .ok_or_else(|| anyhow::anyhow!("no prices in {} for {tenant}", opened.currency))?;
+                .ok_or_else(|| Error::NoPrices {
+                    currency: opened.currency.clone(),
+                    tenant: tenant.to_string(),
+                })?;
             let mut lines = self
                 .lines(tenant, start, end, |size| {
                     prices.vm_per_hour(&size.plan, size.vcpus, size.memory_mb)
@@ -124,7 +130,10 @@ impl Invoicing {
                     total_minor: issued.total_minor,
                     due_at: issued.due_at,
                 })
-                .map_err(|r| anyhow::anyhow!("{tenant}: {r}"))?;
+                .map_err(|rejection| Error::Refused {
+                    tenant: tenant.to_string(),
+                    rejection,
+                })?;
             let changes = AtomicAppend::new(&cause)
                 .add(
                     &self.invoices,
@@ -148,7 +157,7 @@ impl Invoicing {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         price_per_hour: impl Fn(&Size) -> i64,
-    ) -> anyhow::Result<Vec<InvoiceLine>> {
+    ) -> crate::Result<Vec<InvoiceLine>> {
         let store = self.accounts.store();
         let mut seconds: BTreeMap<(String, u32, u32), i64> = BTreeMap::new();
         for vm_id in store
@@ -195,7 +204,7 @@ impl Invoicing {
         tenant: &TenantId,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<InvoiceLine>> {
+    ) -> crate::Result<Vec<InvoiceLine>> {
         let store = self.accounts.store();
         let month_seconds = (end - start).num_seconds();
         let mut lines = Vec::new();

@@ -16,6 +16,7 @@
 pub use berth_billing_core::account;
 pub mod cli;
 pub mod commands;
+pub mod error;
 pub mod invoicing;
 pub mod meter;
 pub mod prices;
@@ -39,10 +40,12 @@ use berth_schemas::schedule::{schedule_id, ScheduleEvent};
 use berth_schemas::subjects::event_subject;
 use berth_schemas::{Actor, TenantId};
 use chrono::{Duration, Months};
+use futures::TryFutureExt;
 use uuid::Uuid;
 
 use crate::account::Account;
 use crate::commands::{AccountCommands, PaymentCommands, SubscriptionCommands};
+pub use crate::error::{Error, Result};
 use crate::invoicing::{Invoice, Invoicing};
 use crate::meter::{floor_hour, Metering};
 use crate::prices::PriceList;
@@ -105,7 +108,7 @@ impl Billing {
     }
 
     /// Runs one operator command; the answer is a JSON report.
-    pub async fn run(&self, command: &BillingCommand) -> anyhow::Result<serde_json::Value> {
+    pub async fn run(&self, command: &BillingCommand) -> crate::Result<serde_json::Value> {
         Ok(match command {
             BillingCommand::RunInvoices(run) => {
                 serde_json::to_value(self.invoicing.run(&run.month).await?)?
@@ -121,13 +124,13 @@ impl Billing {
     }
 
     /// Meters every hour that ended at least the settling delay ago.
-    pub async fn meter_now(&self) -> anyhow::Result<()> {
+    pub async fn meter_now(&self) -> crate::Result<()> {
         let until = floor_hour(self.config.clock.now() - self.config.settle);
         self.metering.meter_until(until).await.map(|_| ())
     }
 
     /// Invoices the month before the current one.
-    pub async fn invoice_last_month(&self) -> anyhow::Result<()> {
+    pub async fn invoice_last_month(&self) -> crate::Result<()> {
         let now = self.config.clock.now();
         let last = now - Months::new(1);
         self.invoicing
@@ -138,7 +141,7 @@ impl Billing {
 
     /// Marks overdue invoices and suspends accounts past the grace; returns how many
     /// accounts changed.
-    pub async fn check_overdue(&self) -> anyhow::Result<usize> {
+    pub async fn check_overdue(&self) -> crate::Result<usize> {
         let now = self.config.clock.now();
         let grace = Duration::days(self.config.grace_days);
         let mut changed = 0;
@@ -205,12 +208,12 @@ impl Reactor for OnSchedule {
         } else {
             self.billing.check_overdue().await.map(|_| ())
         };
-        outcome.map_err(|e| ReactError::Transient(format!("{e:#}")))
+        outcome.map_err(ReactError::transient)
     }
 }
 
 /// Runs billing until `rt.shutdown` is cancelled.
-pub async fn run(rt: Runtime, config: BillingConfig) -> anyhow::Result<()> {
+pub async fn run(rt: Runtime, config: BillingConfig) -> crate::Result<()> {
     let billing = Arc::new(Billing::new(&rt, config));
     let accounts = Arc::new(CommandHandler::new(
         Arc::new(AccountCommands {
@@ -239,20 +242,15 @@ pub async fn run(rt: Runtime, config: BillingConfig) -> anyhow::Result<()> {
     let on_schedule = Arc::new(OnSchedule {
         billing: billing.clone(),
     });
-    let runs = async {
-        commands::serve_runs(&rt, &billing)
-            .await
-            .map_err(|e| berth_runtime::Error::Other(format!("billing runs: {e:#}")))
-    };
     tokio::try_join!(
-        serve_commands(&rt, accounts),
-        serve_commands(&rt, payments),
-        serve_commands(&rt, subscriptions),
-        reactors::run(&rt, timers),
-        reactors::run(&rt, on_schedule),
-        projections::run(&rt, Arc::new(BillingProjection)),
-        query::serve(&rt),
-        runs,
+        serve_commands(&rt, accounts).err_into(),
+        serve_commands(&rt, payments).err_into(),
+        serve_commands(&rt, subscriptions).err_into(),
+        reactors::run(&rt, timers).err_into(),
+        reactors::run(&rt, on_schedule).err_into(),
+        projections::run(&rt, Arc::new(BillingProjection)).err_into(),
+        query::serve(&rt).err_into(),
+        commands::serve_runs(&rt, &billing),
     )?;
     Ok(())
 }

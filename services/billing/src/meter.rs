@@ -23,6 +23,8 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::error::Error;
+
 /// At most this many records per append (one atomic batch).
 const RECORDS_PER_APPEND: usize = 500;
 /// VMs metered at once.
@@ -58,7 +60,7 @@ impl Metering {
 
     /// Records every whole hour ending at or before `until` that is not recorded yet,
     /// for every VM in the log.
-    pub async fn meter_until(&self, until: DateTime<Utc>) -> anyhow::Result<MeteringReport> {
+    pub async fn meter_until(&self, until: DateTime<Utc>) -> crate::Result<MeteringReport> {
         let store = self.meters.store();
         let vms = store.all_aggregates(berth_schemas::vm::AGGREGATE).await?;
         let count = vms.len();
@@ -68,7 +70,7 @@ impl Metering {
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<crate::Result<_>>()?;
         Ok(MeteringReport {
             vms: count,
             records: recorded.into_iter().sum(),
@@ -80,7 +82,7 @@ impl Metering {
         tenant: &TenantId,
         vm_id: Uuid,
         until: DateTime<Utc>,
-    ) -> anyhow::Result<usize> {
+    ) -> crate::Result<usize> {
         let hours = {
             let mut runtimes = self.runtimes.lock().await;
             let runtime = runtimes.entry(vm_id).or_default();
@@ -130,14 +132,14 @@ impl Metering {
                 Ok(_) => recorded += chunk.len(),
                 // Another replica recorded these hours first.
                 Err(AppendError::Conflict { .. } | AppendError::Duplicate) => return Ok(recorded),
-                Err(e) => return Err(anyhow::anyhow!("recording usage of vm {vm_id}: {e}")),
+                Err(source) => return Err(Error::Usage { vm_id, source }),
             }
         }
         Ok(recorded)
     }
 }
 
-fn observe(runtime: &mut Runtime, event: &StoredEvent) -> anyhow::Result<()> {
+fn observe(runtime: &mut Runtime, event: &StoredEvent) -> crate::Result<()> {
     let decoded: VmEvent = event.decode()?;
     runtime.observe(&decoded, event.meta.time);
     runtime.last_sequence = event.sequence;

@@ -28,9 +28,7 @@ impl Reactor for SubscriptionTimers {
     }
 
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
-        let decoded: SubscriptionEvent = event
-            .decode()
-            .map_err(|e| ReactError::Permanent(e.to_string()))?;
+        let decoded: SubscriptionEvent = event.decode().map_err(ReactError::permanent)?;
         let subscription_id = event.meta.subject;
         let key = subscription_timer_key(subscription_id);
         let period_end = match &decoded {

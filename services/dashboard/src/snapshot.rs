@@ -4,7 +4,7 @@
 //! limit and says when it had to stop.
 
 use async_nats::jetstream::{self, consumer};
-use berth_runtime::Runtime;
+use berth_runtime::{Error, Runtime};
 use berth_schemas::status::{AnyStatus, DashboardSnapshot, SnapshotEntry};
 use berth_schemas::subjects::{action_filter, tenant_status_filter, ALL_STATUS, STATUS_STREAM};
 use berth_schemas::{Rejection, TenantId};
@@ -15,26 +15,42 @@ pub const MAX_ANSWER_BYTES: usize = 900 * 1024;
 
 /// The last status of every subject matching `filter` (a message that is no status is
 /// passed over).
-pub async fn read(js: &jetstream::Context, filter: &str) -> anyhow::Result<DashboardSnapshot> {
-    let stream = js.get_stream(STATUS_STREAM).await?;
+pub async fn read(
+    js: &jetstream::Context,
+    filter: &str,
+) -> berth_runtime::Result<DashboardSnapshot> {
+    let stream = js
+        .get_stream(STATUS_STREAM)
+        .await
+        .map_err(|e| Error::nats("get the STATUS stream", e))?;
     let mut ordered = stream
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: filter.to_owned(),
             deliver_policy: consumer::DeliverPolicy::LastPerSubject,
             ..Default::default()
         })
-        .await?;
+        .await
+        .map_err(|e| Error::nats("read status", e))?;
     let mut snapshot = DashboardSnapshot {
         statuses: Vec::new(),
         truncated: false,
     };
-    if ordered.info().await?.num_pending == 0 {
+    if ordered
+        .info()
+        .await
+        .map_err(|e| Error::nats("read status", e))?
+        .num_pending
+        == 0
+    {
         return Ok(snapshot);
     }
     let mut size = 0;
-    let mut messages = ordered.messages().await?;
+    let mut messages = ordered
+        .messages()
+        .await
+        .map_err(|e| Error::nats("read status", e))?;
     while let Some(message) = messages.next().await {
-        let message = message?;
+        let message = message.map_err(|e| Error::nats("read status", e))?;
         let remaining = message.info().map(|i| i.pending).unwrap_or(0);
         size += message.subject.len() + message.payload.len() + 32;
         if size > MAX_ANSWER_BYTES {

@@ -209,21 +209,23 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
         }),
         ..ProvisionerConfig::default()
     };
-    let provisioner = tokio::spawn(berth_provisioner::run(rt.clone(), provider, config));
-    let scheduler = tokio::spawn(berth_scheduler::run(
-        rt.for_service("scheduler"),
-        berth_scheduler::SchedulerConfig::default(),
-    ));
+    let provisioner = tokio::spawn({
+        let rt = rt.clone();
+        async move { Ok(berth_provisioner::run(rt, provider, config).await?) }
+    });
+    let scheduler = tokio::spawn({
+        let rt = rt.for_service("scheduler");
+        async move { Ok(berth_scheduler::run(rt, berth_scheduler::SchedulerConfig::default()).await?) }
+    });
     let mut pod_args = args.pods.clone();
     if pod_args.secret_key_file.is_none() {
         pod_args.secret_key_file = Some(ensure_secret_key(&secrets.join(POD_SECRET_KEY))?);
     }
     let (pod_runtime, pod_config) = pod_args.build().await?;
-    let pods = tokio::spawn(berth_pod_lifecycle::run(
-        rt.for_service("pod-lifecycle"),
-        pod_runtime,
-        pod_config,
-    ));
+    let pods = tokio::spawn({
+        let rt = rt.for_service("pod-lifecycle");
+        async move { Ok(berth_pod_lifecycle::run(rt, pod_runtime, pod_config).await?) }
+    });
 
     if !args.no_demo {
         seed_demo(&rt.nats).await?;
@@ -303,12 +305,13 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     println!("Ctrl-C stops everything.");
 
     // Any service ending (Ctrl-C, or an error) stops the others.
-    let billing = tokio::spawn(berth_billing::run(
-        rt.for_service("billing"),
-        berth_billing::BillingConfig::new(
-            berth_billing::prices::PriceList::builtin().context("loading the price list")?,
-        ),
-    ));
+    let billing_config = berth_billing::BillingConfig::new(
+        berth_billing::prices::PriceList::builtin().context("loading the price list")?,
+    );
+    let billing = tokio::spawn({
+        let rt = rt.for_service("billing");
+        async move { Ok(berth_billing::run(rt, billing_config).await?) }
+    });
     let notifier = tokio::spawn(berth_notifier::run(
         rt.for_service("notifier"),
         notifier_config,

@@ -102,6 +102,16 @@ pub enum ContextError {
     Unavailable(String),
 }
 
+impl berth_runtime::Coded for ContextError {
+    /// `source_gone` or `unavailable`.
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Gone { .. } => "source_gone",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 /// The fire of a `system` timer that a service keeps about one tenant's thing and that
 /// asks for a notification: its payload's `notify`, the tenant its payload's `tenant`
 /// names, and the payload.

@@ -194,7 +194,7 @@ impl Reactor for Deliverer {
             Ok(NotificationEvent::Requested(requested)) => requested.channel,
             Ok(NotificationEvent::RetryRequested(retry)) => retry.channel,
             Ok(_) => return Ok(()),
-            Err(e) => return Err(ReactError::Permanent(e.to_string())),
+            Err(e) => return Err(ReactError::permanent(e)),
         };
         if channel != self.sender.channel() {
             return Ok(());
@@ -205,7 +205,7 @@ impl Reactor for Deliverer {
             .notifications
             .load(tenant, id)
             .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
+            .map_err(ReactError::transient)?;
         if loaded.state.status != Status::Pending {
             return Ok(());
         }
@@ -222,7 +222,7 @@ impl Reactor for Deliverer {
                     .await?
                 {
                     // Another attempt after the reactor's back-off.
-                    Status::Pending => Err(ReactError::Transient(error)),
+                    Status::Pending => Err(ReactError::transient_because("delivery_failed", error)),
                     _ => Ok(()),
                 }
             }

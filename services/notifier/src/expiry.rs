@@ -34,13 +34,13 @@ impl ExpiryTimers {
             .store
             .read(&event.subject, 0)
             .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
+            .map_err(ReactError::transient)?;
         match first.first().map(|e| e.decode::<SubscriptionEvent>()) {
             Some(Ok(SubscriptionEvent::Created(created))) => Ok(created),
-            _ => Err(ReactError::Permanent(format!(
-                "{} does not begin with subscription.created",
-                event.subject
-            ))),
+            _ => Err(ReactError::permanent_because(
+                "malformed",
+                format!("{} does not begin with subscription.created", event.subject),
+            )),
         }
     }
 
@@ -82,9 +82,7 @@ impl Reactor for ExpiryTimers {
     }
 
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
-        let decoded: SubscriptionEvent = event
-            .decode()
-            .map_err(|e| ReactError::Permanent(e.to_string()))?;
+        let decoded: SubscriptionEvent = event.decode().map_err(ReactError::permanent)?;
         let subscription_id = event.meta.subject;
         let cancel = TimerCommand::Cancel(TimerTarget {
             key: expiry_warning_timer_key(subscription_id),

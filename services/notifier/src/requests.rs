@@ -91,7 +91,7 @@ impl Requester {
                 .notifications
                 .load(&origin.tenant, id)
                 .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?;
+                .map_err(ReactError::transient)?;
             if loaded.version > 0 {
                 continue;
             }
@@ -115,7 +115,7 @@ impl Requester {
                 Ok(_) => new += 1,
                 // Another delivery of the same event got there first.
                 Err(AppendError::Conflict { .. } | AppendError::Duplicate) => {}
-                Err(e) => return Err(ReactError::Transient(e.to_string())),
+                Err(e) => return Err(ReactError::transient(e)),
             }
         }
         Ok(new)
@@ -140,7 +140,7 @@ impl Reactor for Requester {
                 .contexts
                 .timer_fire(event)
                 .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?,
+                .map_err(ReactError::transient)?,
             _ => None,
         };
         let rules: Vec<&Rule> = self
@@ -155,7 +155,7 @@ impl Reactor for Requester {
             self.contexts
                 .contact(tenant)
                 .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?
+                .map_err(ReactError::transient)?
         } else {
             None
         };

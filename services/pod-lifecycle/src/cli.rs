@@ -181,7 +181,7 @@ pub fn main() -> anyhow::Result<()> {
         Settings::default(),
         |rt| async move {
             let (runtime, config) = cli.pods.build().await?;
-            crate::run(rt, runtime, config).await
+            Ok(crate::run(rt, runtime, config).await?)
         },
     )
 }

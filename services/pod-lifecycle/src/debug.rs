@@ -13,7 +13,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use anyhow::Context;
 use berth_runtime::store::Repository;
 use berth_runtime::Runtime;
 use berth_schemas::pod::{DebugPods, PodSideBySide, PodStatus, PodsReport, RuntimeOrphan};
@@ -36,7 +35,7 @@ pub struct Inspector {
 }
 
 impl Inspector {
-    pub async fn report(&self, clean_orphans: bool) -> anyhow::Result<PodsReport> {
+    pub async fn report(&self, clean_orphans: bool) -> crate::Result<PodsReport> {
         let inventory = self.runtime.inventory().await?;
         let volumes: HashSet<(&str, Uuid)> = inventory
             .iter()
@@ -107,10 +106,7 @@ impl Inspector {
 
     /// Why an object is an orphan and whether `clean_orphans` may remove it, or `None`
     /// when a live pod of its own tenant owns it.
-    async fn orphan_reason(
-        &self,
-        object: &RuntimeObject,
-    ) -> anyhow::Result<Option<(String, bool)>> {
+    async fn orphan_reason(&self, object: &RuntimeObject) -> crate::Result<Option<(String, bool)>> {
         let Some(pod_id) = object.pod_id else {
             return Ok(Some(("its name holds no pod id".into(), true)));
         };
@@ -189,13 +185,13 @@ fn describe(health: Result<Health, crate::runtime::RuntimeError>) -> String {
 }
 
 /// Answers [`PODS_DEBUG_SUBJECT`] until shutdown.
-pub async fn serve(rt: &Runtime, inspector: &Inspector) -> anyhow::Result<()> {
+pub async fn serve(rt: &Runtime, inspector: &Inspector) -> crate::Result<()> {
     let decode = |_: &str, body: &[u8]| DebugPods::decode(body);
     berth_runtime::requests::serve(rt, PODS_DEBUG_SUBJECT, decode, |asked| async move {
         inspector
             .report(asked.clean_orphans)
             .await
-            .context("pods debug failed")
+            .map_err(|e| crate::Error::Debug(Box::new(e)))
     })
     .await?;
     Ok(())

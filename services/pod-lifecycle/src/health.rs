@@ -52,7 +52,7 @@ pub struct HealthMonitor {
 }
 
 impl HealthMonitor {
-    pub async fn run(&self, rt: &Runtime) -> anyhow::Result<()> {
+    pub async fn run(&self, rt: &Runtime) -> crate::Result<()> {
         // The first check after one interval: the projection is ready by then.
         let first = tokio::time::Instant::now() + self.policy.interval;
         let mut ticks = tokio::time::interval_at(first, self.policy.interval);
@@ -67,7 +67,7 @@ impl HealthMonitor {
                     futures::stream::iter(pods)
                         .for_each_concurrent(8, |(tenant, id)| async move {
                             if let Err(e) = self.check(&tenant, id).await {
-                                tracing::warn!(pod = %id, error = %e, "health check failed to run");
+                                tracing::warn!(pod = %id, error = %e, error.code = e.code(), "health check failed to run");
                             }
                         })
                         .await
@@ -78,7 +78,7 @@ impl HealthMonitor {
     }
 
     /// Checks one pod and records what changed.
-    pub async fn check(&self, tenant: &TenantId, id: Uuid) -> anyhow::Result<()> {
+    pub async fn check(&self, tenant: &TenantId, id: Uuid) -> crate::Result<()> {
         let loaded = self.pods.load(tenant, id).await?;
         let spec = self.specs.workload(tenant, id, &loaded.state)?;
         let seen = match self.runtime.health(&spec).await? {

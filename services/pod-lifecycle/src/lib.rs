@@ -21,6 +21,7 @@ pub mod cli;
 pub mod commands;
 pub mod debug;
 pub mod docker;
+pub mod error;
 pub mod health;
 pub mod kubernetes;
 pub use berth_pod_lifecycle_core::pod;
@@ -41,9 +42,11 @@ use berth_runtime::clock::{Clock, SystemClock};
 use berth_runtime::commands::{serve as serve_commands, CommandHandler};
 use berth_runtime::store::Repository;
 use berth_runtime::{projection as projections, reactor as reactors, Runtime};
+use futures::TryFutureExt;
 
 use crate::commands::PodCommands;
 use crate::debug::Inspector;
+pub use crate::error::{Error, Result};
 use crate::health::{HealthMonitor, HealthPolicy};
 use crate::pod::Pod;
 use crate::projection::PodsProjection;
@@ -85,7 +88,7 @@ pub async fn run(
     rt: Runtime,
     runtime: Arc<dyn PodRuntime>,
     config: PodLifecycleConfig,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let pods = Arc::new(Repository::<Pod>::new(rt.store.clone(), rt.service));
     let specs = Arc::new(config.specs.clone());
     let commands = Arc::new(CommandHandler::new(
@@ -136,19 +139,16 @@ pub async fn run(
         db: rt.db.clone(),
         clock: config.clock.clone(),
     });
-    let side_tasks = async {
-        tokio::try_join!(monitor.run(&rt), debug::serve(&rt, &inspector))
-            .map(|_| ())
-            .map_err(|e| berth_runtime::Error::Other(format!("{e:#}")))
-    };
+    let side_tasks =
+        async { tokio::try_join!(monitor.run(&rt), debug::serve(&rt, &inspector)).map(|_| ()) };
     tokio::try_join!(
-        serve_commands(&rt, commands),
-        reactors::run(&rt, reactor),
-        reactors::run(&rt, sweep),
-        reactors::run(&rt, on_account),
-        reactors::run(&rt, on_subscription),
-        projections::run(&rt, Arc::new(PodsProjection)),
-        query::serve(&rt, &config.specs.catalog),
+        serve_commands(&rt, commands).err_into(),
+        reactors::run(&rt, reactor).err_into(),
+        reactors::run(&rt, sweep).err_into(),
+        reactors::run(&rt, on_account).err_into(),
+        reactors::run(&rt, on_subscription).err_into(),
+        projections::run(&rt, Arc::new(PodsProjection)).err_into(),
+        query::serve(&rt, &config.specs.catalog).err_into(),
         side_tasks,
     )?;
     Ok(())

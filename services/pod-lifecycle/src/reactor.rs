@@ -165,10 +165,13 @@ impl PodReactor {
             .inventory()
             .await
             .map_err(|e| {
-                ReactError::Transient(format!(
-                    "the half-made pod {pod_id} is not removed yet: {}; nor could the runtime be listed: {e}",
-                    errors.join("; ")
-                ))
+                ReactError::transient_because(
+                    e.code(),
+                    format!(
+                        "the half-made pod {pod_id} is not removed yet: {}; nor could the runtime be listed: {e}",
+                        errors.join("; ")
+                    ),
+                )
             })?
             .into_iter()
             .filter(|object| {
@@ -178,10 +181,13 @@ impl PodReactor {
         if left.is_empty() {
             return Ok(());
         }
-        Err(ReactError::Transient(format!(
-            "the half-made pod {pod_id} is not removed yet: {}",
-            errors.join("; ")
-        )))
+        Err(ReactError::transient_because(
+            "not_removed",
+            format!(
+                "the half-made pod {pod_id} is not removed yet: {}",
+                errors.join("; ")
+            ),
+        ))
     }
 
     /// The pod's outcome, to be appended under `cause`.
@@ -273,8 +279,8 @@ impl Controller for PodReactor {
             .perform(step, &loaded.state, target)
             .await
             .map_err(|e| match e {
-                RuntimeError::Transient(reason) => ReactError::Transient(reason),
-                other => ReactError::Permanent(other.to_string()),
+                RuntimeError::Transient(_) => ReactError::transient(e),
+                other => ReactError::permanent(other),
             })?;
         Ok(self.outcome(target, loaded, cause, outcome))
     }
@@ -326,11 +332,12 @@ impl Reactor for PodReactor {
     }
 
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
-        let decoded: PodEvent = event
-            .decode()
-            .map_err(|e| ReactError::Permanent(e.to_string()))?;
+        let decoded: PodEvent = event.decode().map_err(ReactError::permanent)?;
         let target = EventSubject::parse(&event.subject).ok_or_else(|| {
-            ReactError::Permanent(format!("not a pod event subject: {}", event.subject))
+            ReactError::permanent_because(
+                "invalid_subject",
+                format!("not a pod event subject: {}", event.subject),
+            )
         })?;
         self.keep_grace_timer(event, &target, &decoded).await?;
         if is_outcome(&decoded) {

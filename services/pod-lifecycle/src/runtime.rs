@@ -275,6 +275,24 @@ pub enum RuntimeError {
     NotFound(String),
 }
 
+impl RuntimeError {
+    /// The stable code of this error: `runtime_transient`, `runtime_permanent` or
+    /// `runtime_not_found`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Transient(_) => "runtime_transient",
+            Self::Permanent(_) => "runtime_permanent",
+            Self::NotFound(_) => "runtime_not_found",
+        }
+    }
+}
+
+impl berth_runtime::Coded for RuntimeError {
+    fn code(&self) -> &'static str {
+        RuntimeError::code(self)
+    }
+}
+
 /// A platform that runs pods. Every call acts for the tenant in the spec or named, and
 /// refuses objects of another tenant (see the module docs).
 #[async_trait]

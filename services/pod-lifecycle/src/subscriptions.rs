@@ -36,9 +36,7 @@ impl Reactor for OnSubscription {
     }
 
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
-        let decoded: SubscriptionEvent = event
-            .decode()
-            .map_err(|e| ReactError::Permanent(e.to_string()))?;
+        let decoded: SubscriptionEvent = event.decode().map_err(ReactError::permanent)?;
         let command = |pod_id: Uuid| match &decoded {
             SubscriptionEvent::Expired(ended) => Some(PodCommand::Expire(EndPod {
                 pod_id,
@@ -65,13 +63,13 @@ impl Reactor for OnSubscription {
         let pod_ids = store
             .aggregate_ids(tenant, berth_schemas::pod::AGGREGATE)
             .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
+            .map_err(ReactError::transient)?;
         for pod_id in pod_ids {
             let pod = self
                 .pods
                 .load(tenant, pod_id)
                 .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?;
+                .map_err(ReactError::transient)?;
             let belongs =
                 pod.state.spec.as_ref().and_then(|s| s.subscription_id) == Some(subscription);
             let Some(command) = command(pod_id).filter(|_| belongs) else {
@@ -97,7 +95,7 @@ impl Reactor for OnSubscription {
             .await;
             match outcome {
                 Err(rejection) if rejection.code == RejectionCode::Unavailable => {
-                    return Err(ReactError::Transient(rejection.to_string()))
+                    return Err(ReactError::transient(rejection))
                 }
                 Err(rejection) => {
                     tracing::info!(pod = %pod_id, %rejection, "subscription event left the pod as it is")

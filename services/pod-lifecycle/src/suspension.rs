@@ -48,7 +48,7 @@ impl Suspendable for Pods {
     }
 
     async fn running(&self, tenant: &TenantId) -> Result<Vec<Uuid>, ReactError> {
-        let transient = |e: berth_runtime::Error| ReactError::Transient(e.to_string());
+        let transient = |e: berth_runtime::Error| ReactError::transient(e);
         let mut running = Vec::new();
         let ids = self
             .pods
@@ -110,7 +110,7 @@ impl Reactor for OnAccount {
     async fn react(&self, event: &StoredEvent) -> Result<(), ReactError> {
         let account = event
             .decode::<AccountEvent>()
-            .map_err(|e| ReactError::Permanent(e.to_string()))?;
+            .map_err(ReactError::permanent)?;
         self.0.follow(event, &account).await
     }
 }

@@ -49,13 +49,13 @@ impl Reactor for GraceSweep {
         let now = self.clock.now();
         let due = projection::purge_due(&self.db, now)
             .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
+            .map_err(|e| ReactError::transient_because("db", e.to_string()))?;
         for (tenant, pod_id) in due {
             let loaded = self
                 .pods
                 .load(&tenant, pod_id)
                 .await
-                .map_err(|e| ReactError::Transient(e.to_string()))?;
+                .map_err(ReactError::transient)?;
             let Some(expired) = &loaded.state.expired else {
                 continue;
             };

@@ -222,5 +222,6 @@ async fn run_with_provider(rt: Runtime, cli: Cli) -> anyhow::Result<()> {
             }),
         },
     )
-    .await
+    .await?;
+    Ok(())
 }

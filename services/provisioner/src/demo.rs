@@ -213,7 +213,7 @@ impl DemoReset {
             .demos
             .load(&self.config.tenant, demo_id(&self.config.tenant))
             .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
+            .map_err(ReactError::transient)?;
         let finished = [
             Self::step_cause(trigger, "succeeded").id,
             Self::step_cause(trigger, "failed").id,

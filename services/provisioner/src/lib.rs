@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 pub mod docker;
+pub mod error;
 pub mod placement;
 pub mod projection;
 pub mod provider;
@@ -45,10 +46,12 @@ use berth_runtime::{projection as projections, reactor as reactors, Runtime};
 use berth_schemas::server::{RegisterServer, ServerCommand};
 use berth_schemas::usage::Limits;
 use berth_schemas::{Actor, TenantId};
+use futures::TryFutureExt;
 use uuid::Uuid;
 
 use crate::commands::{ServerCommands, TenantCommands, VmCommands};
 use crate::demo::{DemoConfig, DemoReset};
+pub use crate::error::{Error, Result};
 use crate::projection::VmsProjection;
 use crate::provider::VmProvider;
 use crate::reactor::{Concurrency, Repositories, VmReactor};
@@ -80,7 +83,7 @@ pub async fn run(
     rt: Runtime,
     provider: Arc<dyn VmProvider>,
     config: ProvisionerConfig,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let vms = Arc::new(Repository::<Vm>::new(rt.store.clone(), rt.service));
     let usage = Arc::new(Repository::<Usage>::new(rt.store.clone(), rt.service));
     let servers = Arc::new(Repository::<Server>::new(rt.store.clone(), rt.service));
@@ -131,7 +134,7 @@ pub async fn run(
     let reactor = Arc::new(VmReactor::new(repos, provider, config.concurrency));
     let resetting_demo = async {
         match demo_reset {
-            Some(demo_reset) => reactors::run(&rt, demo_reset).await,
+            Some(demo_reset) => Ok(reactors::run(&rt, demo_reset).await?),
             None => Ok(()),
         }
     };
@@ -144,20 +147,18 @@ pub async fn run(
             }
         };
         let scheduled = async { Ok(reactors::run(&rt, on_schedule).await?) };
-        tokio::try_join!(serving, periodic, scheduled)
-            .map(|_| ())
-            .map_err(|e| berth_runtime::Error::Other(format!("reconciliation: {e:#}")))
+        tokio::try_join!(serving, periodic, scheduled).map(|_| ())
     };
     tokio::try_join!(
-        serve_commands(&rt, vm_handler),
-        serve_commands(&rt, tenant_handler),
-        serve_commands(&rt, server_handler),
-        reactors::run(&rt, reactor),
-        reactors::run(&rt, on_account),
-        projections::run(&rt, Arc::new(VmsProjection)),
-        projections::run(&rt, Arc::new(ServersProjection)),
-        projections::run(&rt, Arc::new(AuditLog)),
-        query::serve(&rt),
+        serve_commands(&rt, vm_handler).err_into(),
+        serve_commands(&rt, tenant_handler).err_into(),
+        serve_commands(&rt, server_handler).err_into(),
+        reactors::run(&rt, reactor).err_into(),
+        reactors::run(&rt, on_account).err_into(),
+        projections::run(&rt, Arc::new(VmsProjection)).err_into(),
+        projections::run(&rt, Arc::new(ServersProjection)).err_into(),
+        projections::run(&rt, Arc::new(AuditLog)).err_into(),
+        query::serve(&rt).err_into(),
         reconciling,
         resetting_demo,
     )?;

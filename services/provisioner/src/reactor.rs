@@ -229,10 +229,10 @@ impl VmReactor {
         cause: &Cause,
     ) -> Result<AtomicAppend<'a>, ReactError> {
         let Some(spec) = &loaded.state.spec else {
-            return Err(ReactError::Transient(format!(
-                "vm {} has no spec to place",
-                target.id
-            )));
+            return Err(ReactError::transient_because(
+                "no_spec",
+                format!("vm {} has no spec to place", target.id),
+            ));
         };
         let queued = self.placer.queue().await;
         let placement = self
@@ -284,12 +284,16 @@ impl VmReactor {
         match self.provider.inspect(&name).await {
             Ok(None) => Ok(()),
             Ok(Some(machine)) if !machine.belongs_to(&target.tenant) => Ok(()),
-            Ok(Some(_)) => Err(ReactError::Transient(format!(
-                "the half-made machine {name} is not removed yet: {destroy}"
-            ))),
-            Err(inspect) => Err(ReactError::Transient(format!(
-                "the half-made machine {name} is not removed yet: {destroy}; nor could it be looked at: {inspect}"
-            ))),
+            Ok(Some(_)) => Err(ReactError::transient_because(
+                "not_removed",
+                format!("the half-made machine {name} is not removed yet: {destroy}"),
+            )),
+            Err(inspect) => Err(ReactError::transient_because(
+                inspect.code(),
+                format!(
+                    "the half-made machine {name} is not removed yet: {destroy}; nor could it be looked at: {inspect}"
+                ),
+            )),
         }
     }
 
@@ -384,9 +388,9 @@ impl Controller for VmReactor {
             .perform(step, &loaded.state, target)
             .await
             .map_err(|e| match e {
-                ProviderError::Transient(reason) => ReactError::Transient(reason),
+                ProviderError::Transient(_) => ReactError::transient(e),
                 // `failed` records the operation beside this reason.
-                other => ReactError::Permanent(other.to_string()),
+                other => ReactError::permanent(other),
             })?;
         let frees = step == Step::Destroy;
         self.outcome(target, loaded, cause, outcome, frees).await
@@ -448,7 +452,10 @@ impl Reactor for VmReactor {
             return Ok(());
         }
         let target = EventSubject::parse(&event.subject).ok_or_else(|| {
-            ReactError::Permanent(format!("not a vm event subject: {}", event.subject))
+            ReactError::permanent_because(
+                "invalid_subject",
+                format!("not a vm event subject: {}", event.subject),
+            )
         })?;
         controller::settle(self, event, &target).await
     }

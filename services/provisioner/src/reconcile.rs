@@ -27,7 +27,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use berth_runtime::reactor::{ReactError, Reactor};
 use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository, StoredEvent};
 use berth_runtime::Runtime;
@@ -43,6 +42,7 @@ use sqlx::PgPool;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::error::{Error, Result};
 use crate::placement::system;
 use crate::provider::{machine_name, vm_id_in, Machine, VmProvider};
 use crate::server::Server;
@@ -172,7 +172,7 @@ impl Reconciler {
 
     /// One reconciliation; `clean_orphans` also removes the orphans found, each only on
     /// its own tenant's behalf (a conflict is reported, never removed).
-    pub async fn run(&self, clean_orphans: bool) -> anyhow::Result<ReconcileReport> {
+    pub async fn run(&self, clean_orphans: bool) -> Result<ReconcileReport> {
         let _one_at_a_time = self.running.lock().await;
         let machines = self.provider.list().await?;
         let expected = self.expected().await?;
@@ -255,7 +255,7 @@ impl Reconciler {
 
     /// VMs placed on this provider's servers, by tenant and id, from the `vms`
     /// projection. The servers come from the log (a projection of them may lag behind).
-    async fn expected(&self) -> anyhow::Result<Expected> {
+    async fn expected(&self) -> Result<Expected> {
         let mut hosts = Vec::new();
         for id in self
             .servers
@@ -286,7 +286,7 @@ impl Reconciler {
 
     /// Records `vm.lost` if the VM still says it has a machine and the provider still
     /// has none of any tenant by its name.
-    async fn record_lost(&self, tenant: &str, id: Uuid) -> anyhow::Result<Option<LostVm>> {
+    async fn record_lost(&self, tenant: &str, id: Uuid) -> Result<Option<LostVm>> {
         let tenant = TenantId::parse(tenant)?;
         let loaded = self.vms.load(&tenant, id).await?;
         let settled = matches!(
@@ -330,7 +330,7 @@ impl Reconciler {
 
     /// [`judge`]s a machine. The projection answers for its own tenant's live VMs; for
     /// anything else the log decides (the projection may be behind).
-    async fn verdict(&self, machine: &Machine, expected: &Expected) -> anyhow::Result<Verdict> {
+    async fn verdict(&self, machine: &Machine, expected: &Expected) -> Result<Verdict> {
         let Some(vm_id) = vm_id_in(&machine.name) else {
             return Ok(judge(machine, None, None));
         };
@@ -362,7 +362,7 @@ impl Reconciler {
         machine: &Machine,
         vm_id: Option<Uuid>,
         reason: String,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let id = orphan_id(self.provider.name(), &machine.name);
         let loaded = self.orphans.load(&system(), id).await?;
         if loaded.state.present {
@@ -378,7 +378,7 @@ impl Reconciler {
         self.append_orphan(id, &loaded, "detected", detected).await
     }
 
-    async fn remove_orphan(&self, machine: &Machine) -> anyhow::Result<()> {
+    async fn remove_orphan(&self, machine: &Machine) -> Result<()> {
         self.provider.remove_orphan(machine).await?;
         let id = orphan_id(self.provider.name(), &machine.name);
         let loaded = self.orphans.load(&system(), id).await?;
@@ -394,7 +394,7 @@ impl Reconciler {
         loaded: &Loaded<Orphan>,
         what: &str,
         event: OrphanEvent,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let cause = Cause::derived(id, &format!("{what}@{}", loaded.version), provisioner());
         match self
             .orphans
@@ -402,7 +402,7 @@ impl Reconciler {
             .await
         {
             Ok(_) | Err(berth_runtime::store::AppendError::Duplicate) => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("recording the orphan: {e}")),
+            Err(e) => Err(Error::Append(e)),
         }
     }
 }
@@ -418,7 +418,7 @@ fn provisioner() -> Actor {
 }
 
 /// Reconciles every `every` until shutdown (the first run after one period).
-pub async fn every(rt: &Runtime, reconciler: &Reconciler, every: Duration) -> anyhow::Result<()> {
+pub async fn every(rt: &Runtime, reconciler: &Reconciler, every: Duration) -> Result<()> {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -426,7 +426,7 @@ pub async fn every(rt: &Runtime, reconciler: &Reconciler, every: Duration) -> an
             _ = rt.shutdown.cancelled() => return Ok(()),
             _ = ticks.tick() => {
                 if let Err(e) = reconciler.run(false).await {
-                    tracing::warn!(error = %format!("{e:#}"), "reconciliation failed; it runs again next period");
+                    tracing::warn!(error = %e, error.code = e.code(), "reconciliation failed; it runs again next period");
                 }
             }
         }
@@ -462,19 +462,19 @@ impl Reactor for OnSchedule {
             .run(false)
             .await
             .map(|_| ())
-            .map_err(|e| ReactError::Transient(format!("{e:#}")))
+            .map_err(ReactError::transient)
     }
 }
 
 /// Answers `cmd.system.provisioner.reconcile` with a [`ReconcileReport`] (or a
 /// rejection), one replica per request.
-pub async fn serve(rt: &Runtime, reconciler: &Reconciler) -> anyhow::Result<()> {
+pub async fn serve(rt: &Runtime, reconciler: &Reconciler) -> Result<()> {
     let decode = |_: &str, body: &[u8]| Reconcile::decode(body);
     berth_runtime::requests::serve(rt, RECONCILE_SUBJECT, decode, |asked| async move {
         reconciler
             .run(asked.clean_orphans)
             .await
-            .context("reconciliation failed")
+            .map_err(|e| Error::Reconcile(Box::new(e)))
     })
     .await?;
     Ok(())

@@ -53,7 +53,7 @@ impl OnAccount {
         execute_on(&self.usage, tenant, &cause, &command)
             .await
             .map(|_| ())
-            .map_err(|r| ReactError::Transient(r.to_string()))
+            .map_err(ReactError::transient)
     }
 }
 
@@ -67,7 +67,7 @@ impl Suspendable for Vms {
     }
 
     async fn running(&self, tenant: &TenantId) -> Result<Vec<Uuid>, ReactError> {
-        let transient = |e: berth_runtime::Error| ReactError::Transient(e.to_string());
+        let transient = |e: berth_runtime::Error| ReactError::transient(e);
         let mut running = Vec::new();
         let ids = self
             .0
@@ -136,7 +136,7 @@ impl Reactor for OnAccount {
         let tenant = event.meta.tenant.clone();
         let account = event
             .decode::<AccountEvent>()
-            .map_err(|e| ReactError::Permanent(e.to_string()))?;
+            .map_err(ReactError::permanent)?;
         match &account {
             AccountEvent::Opened(opened) => self.set_tier(event, &tenant, opened.tier).await,
             AccountEvent::TierSet(set) => self.set_tier(event, &tenant, set.tier).await,

@@ -57,16 +57,15 @@ pub async fn send_command_with_output<O: DeserializeOwned>(
         .request_with_headers(subject.clone(), headers, body.into())
         .await
         .map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => Error::Other(format!(
+            RequestErrorKind::NoResponders => Error::NoResponders(format!(
                 "nothing serves {subject}: is the {aggregate} service running (`just up`)?"
             )),
-            RequestErrorKind::TimedOut => Error::Other(format!(
+            RequestErrorKind::TimedOut => Error::Timeout(format!(
                 "{subject} did not answer in time; it is safe to send the same command id again"
             )),
             _ => Error::nats(format!("send {subject}"), e),
         })?;
-    serde_json::from_slice(&reply.payload)
-        .map_err(|e| Error::Other(format!("unreadable reply from {subject}: {e}")))
+    serde_json::from_slice(&reply.payload).map_err(Error::unreadable_reply(subject))
 }
 
 /// How long a query may take.
@@ -127,7 +126,7 @@ pub async fn ask_projection<Req: Serialize, Resp: DeserializeOwned>(
     request: &Req,
     timeout: Duration,
 ) -> Result<Result<Resp, Rejection>> {
-    let subject = projection_subject(name, op).map_err(|e| Error::Other(e.to_string()))?;
+    let subject = projection_subject(name, op)?;
     ask(nats, &subject, request, timeout).await
 }
 
@@ -146,16 +145,15 @@ async fn ask<Req: Serialize, Resp: DeserializeOwned>(
         .send_request(subject.to_owned(), asked)
         .await
         .map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => Error::Other(format!(
+            RequestErrorKind::NoResponders => Error::NoResponders(format!(
                 "nothing answers {subject}: is the service that owns it running (`just up`)?"
             )),
             RequestErrorKind::TimedOut => {
-                Error::Other(format!("{subject} did not answer within {timeout:?}"))
+                Error::Timeout(format!("{subject} did not answer within {timeout:?}"))
             }
             _ => Error::nats(format!("ask {subject}"), e),
         })?;
-    decode_reply(&reply.payload)
-        .map_err(|e| Error::Other(format!("unreadable reply from {subject}: {e}")))
+    decode_reply(&reply.payload).map_err(Error::unreadable_reply(subject))
 }
 
 /// Sends `body` to `subject`, a request/reply endpoint that takes no command metadata
@@ -213,10 +211,12 @@ pub async fn wait_for_status<S: DeserializeOwned>(
                 }
             }
         }
-        Err(Error::Other(format!("the subscription to {subject} ended")))
+        Err(Error::Closed(format!(
+            "the subscription to {subject} ended"
+        )))
     };
     tokio::time::timeout(timeout, wait).await.map_err(|_| {
-        Error::Other(format!(
+        Error::Timeout(format!(
             "{subject} did not reach the awaited state within {timeout:?}"
         ))
     })?
@@ -262,7 +262,7 @@ pub async fn send_timer(
         scoped.body(),
     )
     .await
-    .map_err(|e| ReactError::Transient(e.to_string()))?;
+    .map_err(ReactError::transient)?;
     match reply {
         CommandReply::Accepted { .. } => Ok(()),
         CommandReply::Rejected(rejection)
@@ -280,14 +280,20 @@ pub async fn send_timer(
                 RejectionCode::Unavailable | RejectionCode::Busy
             ) =>
         {
-            Err(ReactError::Transient(rejection.to_string()))
+            Err(ReactError::transient_because(
+                rejection.code.as_str(),
+                rejection.to_string(),
+            ))
         }
-        CommandReply::Rejected(rejection) => Err(ReactError::Permanent(format!(
-            "the scheduler refused timer {} {} (about tenant {}): {rejection}",
-            command.action(),
-            command.key(),
-            event.meta.tenant
-        ))),
+        CommandReply::Rejected(rejection) => Err(ReactError::permanent_because(
+            rejection.code.as_str(),
+            format!(
+                "the scheduler refused timer {} {} (about tenant {}): {rejection}",
+                command.action(),
+                command.key(),
+                event.meta.tenant
+            ),
+        )),
     }
 }
 
@@ -306,7 +312,7 @@ pub async fn fired_spec(
         return Ok(recorded);
     }
     let Some(sequence) = fired.spec_sequence else {
-        return Err(Error::Other(format!(
+        return Err(Error::Malformed(format!(
             "the fire #{} on {} names no spec",
             event.sequence, event.subject
         )));
@@ -318,27 +324,17 @@ pub async fn fired_spec(
         .sequence(sequence)
         .send()
         .await
-        .map_err(|e| {
-            Error::Other(format!(
-                "read the spec #{sequence} of {}: {e}",
-                event.subject
-            ))
-        })?;
+        .map_err(|e| Error::nats(format!("read the spec #{sequence} of {}", event.subject), e))?;
     let message = batch
         .next()
         .await
         .ok_or_else(|| {
-            Error::Other(format!(
+            Error::NotFound(format!(
                 "the spec #{sequence} of {} is not in the log",
                 event.subject
             ))
         })?
-        .map_err(|e| {
-            Error::Other(format!(
-                "read the spec #{sequence} of {}: {e}",
-                event.subject
-            ))
-        })?;
+        .map_err(|e| Error::nats(format!("read the spec #{sequence} of {}", event.subject), e))?;
     let set = crate::store::StoredEvent::from_parts(
         message.sequence,
         message.subject.to_string(),
@@ -350,7 +346,7 @@ pub async fn fired_spec(
             action: spec.action,
             payload: spec.payload,
         }),
-        _ => Err(Error::Other(format!(
+        _ => Err(Error::Malformed(format!(
             "#{sequence} of {} is not the schedule.set a fire names",
             event.subject
         ))),

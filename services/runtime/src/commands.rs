@@ -144,7 +144,7 @@ fn accepted(id: Uuid, version: u64, changes: AtomicAppend<'_>) -> Decision<'_, C
             .into_iter()
             .next()
             .flatten()
-            .ok_or_else(|| Error::Other(format!("the append of {id} recorded nothing")))?;
+            .ok_or_else(|| Error::Unrecorded(format!("the append of {id} recorded nothing")))?;
         Ok(CommandReply::Accepted {
             aggregate_id: id,
             version: appended.version,
@@ -373,13 +373,15 @@ pub fn target_tenant(
     Ok(sender.clone())
 }
 
-/// The rejection when the store cannot be reached; safe to retry.
+/// The rejection when the store cannot be reached; safe to retry. It names the error's
+/// code, never its message (which may carry internal detail).
 pub fn unavailable(error: Error) -> Rejection {
-    warn!(error = %error, code = error.code(), "command could not be processed");
+    warn!(error = %error, error.code = error.code(), "command could not be processed");
     Rejection::new(
         RejectionCode::Unavailable,
         "berth could not process the command now; retry with the same command id",
     )
+    .with_error_code(error.code())
 }
 
 /// Splits `cmd.<tenant>.<kind>.<action>` and validates the tenant token.
@@ -448,7 +450,7 @@ pub async fn serve<S: CommandService>(rt: &Runtime, handler: Arc<CommandHandler<
                 }
                 let body = serde_json::to_vec(&reply).expect("replies serialize");
                 if let Err(e) = request.respond(Ok(body.into())).await {
-                    warn!(error = %e, "could not send a command reply");
+                    warn!(error = %e, error.code = "nats", "could not send a command reply");
                 }
             }
             .instrument(span),

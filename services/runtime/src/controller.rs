@@ -82,12 +82,15 @@ pub async fn settle<C: Controller>(
             return Err(ReactError::transient(e));
         }
     }
-    Err(ReactError::Transient(format!(
-        "{} {} still needs work after {} steps",
-        C::Aggregate::KIND,
-        target.id,
-        C::MAX_STEPS
-    )))
+    Err(ReactError::transient_because(
+        "unsettled",
+        format!(
+            "{} {} still needs work after {} steps",
+            C::Aggregate::KIND,
+            target.id,
+            C::MAX_STEPS
+        ),
+    ))
 }
 
 /// Records that the step the aggregate `event` is about calls for keeps failing, or
@@ -117,11 +120,14 @@ pub async fn record_failure<C: Controller>(
         .await?;
     match outcome.commit().await {
         Ok(_) | Err(AppendError::Duplicate) => Ok(()),
-        Err(e) => Err(ReactError::Transient(format!(
-            "recording the failure of {} {}: {e}",
-            C::Aggregate::KIND,
-            target.id
-        ))),
+        Err(e) => Err(ReactError::transient_because(
+            e.code(),
+            format!(
+                "recording the failure of {} {}: {e}",
+                C::Aggregate::KIND,
+                target.id
+            ),
+        )),
     }
 }
 

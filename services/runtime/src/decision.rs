@@ -83,6 +83,22 @@ pub enum Unsettled {
     Contention { kind: String, id: Uuid },
 }
 
+impl Unsettled {
+    /// The stable code: the store error's, or `contention`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Store(e) => e.code(),
+            Self::Contention { .. } => "contention",
+        }
+    }
+}
+
+impl crate::error::Coded for Unsettled {
+    fn code(&self) -> &'static str {
+        Unsettled::code(self)
+    }
+}
+
 impl From<Unsettled> for Rejection {
     fn from(unsettled: Unsettled) -> Self {
         match unsettled {

@@ -37,6 +37,10 @@ pub struct DeadLetter {
     pub stream_sequence: u64,
     pub deliveries: u64,
     pub error: String,
+    /// The stable code of the error (`Berth-Error-Code`); absent on letters written
+    /// before codes were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
     pub event_id: Option<String>,
     pub event_type: Option<String>,
 }
@@ -52,6 +56,7 @@ impl DeadLetter {
             stream_sequence: header(dlq_headers::STREAM_SEQUENCE).parse().unwrap_or(0),
             deliveries: header(dlq_headers::DELIVERIES).parse().unwrap_or(0),
             error: header(dlq_headers::ERROR),
+            error_code: header_value(headers, dlq_headers::ERROR_CODE),
             event_id: header_value(headers, "ce-id"),
             event_type: header_value(headers, "ce-type"),
         }
@@ -61,8 +66,7 @@ impl DeadLetter {
 /// Every dead letter (of one consumer, or all), oldest first.
 pub async fn list(js: &jetstream::Context, consumer: Option<&str>) -> Result<Vec<DeadLetter>> {
     let filter = match consumer {
-        Some(consumer) => berth_schemas::subjects::dlq_subject(consumer)
-            .map_err(|e| Error::Other(e.to_string()))?,
+        Some(consumer) => berth_schemas::subjects::dlq_subject(consumer)?,
         None => ALL_DEAD_LETTERS.to_owned(),
     };
     let stream = js
@@ -94,7 +98,7 @@ pub async fn list(js: &jetstream::Context, consumer: Option<&str>) -> Result<Vec
         let message = message.map_err(|e| Error::nats("read DLQ", e))?;
         let info = message
             .info()
-            .map_err(|e| Error::Other(format!("a DLQ message without info: {e}")))?;
+            .map_err(|e| Error::Malformed(format!("a DLQ message without info: {e}")))?;
         let time =
             DateTime::from_timestamp(info.published.unix_timestamp(), info.published.nanosecond())
                 .unwrap_or_default();
@@ -119,7 +123,7 @@ pub async fn get(js: &jetstream::Context, sequence: u64) -> Result<(DeadLetter, 
         .map_err(|e| Error::nats("get DLQ stream", e))?;
     let message = stream.direct_get(sequence).await.map_err(|e| {
         if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound {
-            Error::Other(format!("no dead letter {sequence} (`berth dlq list`)"))
+            Error::NotFound(format!("no dead letter {sequence} (`berth dlq list`)"))
         } else {
             Error::nats(format!("read dead letter {sequence}"), e)
         }
@@ -137,13 +141,13 @@ pub async fn get(js: &jetstream::Context, sequence: u64) -> Result<(DeadLetter, 
 pub async fn retry(js: &jetstream::Context, sequence: u64) -> Result<DeadLetter> {
     let (letter, headers, payload) = get(js, sequence).await?;
     if letter.consumer.is_empty() || letter.subject.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::Malformed(format!(
             "dead letter {sequence} does not say which consumer gave it up"
         )));
     }
     let mut retried = crate::reactor::without_jetstream_headers(&headers);
     retried.insert("Nats-Msg-Id", format!("retry:{sequence}").as_str());
-    let subject = retry_subject(&letter.consumer).map_err(|e| Error::Other(e.to_string()))?;
+    let subject = retry_subject(&letter.consumer)?;
     js.publish_with_headers(subject, retried, payload)
         .await
         .map_err(|e| Error::nats("publish a retry", e))?

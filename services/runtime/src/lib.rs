@@ -61,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{ConnectArgs, Settings};
-pub use error::{Error, Result};
+pub use error::{Coded, Error, Result};
 pub use store::EventStore;
 
 /// The oldest nats-server berth runs on: earlier ones have known JetStream data-loss bugs.
@@ -182,7 +182,7 @@ pub async fn migrate(db: &PgPool) -> Result<()> {
     sqlx::migrate!("./migrations")
         .run(db)
         .await
-        .map_err(|e| Error::Other(format!("migrations: {e}")))
+        .map_err(Error::from)
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ pub async fn retry(rt: &Runtime, projection: &dyn Projection, sequence: u64) -> 
     .await
     .map_err(Error::db("read parked event"))?;
     if found.is_none() {
-        return Err(Error::Other(format!(
+        return Err(Error::NotFound(format!(
             "event {sequence} is not parked in {name}"
         )));
     }
@@ -284,7 +284,7 @@ pub async fn skip(rt: &Runtime, projection: &str, sequence: u64) -> Result<Parke
     .await
     .map_err(Error::db("skip parked event"))?;
     let Some(skipped) = skipped else {
-        return Err(Error::Other(
+        return Err(Error::InvalidState(
             match get(&rt.db, projection, sequence).await? {
                 Some(parked) => format!(
                     "event {sequence} of {projection} is already resolved ({})",
@@ -353,7 +353,7 @@ pub async fn health(conn: &mut PgConnection, projection: &str) -> sqlx::Result<H
 /// A failure is logged: the state is in Postgres and is published again on start.
 pub(crate) async fn publish_health(rt: &Runtime, projection: &str) {
     if let Err(e) = try_publish_health(rt, projection).await {
-        warn!(projection, error = %e, "could not publish the projection's health");
+        warn!(projection, error = %e, error.code = e.code(), "could not publish the projection's health");
     }
 }
 
@@ -410,7 +410,9 @@ pub(crate) async fn announce(rt: &Runtime, projection: &str) {
     match faulty.await {
         Ok(true) => publish_health(rt, projection).await,
         Ok(false) => {}
-        Err(e) => warn!(projection, error = %e, "could not read the projection's health"),
+        Err(e) => {
+            warn!(projection, error = %e, error.code = e.code(), "could not read the projection's health")
+        }
     }
 }
 
@@ -428,7 +430,9 @@ pub(crate) async fn record_retrying(rt: &Runtime, projection: &str, error: &str)
     .await;
     match recorded {
         Ok(_) => publish_health(rt, projection).await,
-        Err(e) => warn!(projection, error = %e, "could not record the retrying fault"),
+        Err(e) => {
+            warn!(projection, error = %e, error.code = "db", "could not record the retrying fault")
+        }
     }
 }
 
@@ -446,7 +450,9 @@ pub(crate) async fn clear_retrying(rt: &Runtime, projection: &str) {
     match forget_retrying(&rt.db, projection).await {
         Ok(true) => publish_health(rt, projection).await,
         Ok(false) => {}
-        Err(e) => warn!(projection, error = %e, "could not clear the retrying fault"),
+        Err(e) => {
+            warn!(projection, error = %e, error.code = "db", "could not clear the retrying fault")
+        }
     }
 }
 

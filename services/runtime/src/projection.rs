@@ -151,7 +151,7 @@ pub(crate) fn describe(error: &ApplyError) -> String {
 fn apply_error(name: &str, error: ApplyError) -> Error {
     match error {
         ApplyError::Db(e) => Error::db(format!("apply {name}"))(e),
-        other => Error::Other(format!("apply {name}: {other}")),
+        other => Error::Apply(format!("apply {name}: {other}")),
     }
 }
 
@@ -187,8 +187,11 @@ pub trait Projection: Send + Sync + 'static {
 
 /// The status subject a projection's own health goes to.
 pub fn fault_subject(name: &str) -> Result<String> {
-    status_subject(&TenantId::system(), StatusKind::Projection, name)
-        .map_err(|e| Error::Other(e.to_string()))
+    Ok(status_subject(
+        &TenantId::system(),
+        StatusKind::Projection,
+        name,
+    )?)
 }
 
 pub(crate) async fn lock_projection(conn: &mut PgConnection, name: &str) -> sqlx::Result<()> {
@@ -326,7 +329,7 @@ pub async fn behind(
         .map_err(|e| Error::nats("create counting consumer", e))?;
     let info = consumer.cached_info();
     if let Err(e) = stream.delete_consumer(&info.name).await {
-        warn!(error = %e, "could not delete a counting consumer; it expires on its own");
+        warn!(error = %e, error.code = "nats", "could not delete a counting consumer; it expires on its own");
     }
     Ok(info.num_pending)
 }
@@ -374,9 +377,9 @@ fn read_batch(batch: Vec<Result<jetstream::Message>>) -> Result<(Vec<StoredEvent
         match StoredEvent::from_jetstream(&message) {
             Ok(event) => events.push(event),
             Err(e) => {
-                let info = message
-                    .info()
-                    .map_err(|e| Error::Other(format!("message without JetStream info: {e}")))?;
+                let info = message.info().map_err(|e| {
+                    Error::Malformed(format!("message without JetStream info: {e}"))
+                })?;
                 unreadable.push(Parking::unreadable(
                     info.stream_sequence,
                     &message.subject,
@@ -404,7 +407,7 @@ async fn apply_live(
         match apply_batch(rt, projection, &events).await {
             Ok(()) => return Ok(()),
             Err(e) if classify(&e) == ErrorClass::Deterministic => {
-                warn!(projection = name, error = %e,
+                warn!(projection = name, error = %e, error.code = "apply",
                     "a batch failed on its data; applying it event by event to park what fails");
             }
             Err(e) => return Err(apply_error(name, e)),
@@ -480,7 +483,7 @@ async fn apply_parking(
     tx.commit().await.map_err(Error::db("commit batch"))?;
     for parked in &parking {
         error!(projection = name, sequence = parked.sequence, subject = %parked.subject,
-            event_type = %parked.event_type, error = %parked.error,
+            event_type = %parked.event_type, error = %parked.error, error.code = "apply",
             "parked an event the projection cannot apply; going on with the next");
     }
     publish_status(rt, updates).await;
@@ -530,12 +533,12 @@ pub(crate) async fn publish_status(rt: &Runtime, updates: Vec<StatusUpdate>) {
         let body = serde_json::to_vec(&update.body).expect("status bodies serialize");
         match rt.js.publish(update.subject, body.into()).await {
             Ok(ack) => acks.push(ack),
-            Err(e) => warn!(error = %e, "could not publish a status update"),
+            Err(e) => warn!(error = %e, error.code = "nats", "could not publish a status update"),
         }
     }
     for ack in acks {
         if let Err(e) = ack.await {
-            warn!(error = %e, "a status update was not stored");
+            warn!(error = %e, error.code = "nats", "a status update was not stored");
         }
     }
 }
@@ -592,7 +595,7 @@ async fn run_live(rt: &Runtime, projection: &dyn Projection) -> Result<()> {
         if let Err(e) = follow(rt, projection, &mut failures).await {
             failures = failures.saturating_add(1);
             let delay = retry_delay(failures);
-            warn!(projection = name, error = %e, failures, retry_in = ?delay,
+            warn!(projection = name, error = %e, error.code = e.code(), failures, retry_in = ?delay,
                 "projection interrupted; retrying from its checkpoint");
             if failures >= RETRYING_AFTER {
                 parked::record_retrying(rt, name, &e.to_string()).await;

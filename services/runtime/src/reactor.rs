@@ -39,25 +39,72 @@ use futures::StreamExt;
 use rand::Rng;
 use tracing::{info_span, warn, Instrument};
 
-use crate::error::{Error, Result};
+use crate::error::{Coded, Error, Result};
 use crate::store::StoredEvent;
 use crate::Runtime;
 
-/// Why a reaction failed.
+/// Why a reaction failed, with the stable code of what failed (the typed error's
+/// [`Coded::code`] where there was one): it goes into the dead letter's
+/// `berth-error-code` header and the `error.code` field of the log line.
 #[derive(Debug, thiserror::Error)]
 pub enum ReactError {
     /// May work if tried again later.
-    #[error("{0}")]
-    Transient(String),
+    #[error("{reason}")]
+    Transient { code: &'static str, reason: String },
     /// Will never work: straight to the DLQ.
-    #[error("{0}")]
-    Permanent(String),
+    #[error("{reason}")]
+    Permanent { code: &'static str, reason: String },
 }
 
 impl ReactError {
-    /// A transient failure for `error`: may work if tried again later.
-    pub fn transient(error: impl std::fmt::Display) -> Self {
-        Self::Transient(error.to_string())
+    /// A transient failure for `error`, with its code: may work if tried again later.
+    pub fn transient(error: impl Coded) -> Self {
+        Self::Transient {
+            code: error.code(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// A permanent failure for `error`, with its code: straight to the DLQ.
+    pub fn permanent(error: impl Coded) -> Self {
+        Self::Permanent {
+            code: error.code(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// A transient failure the reactor itself describes, under `code`.
+    pub fn transient_because(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::Transient {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// A permanent failure the reactor itself describes, under `code`.
+    pub fn permanent_because(code: &'static str, reason: impl Into<String>) -> Self {
+        Self::Permanent {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// The stable code of what failed.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Transient { code, .. } | Self::Permanent { code, .. } => code,
+        }
+    }
+
+    /// Whether it may work if tried again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
+}
+
+impl Coded for ReactError {
+    fn code(&self) -> &'static str {
+        ReactError::code(self)
     }
 }
 
@@ -189,6 +236,8 @@ pub mod dlq_headers {
     pub const STREAM_SEQUENCE: &str = "Berth-Dlq-Stream-Sequence";
     pub const DELIVERIES: &str = "Berth-Dlq-Deliveries";
     pub const CONSUMER: &str = "Berth-Dlq-Consumer";
+    /// The stable code of the error ([`super::ReactError::code`]).
+    pub const ERROR_CODE: &str = "Berth-Error-Code";
 }
 
 /// The delay before delivery `delivered + 1`: base · 2^(delivered-1), capped, ±25 % jitter.
@@ -225,7 +274,7 @@ pub async fn run(rt: &Runtime, reactor: Arc<dyn Reactor>) -> Result<()> {
     };
     let retries = consumer::pull::Config {
         durable_name: Some(format!("{name}-retry")),
-        filter_subjects: vec![retry_subject(&name).map_err(|e| Error::Other(e.to_string()))?],
+        filter_subjects: vec![retry_subject(&name)?],
         ..live.clone()
     };
     tokio::try_join!(
@@ -274,7 +323,7 @@ async fn consume(
             async move {
                 match message {
                     Ok(message) => handle(&rt, reactor.as_ref(), limits, origin, message).await,
-                    Err(e) => warn!(error = %e, "reactor consumer error"),
+                    Err(e) => warn!(error = %e, error.code = "nats", "reactor consumer error"),
                 }
             }
         })
@@ -290,10 +339,10 @@ fn event_of(message: &jetstream::Message, origin: Origin) -> Result<StoredEvent>
             let headers = message.headers.clone().unwrap_or_default();
             let original = |name: &str| berth_schemas::envelope::header_value(&headers, name);
             let subject = original(dlq_headers::SUBJECT)
-                .ok_or_else(|| Error::Other("a retried message without its subject".into()))?;
+                .ok_or_else(|| Error::Malformed("a retried message without its subject".into()))?;
             let sequence = original(dlq_headers::STREAM_SEQUENCE)
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| Error::Other("a retried message without its sequence".into()))?;
+                .ok_or_else(|| Error::Malformed("a retried message without its sequence".into()))?;
             StoredEvent::from_parts(sequence, subject, headers, message.payload.clone())
         }
     }
@@ -319,12 +368,12 @@ fn next_after(
     max_deliver: i64,
 ) -> Next {
     match error {
-        ReactError::Permanent(_) => Next::DeadLetter,
-        ReactError::Transient(_) if delivered < max_deliver => Next::Retry,
-        ReactError::Transient(_) if !forever => Next::DeadLetter,
+        ReactError::Permanent { .. } => Next::DeadLetter,
+        ReactError::Transient { .. } if delivered < max_deliver => Next::Retry,
+        ReactError::Transient { .. } if !forever => Next::DeadLetter,
         // The retry consumer keeps it as long as it takes.
-        ReactError::Transient(_) if origin == Origin::Retried => Next::Retry,
-        ReactError::Transient(_) => Next::HandOver,
+        ReactError::Transient { .. } if origin == Origin::Retried => Next::Retry,
+        ReactError::Transient { .. } => Next::HandOver,
     }
 }
 
@@ -369,7 +418,7 @@ async fn holding<T>(
             output = &mut work => return output,
             _ = ticks.tick() => {
                 if let Err(e) = message.ack_with(AckKind::Progress).await {
-                    warn!(error = %e, "could not send an in-progress ack");
+                    warn!(error = %e, error.code = "nats", "could not send an in-progress ack");
                 }
             }
         }
@@ -408,7 +457,12 @@ impl InHand<'_> {
             tries += 1;
             match self.work(self.reactor.record_failure(event, failure)).await {
                 Ok(()) => return true,
-                Err(e) => warn!(error = %e, tries, "could not record the failure; will try again"),
+                Err(e) => warn!(
+                    error = %e,
+                    error.code = e.code(),
+                    tries,
+                    "could not record the failure; will try again"
+                ),
             }
             let pause = backoff(tries, self.limits.backoff_base, self.limits.backoff_max);
             tokio::select! {
@@ -431,6 +485,7 @@ impl InHand<'_> {
         let next = next_after(&error, forever, origin, delivered, self.limits.max_deliver);
         let message = self.message;
         let reason = error.to_string();
+        let code = error.code();
         // A message the retry consumer keeps waits the capped back-off at once; any other
         // backs off from its own deliveries.
         let delay = backoff(
@@ -439,12 +494,9 @@ impl InHand<'_> {
             self.limits.backoff_max,
         );
         // A transient failure that keeps coming is told as it goes, at milestones.
-        if forever
-            && matches!(error, ReactError::Transient(_))
-            && worth_recording(attempts, self.limits.max_deliver)
-        {
+        if forever && error.is_transient() && worth_recording(attempts, self.limits.max_deliver) {
             if let Some(event) = &event {
-                warn!(error = %reason, attempts, "reaction keeps failing; recording it and retrying");
+                warn!(error = %reason, error.code = code, attempts, "reaction keeps failing; recording it and retrying");
                 let failure = Failure {
                     error: reason.clone(),
                     attempts,
@@ -457,7 +509,7 @@ impl InHand<'_> {
         }
         match next {
             Next::Retry => {
-                warn!(error = %reason, "reaction failed; will retry");
+                warn!(error = %reason, error.code = code, "reaction failed; will retry");
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
             Next::HandOver => {
@@ -469,19 +521,19 @@ impl InHand<'_> {
                     message,
                     event.as_ref(),
                     attempts,
-                    &reason,
+                    &error,
                 )
                 .await
                 {
                     Ok(()) => message.ack_with(AckKind::Term).await,
                     Err(e) => {
-                        warn!(error = %e, "could not hand the message to the retry consumer; will retry");
+                        warn!(error = %e, error.code = e.code(), "could not hand the message to the retry consumer; will retry");
                         message.ack_with(AckKind::Nak(Some(delay))).await
                     }
                 }
             }
             Next::DeadLetter => {
-                warn!(error = %reason, "reaction failed for good; moving the message to the DLQ");
+                warn!(error = %reason, error.code = code, "reaction failed for good; moving the message to the DLQ");
                 let name = self.reactor.name();
                 if let Err(e) = copy_elsewhere(
                     self.rt,
@@ -490,11 +542,11 @@ impl InHand<'_> {
                     message,
                     event.as_ref(),
                     delivered,
-                    &reason,
+                    &error,
                 )
                 .await
                 {
-                    warn!(error = %e, "could not write to the DLQ; will retry");
+                    warn!(error = %e, error.code = e.code(), "could not write to the DLQ; will retry");
                     return message
                         .ack_with(AckKind::Nak(Some(self.limits.backoff_max)))
                         .await;
@@ -543,7 +595,7 @@ async fn handle(
                 Ok(()) => Ok(()),
                 Err(error) => Err((Some(event), error)),
             },
-            Err(e) => Err((None, ReactError::Permanent(e.to_string()))),
+            Err(e) => Err((None, ReactError::permanent(e))),
         };
         let ack = match outcome {
             Ok(()) => message.ack().await,
@@ -554,7 +606,7 @@ async fn handle(
             }
         };
         if let Err(e) = ack {
-            warn!(error = %e, "could not acknowledge a message; it will be redelivered");
+            warn!(error = %e, error.code = "nats", "could not acknowledge a message; it will be redelivered");
         }
     }
     .instrument(span)
@@ -585,7 +637,8 @@ enum Destination {
     HandOver,
 }
 
-/// Copies a message into `dlq.<consumer>` or `retry.<consumer>` with why it failed. The
+/// Copies a message into `dlq.<consumer>` or `retry.<consumer>` with why it failed (the
+/// reason and its code). The
 /// copy keeps every original header except JetStream's own `Nats-*` headers (an
 /// expectation on the original subject would fail on the copy's subject) and names the
 /// original subject and sequence; its `Nats-Msg-Id` derives from the consumer and the
@@ -598,7 +651,7 @@ async fn copy_elsewhere(
     message: &jetstream::Message,
     event: Option<&StoredEvent>,
     deliveries: i64,
-    error: &str,
+    error: &ReactError,
 ) -> Result<()> {
     let own_sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
     // A retried message names its original subject and sequence, not the retry's.
@@ -619,24 +672,23 @@ async fn copy_elsewhere(
         .as_ref()
         .map(without_jetstream_headers)
         .unwrap_or_default();
+    let code = error.code();
     let error: String = error
+        .to_string()
         .chars()
         .filter(|c| !c.is_control())
         .take(1024)
         .collect();
     headers.insert(dlq_headers::ERROR, error.as_str());
+    headers.insert(dlq_headers::ERROR_CODE, code);
     headers.insert(dlq_headers::SUBJECT, subject.as_str());
     headers.insert(dlq_headers::STREAM_SEQUENCE, sequence.to_string().as_str());
     headers.insert(dlq_headers::DELIVERIES, deliveries.to_string().as_str());
     headers.insert(dlq_headers::CONSUMER, consumer);
     let (subject, msg_id, what) = match destination {
-        Destination::DeadLetter => (
-            dlq_subject(consumer).map_err(|e| Error::Other(e.to_string()))?,
-            msg_id,
-            "DLQ",
-        ),
+        Destination::DeadLetter => (dlq_subject(consumer)?, msg_id, "DLQ"),
         Destination::HandOver => (
-            retry_subject(consumer).map_err(|e| Error::Other(e.to_string()))?,
+            retry_subject(consumer)?,
             format!("{msg_id}:handover"),
             "retry hand-over",
         ),

@@ -4,14 +4,13 @@
 //!
 //! [`serve`] owns the whole exchange: it decodes the request (a refusal is answered as
 //! it is), runs it, and answers the report; a run that fails is answered `unavailable`
-//! with its error, all of its causes included.
+//! with its error, all of its causes included, and the error's code (`error_code`).
 
 #![allow(
     clippy::disallowed_methods,
     reason = "raw NATS belongs to berth-runtime: request endpoints answer on the reply subject here"
 )]
 
-use std::fmt::Display;
 use std::future::Future;
 
 use berth_schemas::{Rejection, RejectionCode};
@@ -19,7 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Coded, Error, Result};
 use crate::Runtime;
 
 /// Answers requests on `subject` until shutdown: `decode` makes the typed request of a
@@ -35,7 +34,7 @@ where
     R: Fn(Req) -> Fut,
     Fut: Future<Output = Result<Resp, E>>,
     Resp: Serialize,
-    E: Display,
+    E: Coded,
 {
     let queue_group = format!("berth-{}", rt.service);
     let (decode, run) = (&decode, &run);
@@ -77,14 +76,16 @@ where
         };
         let answer = answer(request.subject.to_string(), request.payload.clone()).await;
         if let Err(e) = rt.nats.publish(reply, body(&answer).into()).await {
-            tracing::warn!(error = %e, %subject, "could not answer a request");
+            tracing::warn!(error = %e, error.code = "nats", %subject, "could not answer a request");
         }
     }
 }
 
-/// The refusal of a run that failed: `unavailable`, with every cause of the error.
-fn failed(error: impl Display) -> Rejection {
-    Rejection::new(RejectionCode::Unavailable, format!("{error:#}"))
+/// The refusal of a run that failed: `unavailable`, with every cause of the error and
+/// its code.
+fn failed(error: impl Coded) -> Rejection {
+    tracing::warn!(error = %error, error.code = error.code(), "a run failed");
+    Rejection::new(RejectionCode::Unavailable, format!("{error:#}")).with_error_code(error.code())
 }
 
 /// The JSON body of an answer: the report, or the rejection.
@@ -100,10 +101,18 @@ fn body<Resp: Serialize>(answer: &Result<Resp, Rejection>) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    use std::fmt::Display;
+
     #[test]
     fn a_failed_run_is_unavailable_with_its_causes() {
         #[derive(Debug)]
         struct Outer;
+        impl std::error::Error for Outer {}
+        impl Coded for Outer {
+            fn code(&self) -> &'static str {
+                "run_failed"
+            }
+        }
         impl Display for Outer {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 if f.alternate() {
@@ -117,7 +126,11 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body(&answer)).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"code": "unavailable", "message": "run failed: the store is gone"})
+            serde_json::json!({
+                "code": "unavailable",
+                "message": "run failed: the store is gone",
+                "error_code": "run_failed"
+            })
         );
         let report: Result<_, Rejection> = Ok(serde_json::json!({"checked": 3}));
         assert_eq!(body(&report), br#"{"checked":3}"#);

@@ -91,8 +91,8 @@ where
         service: name,
         source,
     };
-    let tokio = tokio::runtime::Runtime::new()
-        .map_err(|e| setup(Error::Other(format!("the Tokio runtime: {e}"))))?;
+    let tokio =
+        tokio::runtime::Runtime::new().map_err(|e| setup(Error::io("the Tokio runtime")(e)))?;
     tokio.block_on(async {
         let _telemetry = telemetry::init(name, &args.telemetry, "info").map_err(setup)?;
         let mut signals = Signals::listen();

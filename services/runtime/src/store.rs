@@ -88,7 +88,7 @@ impl StoredEvent {
     pub fn from_jetstream(message: &jetstream::Message) -> Result<Self> {
         let info = message
             .info()
-            .map_err(|e| Error::Other(format!("message without JetStream info: {e}")))?;
+            .map_err(|e| Error::Malformed(format!("message without JetStream info: {e}")))?;
         Self::from_parts(
             info.stream_sequence,
             message.subject.to_string(),
@@ -127,6 +127,24 @@ pub enum AppendError {
     Busy,
     #[error(transparent)]
     Store(#[from] Error),
+}
+
+impl AppendError {
+    /// The stable code of why the append did not happen.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Conflict { .. } => "conflict",
+            Self::Duplicate => "duplicate",
+            Self::Busy => "busy",
+            Self::Store(e) => e.code(),
+        }
+    }
+}
+
+impl crate::error::Coded for AppendError {
+    fn code(&self) -> &'static str {
+        AppendError::code(self)
+    }
 }
 
 /// Events for one subject, appended only if the subject is still at `expected_version`.
@@ -257,15 +275,15 @@ impl EventStore {
             .js
             .get_stream(berth_schemas::subjects::EVENTS_STREAM)
             .await
-            .map_err(|e| Error::Other(format!("looking up the EVENTS stream: {e}")))?;
+            .map_err(|e| Error::nats("looking up the EVENTS stream", e))?;
         let mut found = stream
             .info_with_subjects(filter)
             .await
-            .map_err(|e| Error::Other(format!("listing {filter}: {e}")))?;
+            .map_err(|e| Error::nats(format!("listing {filter}"), e))?;
         let mut subjects = Vec::new();
         while let Some(entry) = found.next().await {
             let (subject, _count) =
-                entry.map_err(|e| Error::Other(format!("listing {filter}: {e}")))?;
+                entry.map_err(|e| Error::nats(format!("listing {filter}"), e))?;
             subjects.push(subject);
         }
         Ok(subjects)
@@ -303,10 +321,10 @@ impl EventStore {
         self.writer
             .send(request)
             .await
-            .map_err(|_| Error::Other("the event writer has stopped".into()))?;
+            .map_err(|_| Error::Closed("the event writer has stopped".into()))?;
         result
             .await
-            .map_err(|_| Error::Other("the event writer dropped an append".into()))?
+            .map_err(|_| Error::Closed("the event writer dropped an append".into()))?
     }
 }
 
@@ -375,8 +393,7 @@ async fn run_writer(js: jetstream::Context, mut requests: mpsc::Receiver<AppendR
                 drop(permit);
                 let result = result.map_err(|e| match e {
                     AppendError::Busy => {
-                        Error::Other("JetStream has too many atomic batches in flight".into())
-                            .into()
+                        Error::Busy("JetStream has too many atomic batches in flight".into()).into()
                     }
                     other => other,
                 });
@@ -486,7 +503,7 @@ fn batch_error(
 /// The writer answered an append with fewer sequence lists than it was given: the
 /// events may be in the log, but what was recorded cannot be folded, so say so.
 pub(crate) fn missing_sequences(what: &str) -> AppendError {
-    AppendError::Store(Error::Other(format!(
+    AppendError::Store(Error::Unrecorded(format!(
         "the event writer returned no sequences for {what}"
     )))
 }

@@ -45,7 +45,7 @@ impl Reactor for FiredCommands {
         };
         let spec = fired_spec(&self.store, event, &fired)
             .await
-            .map_err(|e| ReactError::Transient(e.to_string()))?;
+            .map_err(ReactError::transient)?;
         if let Err(rejection) = check_action(&event.meta.tenant, &spec.action) {
             tracing::warn!(schedule = %event.meta.subject, tenant = %event.meta.tenant, %rejection, "a fire's command was not sent");
             return Ok(());
@@ -65,7 +65,8 @@ impl Reactor for FiredCommands {
             correlation_id: event.meta.correlation_id,
             traceparent: event.meta.traceparent.clone(),
         };
-        let body = serde_json::to_vec(body).map_err(|e| ReactError::Permanent(e.to_string()))?;
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ReactError::permanent_because("encode", e.to_string()))?;
         match send_command(&self.nats, tenant, aggregate, action, &meta, body).await {
             Ok(CommandReply::Accepted { .. }) => Ok(()),
             Ok(CommandReply::Rejected(rejection))
@@ -74,7 +75,10 @@ impl Reactor for FiredCommands {
                     RejectionCode::Unavailable | RejectionCode::Busy
                 ) =>
             {
-                Err(ReactError::Transient(rejection.message))
+                Err(ReactError::transient_because(
+                    rejection.code.as_str(),
+                    rejection.message,
+                ))
             }
             Ok(CommandReply::Rejected(rejection)) => {
                 // The target's answer, recorded by it; sending again changes nothing.
@@ -82,7 +86,7 @@ impl Reactor for FiredCommands {
                 Ok(())
             }
             // No responder, a timeout, a lost connection: the target may come back.
-            Err(e) => Err(ReactError::Transient(e.to_string())),
+            Err(e) => Err(ReactError::transient(e)),
         }
     }
 }

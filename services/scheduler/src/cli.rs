@@ -16,7 +16,10 @@ pub struct Cli {
 /// Parses the command line and runs the scheduler until SIGINT/SIGTERM.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    service::main("scheduler", cli.service, Settings::default(), |rt| {
-        crate::run(rt, crate::SchedulerConfig::default())
-    })
+    service::main(
+        "scheduler",
+        cli.service,
+        Settings::default(),
+        |rt| async move { Ok(crate::run(rt, crate::SchedulerConfig::default()).await?) },
+    )
 }

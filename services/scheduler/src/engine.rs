@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use berth_runtime::decision::{execute, Decision};
 use berth_runtime::store::{Aggregate, Cause, Repository};
-use berth_runtime::Runtime;
+use berth_runtime::{Error as RuntimeError, Runtime};
 use berth_schemas::subjects::{event_filter, EventSubject, EVENTS_STREAM};
 use berth_schemas::{Actor, TenantId};
 use chrono::{DateTime, Utc};
@@ -30,6 +30,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::error::{Error, Result};
 use crate::schedule::Schedule;
 use crate::slots::{Ledger, LedgerError};
 use crate::spec::spec_sequence;
@@ -45,17 +46,25 @@ pub fn fire_cause(id: Uuid, due_at: DateTime<Utc>) -> Cause {
 }
 
 /// Fires schedules until shutdown.
-pub async fn run(rt: &Runtime, ledger: Arc<Ledger>) -> anyhow::Result<()> {
+pub async fn run(rt: &Runtime, ledger: Arc<Ledger>) -> Result<()> {
     let clock = ledger.clock.clone();
-    let stream = rt.js.get_stream(EVENTS_STREAM).await?;
+    let stream = rt
+        .js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| RuntimeError::nats("the firing engine: get the EVENTS stream", e))?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: event_filter(berth_schemas::schedule::AGGREGATE),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
-        .await?;
-    let mut events = consumer.messages().await?;
+        .await
+        .map_err(|e| RuntimeError::nats("the firing engine: follow schedules", e))?;
+    let mut events = consumer
+        .messages()
+        .await
+        .map_err(|e| RuntimeError::nats("the firing engine: follow schedules", e))?;
     let mut agenda = Agenda::default();
     let started = clock.now();
     // Two alarms: the next due time on the scheduler's clock, and a real-time one — for
@@ -72,7 +81,9 @@ pub async fn run(rt: &Runtime, ledger: Arc<Ledger>) -> anyhow::Result<()> {
         tokio::select! {
             _ = rt.shutdown.cancelled() => return Ok(()),
             event = events.next() => {
-                let message = event.ok_or_else(|| anyhow::anyhow!("the schedule event feed ended"))??;
+                let message = event
+                    .ok_or(Error::FeedEnded)?
+                    .map_err(|e| RuntimeError::nats("the firing engine: read schedules", e))?;
                 if let Some(target) = EventSubject::parse(message.subject.as_str()) {
                     agenda.changed(target.tenant, target.id);
                 }
@@ -178,7 +189,7 @@ impl Agenda {
                     self.seen.insert(id, due_at);
                 }
                 Err(e) => {
-                    tracing::warn!(schedule = %id, %due_at, error = %e, "could not record a fire; trying again soon");
+                    tracing::warn!(schedule = %id, %due_at, error = %e, error.code = e.code(), "could not record a fire; trying again soon");
                     return Some(clock.now() + chrono::Duration::milliseconds(500));
                 }
             }
@@ -200,7 +211,7 @@ async fn fire(
     due_at: DateTime<Utc>,
     caught_up: bool,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let cause = fire_cause(id, due_at);
     let fired = execute(Schedule::KIND, id, || async {
         let loaded = ledger.schedules.load(tenant, id).await?;
@@ -216,7 +227,7 @@ async fn fire(
             Ok(changes) => changes,
             Err(LedgerError::Store(e)) => return Err(e.into()),
             // Releasing a slot is never refused; say so if it ever is.
-            Err(LedgerError::Refused(rejection)) => anyhow::bail!("{rejection}"),
+            Err(LedgerError::Refused(rejection)) => return Err(Error::Refused(rejection)),
         };
         // A duplicate is another replica's fire: the next look finds it recorded.
         Ok(Decision::append_then(changes, |_| Ok(true)))

@@ -23,6 +23,7 @@ pub mod actions;
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod error;
 pub mod projection;
 pub mod query;
 pub use berth_scheduler_core::schedule;
@@ -43,11 +44,13 @@ use berth_schemas::orphan::RECONCILE_SCHEDULE;
 use berth_schemas::pod::GRACE_SWEEP_SCHEDULE;
 use berth_schemas::schedule::{schedule_id, Action, CatchUp, SetSchedule, When};
 use berth_schemas::{Actor, TenantId};
+use futures::TryFutureExt;
 use uuid::Uuid;
 
 use crate::actions::FiredCommands;
 use crate::clock::{Clock, SystemClock};
 use crate::commands::{ScheduleCommands, TimerCommands};
+pub use crate::error::{Error, Result};
 use crate::projection::SchedulesProjection;
 use crate::schedule::Schedule;
 use crate::slots::{Ledger, Slots};
@@ -149,7 +152,7 @@ pub fn builtin_schedules() -> Vec<SetSchedule> {
 }
 
 /// Runs the scheduler until `rt.shutdown` is cancelled.
-pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
+pub async fn run(rt: Runtime, config: SchedulerConfig) -> Result<()> {
     let ledger = Arc::new(Ledger {
         schedules: Arc::new(Repository::<Schedule>::new(rt.store.clone(), rt.service)),
         slots: Arc::new(Repository::<Slots>::new(rt.store.clone(), rt.service)),
@@ -172,18 +175,13 @@ pub async fn run(rt: Runtime, config: SchedulerConfig) -> anyhow::Result<()> {
         nats: rt.nats.clone(),
         store: rt.store.clone(),
     });
-    let engine = async {
-        engine::run(&rt, ledger.clone())
-            .await
-            .map_err(|e| berth_runtime::Error::Other(format!("the firing engine: {e:#}")))
-    };
     tokio::try_join!(
-        serve_commands(&rt, schedule_handler),
-        serve_commands(&rt, timer_handler),
-        reactors::run(&rt, fired_commands),
-        projections::run(&rt, Arc::new(SchedulesProjection)),
-        query::serve(&rt),
-        engine,
+        serve_commands(&rt, schedule_handler).err_into(),
+        serve_commands(&rt, timer_handler).err_into(),
+        reactors::run(&rt, fired_commands).err_into(),
+        projections::run(&rt, Arc::new(SchedulesProjection)).err_into(),
+        query::serve(&rt).err_into(),
+        engine::run(&rt, ledger.clone()),
     )?;
     Ok(())
 }

@@ -107,7 +107,9 @@ pub async fn rebuild(
             let mut caught_up = false;
             for message in batch {
                 let message = message?;
-                let info = message.info().map_err(|e| Error::Other(e.to_string()))?;
+                let info = message
+                    .info()
+                    .map_err(|e| Error::Malformed(e.to_string()))?;
                 caught_up = info.pending == 0;
                 shadow_seq = info.stream_sequence;
                 if !parked.contains(&shadow_seq) {
@@ -148,7 +150,7 @@ pub async fn rebuild(
             let message = message?;
             let sequence = message
                 .info()
-                .map_err(|e| Error::Other(e.to_string()))?
+                .map_err(|e| Error::Malformed(e.to_string()))?
                 .stream_sequence;
             if sequence > live {
                 break;
@@ -242,10 +244,10 @@ async fn apply_or_fail(
     let name = projection.name();
     match projection.apply(conn, schema, events).await {
         Ok(_) => Ok(()),
-        Err(ApplyError::Event { sequence, reason }) => Err(Error::Other(format!(
+        Err(ApplyError::Event { sequence, reason }) => Err(Error::Apply(format!(
             "rebuild of {name} stopped at event {sequence}, which the live projection has not parked: {reason}"
         ))),
-        Err(e) if classify(&e) == ErrorClass::Deterministic => Err(Error::Other(format!(
+        Err(e) if classify(&e) == ErrorClass::Deterministic => Err(Error::Apply(format!(
             "rebuild of {name} stopped in events {}..={}, which the live projection has not parked: {}",
             events[0].sequence,
             events[events.len() - 1].sequence,

@@ -4,8 +4,8 @@ use super::*;
 
 #[test]
 fn transient_failures_of_a_patient_reactor_are_handed_over_never_dead_lettered() {
-    let transient = ReactError::Transient("host busy".into());
-    let permanent = ReactError::Permanent("bad image".into());
+    let transient = ReactError::transient_because("host_busy", "host busy");
+    let permanent = ReactError::permanent_because("bad_image", "bad image");
     let live = Origin::Live;
     let retried = Origin::Retried;
     assert_eq!(next_after(&transient, false, live, 2, 8), Next::Retry);
