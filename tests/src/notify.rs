@@ -247,7 +247,7 @@ impl TestEnv {
         )
         .await?;
         let db = rt.db.clone();
-        let task = tokio::spawn(berth_notifier::run(rt, config));
+        let task = tokio::spawn(async move { Ok(berth_notifier::run(rt, config).await?) });
         self.wait_for_service("berth-notification").await?;
         Ok(RunningService { shutdown, task, db })
     }

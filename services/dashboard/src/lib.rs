@@ -8,12 +8,14 @@
 //! - [`serve`]: the page's files (`web/dashboard/dist`, built with `npm run build`)
 //!   over HTTP. The page talks to NATS itself, over WebSocket.
 
+pub mod error;
 pub mod snapshot;
+
+pub use error::{Error, Result};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
 
@@ -27,16 +29,13 @@ pub async fn serve(
     addr: SocketAddr,
     dist: &Path,
     shutdown: CancellationToken,
-) -> anyhow::Result<SocketAddr> {
-    anyhow::ensure!(
-        dist.join("index.html").is_file() && dist.join("app.js").is_file(),
-        "the dashboard is not built in {}: run `just dashboard` (npm ci && npm run build in web/dashboard)",
-        dist.display()
-    );
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("dashboard on {addr} (is the port taken? try --dashboard-port)")
-    })?;
-    let bound = listener.local_addr()?;
+) -> Result<SocketAddr> {
+    if !(dist.join("index.html").is_file() && dist.join("app.js").is_file()) {
+        return Err(Error::NotBuilt(dist.to_owned()));
+    }
+    let bind = |source| Error::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
     let app = axum::Router::new().fallback_service(ServeDir::new(dist));
     tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -312,10 +312,10 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
         let rt = rt.for_service("billing");
         async move { Ok(berth_billing::run(rt, billing_config).await?) }
     });
-    let notifier = tokio::spawn(berth_notifier::run(
-        rt.for_service("notifier"),
-        notifier_config,
-    ));
+    let notifier = tokio::spawn({
+        let rt = rt.for_service("notifier");
+        async move { Ok(berth_notifier::run(rt, notifier_config).await?) }
+    });
     let services = vec![
         provisioner,
         scheduler,

@@ -94,7 +94,10 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = cli.notify.config()?;
     config.send_timeout = Duration::from_secs(cli.timeout_secs);
-    service::main("notifier", cli.service, Settings::default(), |rt| {
-        crate::run(rt, config)
-    })
+    service::main(
+        "notifier",
+        cli.service,
+        Settings::default(),
+        |rt| async move { Ok(crate::run(rt, config).await?) },
+    )
 }

@@ -41,15 +41,19 @@ pub struct Mailer {
 
 impl Mailer {
     /// `url` in lettre's form; `from` a mailbox (`berth <noreply@example.com>`).
-    pub fn new(url: &str, from: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(url: &str, from: &str, timeout: Duration) -> crate::Result<Self> {
         let server = berth_runtime::config::redact_url(url);
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| anyhow::anyhow!("BERTH_SMTP_URL {server}: {e}"))?
+            .map_err(|e| crate::Error::SmtpUrl {
+                server: server.clone(),
+                reason: e.to_string(),
+            })?
             .timeout(Some(timeout))
             .build();
-        let from = from
-            .parse()
-            .map_err(|e| anyhow::anyhow!("sender address {from:?}: {e}"))?;
+        let from = from.parse().map_err(|e| crate::Error::Sender {
+            from: from.to_owned(),
+            reason: format!("{e}"),
+        })?;
         Ok(Self {
             transport,
             from,

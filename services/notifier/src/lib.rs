@@ -19,6 +19,7 @@ pub mod context;
 pub mod dead_letters;
 pub mod deliver;
 pub mod email;
+pub mod error;
 pub mod expiry;
 pub use berth_notifier_core::notification;
 pub mod projection;
@@ -29,10 +30,11 @@ pub mod samples;
 pub mod templates;
 pub mod webhook;
 
+pub use error::{Error, Result};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use berth_runtime::clock::{Clock, SystemClock};
 use berth_runtime::commands::{serve as serve_commands, CommandHandler};
 use berth_runtime::store::Repository;
@@ -85,20 +87,17 @@ impl NotifierConfig {
 }
 
 /// Checks that every rule has a template that renders its sample.
-pub fn check_templates(rules: &Rules, templates: &Templates) -> anyhow::Result<()> {
-    for rule in &rules.rules {
-        anyhow::ensure!(
-            templates.has(&rule.name),
-            "rule {:?} has no template templates/{}.j2",
-            rule.name,
-            rule.name
-        );
+pub fn check_templates(rules: &Rules, templates: &Templates) -> Result<()> {
+    match rules.rules.iter().find(|rule| !templates.has(&rule.name)) {
+        Some(rule) => Err(Error::MissingTemplate {
+            rule: rule.name.clone(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs the notifier until `rt.shutdown` is cancelled.
-pub async fn run(rt: Runtime, config: NotifierConfig) -> anyhow::Result<()> {
+pub async fn run(rt: Runtime, config: NotifierConfig) -> Result<()> {
     let templates = Arc::new(Templates::builtin()?);
     check_templates(&config.rules, &templates)?;
     let rules = Arc::new(config.rules.clone());
@@ -110,9 +109,11 @@ pub async fn run(rt: Runtime, config: NotifierConfig) -> anyhow::Result<()> {
         store: rt.store.clone(),
     };
     let mailer = match &config.smtp_url {
-        Some(url) => Some(Arc::new(
-            Mailer::new(url, &config.mail_from, config.send_timeout).context("mail")?,
-        )),
+        Some(url) => Some(Arc::new(Mailer::new(
+            url,
+            &config.mail_from,
+            config.send_timeout,
+        )?)),
         None => {
             info!("no SMTP server configured (BERTH_SMTP_URL): mail is off, webhooks are on");
             None

@@ -94,11 +94,12 @@ impl Webhooks {
         hooks: Vec<Webhook>,
         secret: Option<String>,
         timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    ) -> crate::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent("berth-notifier")
-            .build()?;
+            .build()
+            .map_err(crate::Error::HttpClient)?;
         Ok(Self {
             client,
             hooks: hooks.into_iter().map(|h| (h.name.clone(), h)).collect(),
