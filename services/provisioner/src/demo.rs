@@ -17,8 +17,7 @@ use async_trait::async_trait;
 use berth_runtime::client::{send_command, wait_for_status};
 use berth_runtime::decision::{execute, Decision};
 use berth_runtime::reactor::{ReactError, Reactor};
-use berth_runtime::store::{Aggregate, AtomicAppend, Cause, NoCommand, Repository, StoredEvent};
-use berth_schemas::aggregate::Context;
+use berth_runtime::store::{Aggregate, AtomicAppend, Cause, Repository, StoredEvent};
 use berth_schemas::command::CommandMeta;
 use berth_schemas::demo::{
     demo_id, DemoEvent, DemoResetFailed, DemoResetStarted, DemoResetSucceeded, RESET_SCHEDULE,
@@ -27,7 +26,7 @@ use berth_schemas::schedule::{schedule_id, ScheduleEvent};
 use berth_schemas::status::{Status, VmState};
 use berth_schemas::subjects::{event_subject, status_subject, StatusKind};
 use berth_schemas::vm::{CreateVm, Plan, VmCommand, VmStatus, VmTarget};
-use berth_schemas::{Actor, CommandReply, Rejection, TenantId};
+use berth_schemas::{Actor, CommandReply, TenantId};
 use uuid::Uuid;
 
 use crate::vm::Vm;
@@ -43,27 +42,7 @@ pub struct DemoConfig {
     pub timeout: Duration,
 }
 
-/// The demo's record: the VM that is the demo now.
-#[derive(Debug, Clone, Default)]
-pub struct Demo {
-    pub vm_id: Option<Uuid>,
-}
-
-impl Aggregate for Demo {
-    const KIND: &'static str = berth_schemas::demo::AGGREGATE;
-    type Command = NoCommand;
-    type Event = DemoEvent;
-
-    fn apply(&mut self, event: &DemoEvent) {
-        if let DemoEvent::ResetStarted(started) = event {
-            self.vm_id = Some(started.vm_id);
-        }
-    }
-
-    fn decide(&self, command: &NoCommand, _context: &Context) -> Result<Vec<DemoEvent>, Rejection> {
-        match *command {}
-    }
-}
+pub use berth_provisioner_core::demo::Demo;
 
 /// Resets the demo on every fire of the `demo-reset` schedule.
 pub struct DemoReset {

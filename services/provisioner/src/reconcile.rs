@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::reactor::{ReactError, Reactor};
-use berth_runtime::store::{Aggregate, Cause, Loaded, NoCommand, Repository, StoredEvent};
+use berth_runtime::store::{Aggregate, Cause, Loaded, Repository, StoredEvent};
 use berth_runtime::Runtime;
 use berth_schemas::orphan::{
     orphan_id, LostVm, OrphanDetected, OrphanEvent, OrphanRemoved, Reconcile, ReconcileReport,
@@ -37,7 +37,7 @@ use berth_schemas::orphan::{
 use berth_schemas::schedule::{schedule_id, ScheduleEvent};
 use berth_schemas::subjects::{event_subject, RECONCILE_SUBJECT};
 use berth_schemas::vm::{VmEvent, VmLost, VmStatus};
-use berth_schemas::{Actor, Rejection, TenantId};
+use berth_schemas::{Actor, TenantId};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -48,30 +48,7 @@ use crate::provider::{machine_name, vm_id_in, Machine, VmProvider};
 use crate::server::Server;
 use crate::vm::Vm;
 
-/// A machine no live VM owns, as folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Orphan {
-    /// Detected and not removed since.
-    pub present: bool,
-}
-
-impl Aggregate for Orphan {
-    const KIND: &'static str = berth_schemas::orphan::AGGREGATE;
-    type Command = NoCommand;
-    type Event = OrphanEvent;
-
-    fn apply(&mut self, event: &OrphanEvent) {
-        self.present = matches!(event, OrphanEvent::Detected(_));
-    }
-
-    fn decide(
-        &self,
-        command: &NoCommand,
-        _context: &berth_schemas::aggregate::Context,
-    ) -> Result<Vec<OrphanEvent>, Rejection> {
-        match *command {}
-    }
-}
+pub use berth_provisioner_core::orphan::Orphan;
 
 /// Compares the provider with the log.
 pub struct Reconciler {

@@ -6,3 +6,4 @@
 //! definition of what a command may do.
 
 pub mod pod;
+pub mod slots;

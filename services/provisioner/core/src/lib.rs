@@ -5,6 +5,8 @@
 //! contract ([`berth_schemas`]) only, so the service, the CLI and tests share one
 //! definition of what a command may do.
 
+pub mod demo;
+pub mod orphan;
 pub mod server;
 pub mod usage;
 pub mod vm;

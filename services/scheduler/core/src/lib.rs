@@ -6,4 +6,5 @@
 //! definition of what a command may do.
 
 pub mod schedule;
+pub mod slots;
 pub mod timing;
